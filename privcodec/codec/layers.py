@@ -1,0 +1,160 @@
+"""Group-independent building blocks.
+
+Every layer here mixes information only between positions of the *same*
+group, exactly (not approximately): cross-group attention logits are -inf, so
+their softmax weights are exactly 0.0, and masked convolutions multiply
+other-group inputs by exact zeros.  Everything else is per position.
+
+    tokens (B,H,W,C) + group ids (B,H,W) -> GroupWindowAttention -> tokens
+    feature map (B,C,H,W) + group ids     -> GroupMaskedConv2d    -> feature map
+
+Group id -1 is reserved for padding, so padding never aliases a real group
+(one of the flaws of the reference GIT-SSIC code, Feng et al., ICCV 2023).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PAD_GROUP = -1
+
+
+def upsample_groups(gid: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling of an integer group map (B,H,W)."""
+    if factor == 1:
+        return gid
+    return gid.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+
+
+class GroupWindowAttention(nn.Module):
+    """Window self-attention restricted to tokens of the same group.
+
+    Shifted windows are made by padding ``shift`` tokens at the top/left with
+    the padding id instead of the cyclic roll of Swin, so no region-id mask is
+    needed and no two groups can ever share an id.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int):
+        super().__init__()
+        self.dim, self.heads, self.window = dim, heads, window
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_bias = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.rel_bias, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+        self.register_buffer("rel_index", rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+
+    def forward(self, x: torch.Tensor, gid: torch.Tensor, shift: int = 0) -> torch.Tensor:
+        B, H, W, C = x.shape
+        w = self.window
+        pad_b = (-(H + shift)) % w
+        pad_r = (-(W + shift)) % w
+        if shift or pad_b or pad_r:
+            x = F.pad(x, (0, 0, shift, pad_r, shift, pad_b))
+            gid = F.pad(gid, (shift, pad_r, shift, pad_b), value=PAD_GROUP)
+        Hp, Wp = x.shape[1], x.shape[2]
+        nh, nw = Hp // w, Wp // w
+        xw = x.reshape(B, nh, w, nw, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
+        gw = gid.reshape(B, nh, w, nw, w).permute(0, 1, 3, 2, 4).reshape(-1, w * w)
+
+        qkv = self.qkv(xw).reshape(xw.shape[0], w * w, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        same_group = gw[:, :, None] == gw[:, None, :]
+        bias = self.rel_bias[self.rel_index].permute(2, 0, 1).to(q.dtype)  # heads,N,N
+        neg_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
+        attn_mask = torch.where(same_group[:, None], bias[None], neg_inf)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = out.transpose(1, 2).reshape(-1, w * w, C)
+        out = self.proj(out)
+        out = out.reshape(B, nh, nw, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+        return out[:, shift:shift + H, shift:shift + W]
+
+
+class GIBlock(nn.Module):
+    """Group-Independent Swin block: LN -> group window attention -> LN -> MLP."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float = 2.0):
+        super().__init__()
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = GroupWindowAttention(dim, heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), gid, self.shift)
+        return x + self.mlp(self.norm2(x))
+
+
+class GIStage(nn.Module):
+    """``depth`` GI blocks alternating plain and shifted windows."""
+
+    def __init__(self, dim: int, depth: int, heads: int, window: int, first_shifted: bool = False):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            GIBlock(dim, heads, window, shift=(window // 2) if (i + first_shifted) % 2 else 0)
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, gid)
+        return x
+
+
+class PatchMerge(nn.Module):
+    """2x2 stride-2 patch merging (kernel == stride, so per 2x2 cell; never crosses a 16-px block)."""
+
+    def __init__(self, cin: int, cout: int, norm: bool = True):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * cin) if norm else nn.Identity()
+        self.reduce = nn.Linear(4 * cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H // 2, W // 2, 4 * C)
+        return self.reduce(self.norm(x))
+
+
+class PatchSplit(nn.Module):
+    """Per-token linear expansion + 2x pixel shuffle (the inverse of PatchMerge)."""
+
+    def __init__(self, cin: int, cout: int, norm: bool = True):
+        super().__init__()
+        self.cout = cout
+        self.norm = nn.LayerNorm(cin) if norm else nn.Identity()
+        self.expand = nn.Linear(cin, 4 * cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, _ = x.shape
+        x = self.expand(self.norm(x)).reshape(B, H, W, 2, 2, self.cout)
+        return x.permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, self.cout)
+
+
+class GroupMaskedConv2d(nn.Module):
+    """k x k convolution that only reads neighbours of the centre's group.
+
+    Implemented with unfold so the mask is exact: other-group inputs are
+    multiplied by 0 before the weighted sum.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3):
+        super().__init__()
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.empty(cout, cin * kernel * kernel))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+
+    def forward(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        k, p = self.kernel, self.kernel // 2
+        cols = F.unfold(x, k, padding=p).view(B, C, k * k, H * W)
+        g = F.pad(gid.to(x.dtype)[:, None], (p, p, p, p), value=float(PAD_GROUP))
+        gcols = F.unfold(g, k).view(B, 1, k * k, H * W)
+        same = (gcols == gid.to(x.dtype).view(B, 1, 1, H * W)).to(x.dtype)
+        cols = (cols * same).view(B, C * k * k, H * W)
+        out = torch.matmul(self.weight.to(x.dtype), cols) + self.bias.to(x.dtype)[:, None]
+        return out.view(B, -1, H, W)

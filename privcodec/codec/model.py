@@ -1,0 +1,251 @@
+"""GICodec: the group-independent learned image codec.
+
+    image ─▶ Analysis ─▶ y ─▶ ×gain(q) ─▶ GroupEntropyModel ─▶ one bitstream per group
+    bitstreams of any subset of groups ─▶ ŷ (others 0) ─▶ ×gain⁻¹(q) ─▶ Synthesis ─▶ pixels
+
+Any subset of groups decodes alone and bit-exactly: every layer is per
+position or exactly masked to the group, and the entropy parameters are
+computed in float64 one group at a time with fixed shapes, so they do not
+depend on which other groups are present, nor on the thread count.
+
+Variable rate: one model, gain units (Cui et al., CVPR 2021) for 8 quality
+levels, interpolated geometrically for fractional ``quality``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .entropy import CELL, GroupEntropyModel
+from .transforms import Analysis, Synthesis
+
+BLOCK = 16
+QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
+UNKNOWN_GROUP = -2  # blocks whose group is not being decoded
+
+
+@dataclass
+class CodecConfig:
+    channels: tuple = (64, 96, 128, 192)
+    depths: tuple = (0, 1, 2, 2)
+    heads: tuple = (2, 3, 4, 6)
+    window: int = 8
+    latent: int = 192
+    hyper: int = 128
+    z_ch: int = 64
+    slices: int = 6
+    lambdas: tuple = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_uvarint(buf: bytes, pos: int = 0):
+    shift = value = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated group bitstream")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+class GICodec(nn.Module):
+    def __init__(self, config: CodecConfig | None = None):
+        super().__init__()
+        self.config = c = config or CodecConfig()
+        self.g_a = Analysis(c.channels, c.depths, c.heads, c.window, c.latent)
+        self.g_s = Synthesis(c.channels, c.depths, c.heads, c.window, c.latent)
+        self.entropy = GroupEntropyModel(c.latent, c.hyper, c.z_ch, c.slices)
+        lam = torch.tensor(c.lambdas)
+        init = 0.5 * torch.log(lam / lam[len(lam) // 2])  # quantiser step ~ 1/sqrt(lambda)
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, c.latent))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, c.latent))
+        self._coding_entropy = None
+
+    # -- rate control -------------------------------------------------------------
+    def _interp(self, table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        q = (quality.to(table.dtype).clamp(QUALITY_MIN, QUALITY_MAX) - 1).reshape(-1)
+        lo = q.floor().long().clamp(max=table.shape[0] - 2)
+        t = (q - lo.to(q.dtype))[:, None]
+        return table[lo] * (1 - t) + table[lo + 1] * t
+
+    def gains(self, quality: torch.Tensor):
+        g = torch.exp(self._interp(self.log_gain, quality))[:, :, None, None]
+        ig = torch.exp(self._interp(self.log_inv_gain, quality))[:, :, None, None]
+        return g, ig
+
+    def lmbda(self, quality: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self._interp(torch.log(torch.tensor(self.config.lambdas))[:, None], quality))[:, 0]
+
+    # -- training -----------------------------------------------------------------
+    def forward(self, x: torch.Tensor, gid: torch.Tensor, quality: torch.Tensor, groups: int, autocast: bool = False):
+        """x: (B,3,H,W) in [0,1], H, W multiples of 64; gid: (B,H/16,W/16) in 0..groups-1."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = self.g_a(x, gid)
+        g, ig = self.gains(quality)
+        y_hat, y_lik, z_bits = self.entropy(y.float() * g, gid, groups)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            x_hat = self.g_s(y_hat * ig, gid)
+        return {"x_hat": x_hat.float(), "y_likelihoods": y_lik, "z_bits": z_bits}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy.entropy_bottleneck.loss()
+
+    def update(self, force: bool = True) -> None:
+        self.entropy.entropy_bottleneck.update(force=force)
+        self.entropy.gaussian_conditional.update_scale_table(
+            self.entropy.gaussian_conditional.scale_table, force=force)
+        self._coding_entropy = None
+
+    # -- coding ---------------------------------------------------------------------
+    def _entropy64(self) -> GroupEntropyModel:
+        # float64 so the entropy parameters agree between encoder and decoder
+        # regardless of thread count or which other groups are decoded.
+        if self._coding_entropy is None:
+            self._coding_entropy = copy.deepcopy(self.entropy).double().eval()
+        return self._coding_entropy
+
+    def _hyper(self, em, z_hat_by_group: dict, gid: torch.Tensor):
+        h, w = gid.shape
+        feats = torch.zeros(1, em.h_s[0].out_channels, h, w, dtype=torch.float64)
+        for g, z_hat in z_hat_by_group.items():
+            feats += em.h_s(z_hat) * (gid == g).to(torch.float64)
+        return em.context(feats, gid[None]).chunk(2, 1)
+
+    @torch.no_grad()
+    def compress(self, image: torch.Tensor, block_groups: torch.Tensor, quality: float) -> dict[int, bytes]:
+        """image: (3,H,W) float in [0,1]; block_groups: (ceil(H/16), ceil(W/16)) ints 0..G-1.
+
+        Returns {group: bitstream}.  A group's bitstream depends only on that
+        group's pixels, its block mask and the quality."""
+        _, H, W = image.shape
+        gid = block_groups.long()
+        self._check_grid(gid, H, W)
+        x = F.pad(image[None].float(), (0, (-W) % BLOCK, 0, (-H) % BLOCK), mode="replicate")
+        y = self.g_a(x, gid[None]).double()
+        g, _ = self.gains(torch.tensor([float(quality)]))
+        y = y * g.double()
+        y, gid_c = self._pad_cells(y, gid)
+        em = self._entropy64()
+        eb, gc = em.entropy_bottleneck, em.gaussian_conditional
+        groups = [int(v) for v in torch.unique(gid)]
+
+        z_streams, z_hat = {}, {}
+        for grp in groups:
+            m = (gid_c == grp)
+            support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
+            z = em.h_a(y * m.double())
+            z_q = eb.quantize(z, "dequantize", eb._get_medians().double())
+            z_hat[grp] = z_q * support.double()
+            z_streams[grp] = eb.compress(z[:, :, support][:, :, None, :])[0]
+
+        mu_h, sigma_h = self._hyper(em, z_hat, gid_c)
+        from compressai.ans import BufferedRansEncoder
+
+        encoders = {grp: BufferedRansEncoder() for grp in groups}
+        positions = {grp: gid_c == grp for grp in groups}
+        cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        prev = []
+        for i, y_i in enumerate(y.chunk(em.slices, 1)):
+            mu, sigma = em.slice_params(i, mu_h, sigma_h, prev)
+            idx = gc.build_indexes(sigma)
+            sym = torch.round(y_i - mu)
+            for grp in groups:
+                p = positions[grp]
+                encoders[grp].encode_with_indexes(
+                    sym[0][:, p].reshape(-1).int().tolist(), idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
+            prev.append(em.refine(i, mu_h, prev, sym + mu))
+        return {grp: _uvarint(len(z_streams[grp])) + z_streams[grp] + encoders[grp].flush() for grp in groups}
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[int, bytes], block_groups: torch.Tensor, height: int, width: int,
+                   quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode any subset of groups.
+
+        block_groups holds the group of every block whose group is known and
+        UNKNOWN_GROUP elsewhere; ``streams`` maps group -> bitstream.  Returns
+        (image (3,H,W) float in [0,1], pixel mask of decoded pixels (H,W) bool).
+        Raises ValueError on a malformed bitstream."""
+        gid = block_groups.long()
+        self._check_grid(gid, height, width)
+        em = self._entropy64()
+        eb, gc = em.entropy_bottleneck, em.gaussian_conditional
+        _, gid_c = self._pad_cells(None, gid)
+        hc, wc = gid_c.shape
+        from compressai.ans import RansDecoder
+
+        z_hat, decoders, positions = {}, {}, {}
+        for grp, stream in streams.items():
+            m = gid_c == grp
+            if not bool(m.any()):
+                raise ValueError("group has no blocks")
+            support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
+            zlen, pos = _read_uvarint(stream)
+            if pos + zlen > len(stream):
+                raise ValueError("truncated group bitstream")
+            n_cells = int(support.sum())
+            z_sel = eb.decompress([stream[pos:pos + zlen]], (1, n_cells)).double()
+            z = torch.zeros(1, z_sel.shape[1], hc // CELL, wc // CELL, dtype=torch.float64)
+            z[:, :, support] = z_sel[:, :, 0, :]
+            z_hat[grp] = z
+            dec = RansDecoder()
+            dec.set_stream(stream[pos + zlen:])
+            decoders[grp], positions[grp] = dec, m
+
+        mu_h, sigma_h = self._hyper(em, z_hat, gid_c)
+        known = torch.zeros(hc, wc, dtype=torch.bool)
+        for m in positions.values():
+            known |= m
+        cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        prev = []
+        for i in range(em.slices):
+            mu, sigma = em.slice_params(i, mu_h, sigma_h, prev)
+            idx = gc.build_indexes(sigma)
+            sym = torch.zeros_like(mu)
+            for grp, dec in decoders.items():
+                p = positions[grp]
+                vals = dec.decode_stream(idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
+                sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(em.slice_ch, -1)
+            prev.append(em.refine(i, mu_h, prev, sym + mu) * known.double())
+        y_hat = torch.cat(prev, 1)[:, :, :gid.shape[0], :gid.shape[1]]
+        _, ig = self.gains(torch.tensor([float(quality)]))
+        x_hat = self.g_s((y_hat * ig.double()).float(), gid[None])
+        x_hat = x_hat[0, :, :height, :width].clamp(0, 1)
+        known_px = known[:gid.shape[0], :gid.shape[1]].repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)
+        return x_hat, known_px[:height, :width]
+
+    @staticmethod
+    def _check_grid(gid, H, W):
+        if gid.shape != (math.ceil(H / BLOCK), math.ceil(W / BLOCK)):
+            raise ValueError(f"block map {tuple(gid.shape)} does not fit a {W}x{H} image")
+
+    @staticmethod
+    def _pad_cells(y, gid):
+        ph, pw = (-gid.shape[0]) % CELL, (-gid.shape[1]) % CELL
+        gid_c = F.pad(gid, (0, pw, 0, ph), value=-1)
+        if y is not None:
+            y = F.pad(y, (0, pw, 0, ph))
+        return y, gid_c

@@ -1,0 +1,196 @@
+"""Train GICodec on CPU (or GPU if present) from a folder of photos.
+
+    photos ─▶ RAM cache (uint8, short side ≤ 512) ─▶ random crops + random
+    block-level group masks ─▶ GICodec.forward ─▶ λ(q)·255²·MSE + bpp (each
+    group's own bits) ─▶ Adam (+ aux step for the factorised prior)
+
+Variable rate: every sample draws a quality q ∈ [1, 8] and its λ.
+Checkpoints go to OUT/last.pt every --ckpt-every iterations (atomic), and a
+run resumes from it.  Never point --data at the evaluation set (Kodak).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import CodecConfig, GICodec
+from .weights_io import atomic_torch_save, export_weights
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+def load_photos(folder: Path, max_short_side: int = 512, min_side: int = 128) -> list[np.ndarray]:
+    from PIL import Image, ImageOps
+
+    photos = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+        if "kodak" in str(path).lower() or path.name.lower().startswith("kodim"):
+            raise SystemExit(f"refusing to train on the evaluation set: {path}")
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            s = min(im.size)
+            if s > max_short_side:
+                f = max_short_side / s
+                im = im.resize((round(im.width * f), round(im.height * f)), Image.LANCZOS)
+            if min(im.size) >= min_side:
+                photos.append(np.asarray(im, dtype=np.uint8).copy())
+    return photos
+
+
+def random_groups(hb: int, wb: int, rng: random.Random, max_groups: int) -> np.ndarray:
+    """Random irregular block-level group map: half the time one group, else
+    boxes and blobs painted over a background group (as in GIT-SSIC training)."""
+    gid = np.zeros((hb, wb), dtype=np.int64)
+    if rng.random() < 0.5 or max_groups < 2:
+        return gid
+    k = rng.randint(2, max_groups)
+    yy, xx = np.mgrid[0:hb, 0:wb]
+    for g in range(1, k):
+        cy, cx = rng.uniform(0, hb), rng.uniform(0, wb)
+        ry, rx = rng.uniform(0.5, hb / 2), rng.uniform(0.5, wb / 2)
+        if rng.random() < 0.5:
+            shape = (abs(yy + 0.5 - cy) <= ry) & (abs(xx + 0.5 - cx) <= rx)
+        else:
+            noise = rng.uniform(0.6, 1.4)
+            shape = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= noise
+        gid[shape] = g
+    # relabel to 0..n-1 (a painted group may have vanished under later ones)
+    _, gid = np.unique(gid, return_inverse=True)
+    return gid.reshape(hb, wb)
+
+
+def make_batch(photos, batch: int, crop: int, rng: random.Random, max_groups: int):
+    xs, gids = [], []
+    for _ in range(batch):
+        im = photos[rng.randrange(len(photos))]
+        h, w = im.shape[:2]
+        cy, cx = rng.randint(0, h - crop), rng.randint(0, w - crop)
+        patch = im[cy:cy + crop, cx:cx + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        xs.append(np.ascontiguousarray(patch))
+        gids.append(random_groups(crop // 16, crop // 16, rng, max_groups))
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
+    gid = torch.from_numpy(np.stack(gids))
+    return x, gid
+
+
+def lr_at(it: int, total: int, peak: float, floor: float, warmup: int = 500, decay_frac: float = 0.15) -> float:
+    if it < warmup:
+        return peak * (it + 1) / warmup
+    start = int(total * (1 - decay_frac))
+    if it < start:
+        return peak
+    t = min(1.0, (it - start) / max(1, total - start))
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def rd_loss(model: GICodec, out: dict, x: torch.Tensor, quality: torch.Tensor):
+    B, _, H, W = x.shape
+    mse = ((out["x_hat"] - x) ** 2).reshape(B, -1).mean(1)
+    y_bits = (-torch.log2(out["y_likelihoods"])).reshape(B, -1).sum(1)
+    bpp = (y_bits + out["z_bits"]) / (H * W)
+    loss = (model.lmbda(quality) * 255 ** 2 * mse + bpp).mean()
+    psnr = (-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean()
+    return loss, bpp.detach().mean(), psnr
+
+
+def evaluate(model: GICodec, images: list[np.ndarray], quality: float) -> tuple[float, float]:
+    model.update(force=True)
+    bpps, psnrs = [], []
+    for im in images:
+        x = torch.from_numpy(im).permute(2, 0, 1).float() / 255
+        hb, wb = math.ceil(x.shape[1] / 16), math.ceil(x.shape[2] / 16)
+        streams = model.compress(x, torch.zeros(hb, wb, dtype=torch.long), quality)
+        x_hat, _ = model.decompress(streams, torch.zeros(hb, wb, dtype=torch.long), x.shape[1], x.shape[2], quality)
+        x_hat = (x_hat * 255).round()
+        mse = ((x_hat - x * 255) ** 2).mean().item()
+        psnrs.append(10 * math.log10(255 ** 2 / mse))
+        bpps.append(8 * sum(len(s) for s in streams.values()) / (x.shape[1] * x.shape[2]))
+    return float(np.mean(bpps)), float(np.mean(psnrs))
+
+
+def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
+          lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 4, eval_dir: Path | None = None,
+          eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
+          init: Path | None = None, log=print) -> Path:
+    torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model = GICodec(CodecConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["model"], strict=False)
+        start = ckpt["iter"]
+        log(f"resumed from {ckpt_path} at iteration {start}")
+    else:
+        model, ckpt, start = GICodec(), None, 0
+        if init is not None:
+            model.load_state_dict(torch.load(init, map_location="cpu", weights_only=False)["model"], strict=False)
+    params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    opt = torch.optim.Adam(params, lr=lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["opt"])
+        aux_opt.load_state_dict(ckpt["aux_opt"])
+        rng.setstate(ckpt["rng"])
+
+    t0 = time.time()
+    photos = load_photos(data)
+    photos = [p for p in photos if min(p.shape[:2]) >= crop]
+    log(f"{len(photos)} training photos cached in {time.time() - t0:.0f}s; {sum(p.numel() for p in params)/1e6:.2f} M params")
+    eval_images = []
+    if eval_dir is not None:
+        from PIL import Image
+        for name in ("kodim01.png", "kodim05.png"):
+            p = Path(eval_dir) / name
+            if p.exists():
+                eval_images.append(np.asarray(Image.open(p).convert("RGB"))[:256, :384].copy())
+
+    model.train()
+    stats, t_last = [], time.time()
+    for it in range(start, iters):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it, iters, lr, lr_floor)
+        x, gid = make_batch(photos, batch, crop, rng, max_groups)
+        quality = torch.rand(batch) * 7 + 1
+        out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
+        loss, bpp, psnr = rd_loss(model, out_, x, quality)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        stats.append((loss.item(), bpp.item(), psnr.item()))
+
+        done = it + 1
+        if done % 100 == 0:
+            l, b, p = np.mean(stats, 0)
+            log(f"iter {done}/{iters} loss {l:.4f} bpp {b:.3f} psnr {p:.2f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{(time.time() - t_last) / len(stats):.3f}s/it")
+            stats, t_last = [], time.time()
+        if done % ckpt_every == 0 or done == iters:
+            atomic_torch_save({"config": model.config.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
+                               "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate()}, ckpt_path)
+        if eval_images and (done % eval_every == 0 or done == iters):
+            model.eval()
+            for q in (2.0, 5.0):
+                b, p = evaluate(model, eval_images, q)
+                log(f"eval iter {done} q{q:g}: {b:.3f} bpp {p:.2f} dB (real bitstreams, kodim01/05 crops)")
+            model.train()
+            t_last = time.time()
+    model.eval()
+    export_weights(model, out / "gicodec.pt", {"iterations": iters, "crop": crop, "batch": batch})
+    return out / "gicodec.pt"
