@@ -60,3 +60,12 @@ def load_weights(path: Path | str = DEFAULT_WEIGHTS) -> GICodec:
 
 def weights_sha256(path: Path | str = DEFAULT_WEIGHTS) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
+def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None) -> Path:
+    """Training checkpoint (OUT/last.pt) -> shipped weights file."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = GICodec(CodecConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"], strict=False)
+    export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], **(meta or {})})
+    return Path(path)

@@ -1,0 +1,213 @@
+"""`privcodec bench rd`: rate-distortion and speed, side by side, in one run.
+
+    dataset PNGs ─▶ privcodec (one group; typical multi-group masks) per quality
+                 ─▶ JPEG / WebP / AVIF through Pillow (its defaults) per quality
+                 ─▶ mean bpp / PSNR curves ─▶ BD-rate, grouping overhead, timings
+                 ─▶ table on stdout + OUT/rd.json + OUT/rd.png
+
+PSNR is RGB 8-bit, averaged per image as in CompressAI; bpp counts the
+codec's real bitstreams (every group's own stream, headers excluded; the
+container overhead is reported separately).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSICAL = {
+    "JPEG": ("JPEG", [5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "WebP": ("WEBP", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "AVIF": ("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 100.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def classical_point(image: np.ndarray, fmt: str, quality: int) -> tuple[float, float]:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, quality=quality)
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return 8 * len(buf.getvalue()) / (image.shape[0] * image.shape[1]), psnr(image, decoded)
+
+
+def typical_groups(height: int, width: int, seed: int) -> np.ndarray:
+    """A photo-like grouping: one person-sized region and two face-sized ones
+    on the background (deterministic per image)."""
+    rng = random.Random(seed)
+    hb, wb = math.ceil(height / 16), math.ceil(width / 16)
+    grid = np.zeros((hb, wb), dtype=np.int64)
+    ph, pw = rng.randint(hb // 3, hb // 2), rng.randint(wb // 6, wb // 4)
+    py, px = rng.randint(0, hb - ph), rng.randint(0, wb - pw)
+    grid[py:py + ph, px:px + pw] = 1
+    for g in (2, 3):
+        fh, fw = rng.randint(2, 5), rng.randint(2, 4)
+        fy, fx = rng.randint(0, hb - fh), rng.randint(0, wb - fw)
+        grid[fy:fy + fh, fx:fx + fw] = g
+    _, grid = np.unique(grid, return_inverse=True)
+    return grid.reshape(hb, wb)
+
+
+def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float):
+    from .. import codec
+
+    t0 = time.perf_counter()
+    streams = codec.encode_groups(image, grid, quality)
+    t1 = time.perf_counter()
+    decoded, _ = codec.decode_groups(streams, grid, image.shape[0], image.shape[1], quality)
+    t2 = time.perf_counter()
+    bits = 8 * sum(len(s) for s in streams.values())
+    return bits / (image.shape[0] * image.shape[1]), psnr(image, decoded), t1 - t0, t2 - t1
+
+
+def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float | None:
+    """Bjøntegaard delta rate (%) of test against ref: cubic fit of log-rate
+    over PSNR, integrated over the overlapping PSNR interval."""
+    lr_ref, lr_test = np.log(rate_ref), np.log(rate_test)
+    lo, hi = max(min(psnr_ref), min(psnr_test)), min(max(psnr_ref), max(psnr_test))
+    if hi <= lo or len(rate_ref) < 4 or len(rate_test) < 4:
+        return None
+    p_ref, p_test = np.polyfit(psnr_ref, lr_ref, 3), np.polyfit(psnr_test, lr_test, 3)
+    int_ref, int_test = np.polyint(p_ref), np.polyint(p_test)
+    avg_ref = (np.polyval(int_ref, hi) - np.polyval(int_ref, lo)) / (hi - lo)
+    avg_test = (np.polyval(int_test, hi) - np.polyval(int_test, lo)) / (hi - lo)
+    return float((math.exp(avg_test - avg_ref) - 1) * 100)
+
+
+def time_bmshj2018(images, threads: int) -> tuple[float, float]:
+    """Encode/decode seconds per image of CompressAI's bmshj2018-hyperprior (N=128, M=192).
+
+    Its speed does not depend on its weights, so untrained weights are used (none can be downloaded here)."""
+    import torch
+    from compressai.zoo import bmshj2018_hyperprior
+
+    torch.set_num_threads(threads)
+    net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
+    net.update(force=True)
+    enc = dec = 0.0
+    with torch.no_grad():
+        for im in images:
+            x = torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+            h, w = x.shape[2:]
+            x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64))
+            t0 = time.perf_counter()
+            out = net.compress(x)
+            t1 = time.perf_counter()
+            net.decompress(out["strings"], out["shape"])
+            t2 = time.perf_counter()
+            enc, dec = enc + t1 - t0, dec + t2 - t1
+    return enc / len(images), dec / len(images)
+
+
+def _mean_curve(points):
+    return [float(np.mean([p[0] for p in q])) for q in points], [float(np.mean([p[1] for p in q])) for q in points]
+
+
+def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True, echo=print):
+    import torch
+    from PIL import Image
+
+    from .. import codec
+
+    paths = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in {".png", ".jpg", ".ppm", ".bmp"})[:limit]
+    if not paths:
+        raise SystemExit(f"no images in {dataset}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    threads = codec.configure_threads()
+    codec.load_codec()
+    echo(f"{len(images)} images from {dataset}; torch threads {threads}")
+
+    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads, "curves": {}}
+    for name, (fmt, qs) in CLASSICAL.items():
+        pts = [[classical_point(im, fmt, q) for im in images] for q in qs]
+        r, p = _mean_curve(pts)
+        results["curves"][name] = {"quality": qs, "bpp": r, "psnr": p}
+
+    single, multi, enc_t, dec_t = [], [], [], []
+    for q in qualities:
+        row_s, row_m = [], []
+        for i, im in enumerate(images):
+            grid1 = np.zeros((math.ceil(im.shape[0] / 16), math.ceil(im.shape[1] / 16)), dtype=np.int64)
+            b, p, te, td = privcodec_point(im, grid1, q)
+            row_s.append((b, p))
+            enc_t.append(te)
+            dec_t.append(td)
+            b, p, _, _ = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q)
+            row_m.append((b, p))
+        single.append(row_s)
+        multi.append(row_m)
+        echo(f"  privcodec q{q:g}: {np.mean([x[0] for x in row_s]):.3f} bpp {np.mean([x[1] for x in row_s]):.2f} dB "
+             f"(4 groups: {np.mean([x[0] for x in row_m]):.3f} bpp {np.mean([x[1] for x in row_m]):.2f} dB)")
+    r1, p1 = _mean_curve(single)
+    rm, pm = _mean_curve(multi)
+    results["curves"]["privcodec"] = {"quality": list(qualities), "bpp": r1, "psnr": p1}
+    results["curves"]["privcodec (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm}
+    results["grouping_overhead_percent"] = bd_rate(r1, p1, rm, pm)
+    results["grouping_overhead_bits_percent"] = float((np.sum(rm) / np.sum(r1) - 1) * 100)
+    results["bd_rate_percent"] = {
+        name: bd_rate(results["curves"][name]["bpp"], results["curves"][name]["psnr"], r1, p1) for name in CLASSICAL}
+    results["bd_rate_vs_jpeg_percent"] = {
+        name: bd_rate(results["curves"]["JPEG"]["bpp"], results["curves"]["JPEG"]["psnr"],
+                      results["curves"][name]["bpp"], results["curves"][name]["psnr"])
+        for name in ("WebP", "AVIF", "privcodec")}
+    timing = {"privcodec_encode_s": float(np.mean(enc_t)), "privcodec_decode_s": float(np.mean(dec_t))}
+    if baseline_speed:
+        e, d = time_bmshj2018(images[: min(4, len(images))], threads)
+        timing.update({"bmshj2018_hyperprior_encode_s": e, "bmshj2018_hyperprior_decode_s": d})
+    results["timing"] = timing
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rd.json").write_text(json.dumps(results, indent=2))
+    _plot(results, out / "rd.png")
+    _print_table(results, echo)
+    echo(f"wrote {out / 'rd.json'} and {out / 'rd.png'}")
+    return results
+
+
+def _print_table(res, echo):
+    echo("")
+    echo(f"{'codec':<22}{'bpp range':>18}{'PSNR range (dB)':>20}{'BD-rate vs it':>16}")
+    for name, c in res["curves"].items():
+        bd = res["bd_rate_percent"].get(name)
+        bd_s = f"{bd:+.1f} %" if bd is not None else "-"
+        echo(f"{name:<22}{min(c['bpp']):>8.3f} – {max(c['bpp']):<7.3f}{min(c['psnr']):>9.2f} – {max(c['psnr']):<8.2f}{bd_s:>14}")
+    echo("BD-rate vs JPEG: " + ", ".join(f"{k} {v:+.1f} %" if v is not None else f"{k} -"
+                                         for k, v in res["bd_rate_vs_jpeg_percent"].items()))
+    go = res["grouping_overhead_percent"]
+    echo(f"grouping overhead (4 groups vs 1, BD-rate): {go:+.2f} %" if go is not None else "grouping overhead: -")
+    t = res["timing"]
+    line = f"privcodec encode {t['privcodec_encode_s']:.2f} s, decode {t['privcodec_decode_s']:.2f} s per image"
+    if "bmshj2018_hyperprior_encode_s" in t:
+        line += (f"; bmshj2018-hyperprior encode {t['bmshj2018_hyperprior_encode_s']:.2f} s, "
+                 f"decode {t['bmshj2018_hyperprior_decode_s']:.2f} s")
+    echo(line)
+
+
+def _plot(res, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for name, c in res["curves"].items():
+        ax.plot(c["bpp"], c["psnr"], marker="o", ms=3, label=name, ls="--" if "groups" in name else "-")
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB, RGB)")
+    ax.set_title(f"Rate-distortion on {Path(res['dataset']).name} ({len(res['images'])} images)")
+    ax.set_xlim(0, 2.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
