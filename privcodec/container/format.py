@@ -1,0 +1,475 @@
+"""Byte layout of .prvc files: seal, parse, verify (FORMAT.md is the spec).
+
+    seal(groups, keys) ─▶ core ─▶ core_hash ─▶ chunks + stanzas ─▶ bytes
+    bytes ─▶ open_container (checksum, fields, hashes) ─▶ Container ─▶ unlock / strip / grant
+
+Parsing is strict and canonical: one file, one encoding.  Every failure on
+untrusted bytes raises FormatError with a constant message, so the error says
+*that* the file is bad, never where (SECURITY.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from ..errors import DecryptionError, FormatError
+from . import crypto
+from .crypto import KEY_ID_LEN, NONCE_LEN, TAG_LEN, WRAPPED_LEN, Random, Stanza
+
+if TYPE_CHECKING:
+    from ..keys import Identity, Recipient
+
+MAGIC = b"PRVC"
+VERSION = 1
+PROTECTED = -1   # block_map value: a block of some protected (encrypted) group
+REDACTED = -2    # block_map value: a block of a redacted group (nothing stored)
+
+# Limits: a hostile file cannot make us allocate more than these allow.
+MAX_SIDE = 65536
+MAX_BLOCK = 1024
+MAX_CELLS = 1 << 22
+MAX_GROUPS = 4096          # group indices are 0..MAX_GROUPS-1
+MAX_LABEL = 255
+MAX_CODEC_ID = 64
+MAX_STANZAS = 256
+MAX_PAD = 1 << 20
+HASH_LEN = 32
+FILE_ID_LEN = 16
+MIN_CHUNK = NONCE_LEN + 1 + TAG_LEN
+
+CORRUPT = "not a valid .prvc file (corrupted or tampered)"
+NOT_PRVC = "not a .prvc file"
+CANNOT_DECRYPT = "a key matched a protected group but could not decrypt it (wrong key or tampered file)"
+OPENS_NOTHING = "the key opens no protected group in this file"
+
+
+@dataclass
+class PublicGroup:
+    index: int
+    label: str
+    score: float
+    payload: bytes
+
+
+@dataclass
+class ProtectedGroup:
+    index: int
+    label: str
+    score: float
+    block_mask: np.ndarray           # bool, grid shape
+    payload: bytes
+    recipients: list[Recipient]
+
+
+@dataclass
+class OpenedGroup:
+    index: int
+    label: str
+    score: float
+    block_mask: np.ndarray
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class RecipientInfo:
+    kind: str                        # "symmetric" or "x25519"
+    key_id: str                      # 16 hex characters
+
+
+@dataclass
+class ChunkInfo:
+    index: int
+    length: int                      # bytes of the chunk (nonce + ciphertext + tag)
+    present: bool                    # False once stripped
+    recipients: list[RecipientInfo] = field(default_factory=list)
+
+    @property
+    def key_ids(self) -> list[str]:
+        return [r.key_id for r in self.recipients]
+
+
+@dataclass
+class _Chunk:
+    index: int
+    body: bytes
+    stanzas: list[Stanza]
+
+
+class _Bad(Exception):
+    """Internal: untrusted bytes failed a check; becomes FormatError(CORRUPT)."""
+
+
+def _check(ok: bool) -> None:
+    if not ok:
+        raise _Bad
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def grid_shape(width: int, height: int, block: int) -> tuple[int, int]:
+    return math.ceil(height / block), math.ceil(width / block)
+
+
+def _valid_label(label: object) -> bool:
+    try:
+        return isinstance(label, str) and label.isprintable() and 1 <= len(label.encode("utf-8")) <= MAX_LABEL
+    except UnicodeEncodeError:   # lone surrogates
+        return False
+
+
+def _label_bytes(label: str) -> bytes:
+    return bytes([len(label.encode())]) + label.encode()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _rle(block_map: np.ndarray) -> bytes:
+    flat = block_map.ravel()
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    counts = np.diff(np.append(starts, flat.size))
+    runs = np.empty(starts.size, dtype=[("v", ">i2"), ("c", ">u4")])
+    runs["v"], runs["c"] = flat[starts], counts
+    return struct.pack(">I", runs.size) + runs.tobytes()
+
+
+def _core(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared) -> bytes:
+    out = [MAGIC, bytes([VERSION]), file_id, struct.pack(">IIH", width, height, block),
+           bytes([len(codec_id)]), codec_id.encode("ascii"), weights_sha256, struct.pack(">d", quality),
+           _rle(block_map), struct.pack(">H", len(public))]
+    for g in public:
+        out += [struct.pack(">H", g.index), _label_bytes(g.label), struct.pack(">dI", g.score, len(g.payload)),
+                _sha(g.payload)]
+    out.append(struct.pack(">H", len(declared)))
+    out += [struct.pack(">HI", index, length) for index, length in declared]
+    return b"".join(out)
+
+
+def _assemble(core: bytes, public: Sequence[PublicGroup], chunks: Sequence[_Chunk]) -> bytes:
+    out = [core, struct.pack(">H", len(chunks))]
+    for c in chunks:
+        out += [struct.pack(">H", c.index), _sha(c.body), struct.pack(">H", len(c.stanzas))]
+        out += [bytes([crypto.TYPE_CODES[s.kind]]) + s.key_id + s.arg + s.wrapped for s in c.stanzas]
+    out += [g.payload for g in public] + [c.body for c in chunks]
+    body = b"".join(out)
+    return body + _sha(body)
+
+
+def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
+    pt = (_label_bytes(group.label) + struct.pack(">d", group.score) + np.packbits(group.block_mask.ravel()).tobytes()
+          + struct.pack(">I", len(group.payload)) + group.payload)
+    if pad:
+        natural = NONCE_LEN + len(pt) + TAG_LEN
+        pt += bytes(-natural % pad)   # chunk length becomes the next multiple of pad
+    return pt
+
+
+def _require(ok: bool, message: str) -> None:
+    # Arguments come from our own pipeline; a failure here is a caller bug, not bad user data.
+    if not ok:
+        raise ValueError(message)
+
+
+def _unique_recipients(recipients) -> list:
+    seen, out = set(), []
+    for r in recipients:
+        if (r.kind, r.key_id) not in seen:
+            seen.add((r.kind, r.key_id))
+            out.append(r)
+    return out
+
+
+def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: bytes, quality: float,
+         block_map: np.ndarray, public: list[PublicGroup], protected: list[ProtectedGroup],
+         pad: int | None = None, _random: Random = os.urandom) -> bytes:
+    """Build a .prvc file. `_random` exists only for the deterministic test vector."""
+    _require(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE, "image size out of range")
+    _require(1 <= block <= MAX_BLOCK, "block size out of range")
+    grid = grid_shape(width, height, block)
+    _require(grid[0] * grid[1] <= MAX_CELLS, "too many blocks")
+    _require(isinstance(codec_id, str) and 1 <= len(codec_id) <= MAX_CODEC_ID
+             and all(0x21 <= ord(ch) <= 0x7E for ch in codec_id), "invalid codec id")
+    _require(isinstance(weights_sha256, bytes) and len(weights_sha256) == HASH_LEN, "weights_sha256 must be 32 bytes")
+    _require(math.isfinite(quality), "quality must be finite")
+    _require(pad is None or (isinstance(pad, int) and 1 <= pad <= MAX_PAD), f"pad must be 1..{MAX_PAD}")
+    block_map = np.asarray(block_map)
+    _require(block_map.shape == grid and np.issubdtype(block_map.dtype, np.integer), f"block_map must be an int array of shape {grid}")
+    public = sorted(public, key=lambda g: g.index)
+    protected = sorted(protected, key=lambda g: g.index)
+    indices = [g.index for g in public] + [g.index for g in protected]
+    _require(len(set(indices)) == len(indices) and all(0 <= i < MAX_GROUPS for i in indices),
+             "group indices must be distinct and in 0..4095")
+    for g in public + protected:
+        if not _valid_label(g.label):
+            # Labels can come from users (--region x,y,x,y:label), so this one is a clean error.
+            raise FormatError(f"label {g.label!r} cannot be stored: use 1..{MAX_LABEL} bytes of printable text")
+        _require(math.isfinite(g.score), "scores must be finite")
+        _require(isinstance(g.payload, bytes) and len(g.payload) < 2**32, "payload must be bytes")
+    _require(bool(np.isin(block_map, [g.index for g in public] + [PROTECTED, REDACTED]).all()),
+             "block_map holds a value that is neither a public group, PROTECTED nor REDACTED")
+    footprint = np.zeros(grid, dtype=bool)
+    for g in protected:
+        mask = np.asarray(g.block_mask)
+        _require(mask.shape == grid and mask.dtype == bool and mask.any(), f"group {g.index}: block_mask must be a non-empty bool grid")
+        _require(not (footprint & mask).any(), f"group {g.index}: block_mask overlaps another protected group")
+        footprint |= mask
+        _require(len(g.recipients) > 0, f"group {g.index}: a protected group needs at least one recipient")
+    _require(bool((footprint == (block_map == PROTECTED)).all()),
+             "the PROTECTED blocks of block_map must be exactly the union of the protected masks")
+
+    file_id = _random(FILE_ID_LEN)
+    plaintexts = [_plaintext(g, pad) for g in protected]
+    declared = [(g.index, NONCE_LEN + len(pt) + TAG_LEN) for g, pt in zip(protected, plaintexts)]
+    core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
+                 block_map.astype(np.int16), public, declared)
+    core_hash = _sha(core)
+    chunks = []
+    for g, pt in zip(protected, plaintexts):
+        content_key = _random(crypto.KEY_LEN)   # fresh per group: used for this one chunk only
+        body = crypto.encrypt_chunk(content_key, pt, crypto.chunk_aad(core_hash, g.index), _random)
+        stanzas = [crypto.wrap(r.kind, r.key, content_key, crypto.stanza_aad(core_hash, g.index), _random)
+                   for r in _unique_recipients(g.recipients)]
+        chunks.append(_Chunk(g.index, body, stanzas))
+    return _assemble(core, public, chunks)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Reader:
+    def __init__(self, data: bytes, end: int):
+        self.data, self.pos, self.end = data, 0, end
+
+    def take(self, n: int) -> bytes:
+        _check(0 <= n <= self.end - self.pos)
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def unpack(self, fmt: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return self.unpack(">H")[0]
+
+    def u32(self) -> int:
+        return self.unpack(">I")[0]
+
+    def f64(self) -> float:
+        value = self.unpack(">d")[0]
+        _check(math.isfinite(value))
+        return value
+
+    def label(self) -> str:
+        raw = self.take(self.u8())
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Bad from None
+        _check(_valid_label(text))
+        return text
+
+
+def _read_block_map(r: _Reader, grid: tuple[int, int]) -> np.ndarray:
+    cells = grid[0] * grid[1]
+    n_runs = r.u32()
+    _check(1 <= n_runs <= cells)
+    runs = np.frombuffer(r.take(6 * n_runs), dtype=[("v", ">i2"), ("c", ">u4")])
+    counts = runs["c"].astype(np.int64)
+    _check(bool((counts >= 1).all()) and int(counts.sum()) == cells)
+    _check(bool((runs["v"][1:] != runs["v"][:-1]).all()))   # canonical: adjacent runs differ
+    return np.repeat(runs["v"].astype(np.int16), counts).reshape(grid)
+
+
+def _increasing(indices: list[int]) -> bool:
+    return all(a < b for a, b in zip(indices, indices[1:])) and all(0 <= i < MAX_GROUPS for i in indices)
+
+
+def open_container(data: bytes) -> Container:
+    """Parse and verify a .prvc file: checksum, every field, every present body's hash."""
+    data = bytes(data)
+    if data[:4] != MAGIC:
+        # A file cut inside the magic is still recognisably ours: report it as damaged.
+        raise FormatError(CORRUPT if data and MAGIC.startswith(data) else NOT_PRVC)
+    if len(data) < 5:
+        raise FormatError(CORRUPT)
+    if data[4] != VERSION:
+        raise FormatError(f"unsupported .prvc version {data[4]}")
+    if len(data) < 5 + HASH_LEN or _sha(data[:-HASH_LEN]) != data[-HASH_LEN:]:
+        raise FormatError(CORRUPT)
+    try:
+        return _parse(data)
+    except _Bad:
+        raise FormatError(CORRUPT) from None
+
+
+def _parse(data: bytes) -> Container:
+    r = _Reader(data, len(data) - HASH_LEN)
+    r.take(5)
+    file_id = r.take(FILE_ID_LEN)
+    width, height, block = r.unpack(">IIH")
+    _check(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and 1 <= block <= MAX_BLOCK)
+    grid = grid_shape(width, height, block)
+    _check(grid[0] * grid[1] <= MAX_CELLS)
+    codec_raw = r.take(r.u8())
+    _check(1 <= len(codec_raw) <= MAX_CODEC_ID and all(0x21 <= b <= 0x7E for b in codec_raw))
+    weights_sha256 = r.take(HASH_LEN)
+    quality = r.f64()
+    block_map = _read_block_map(r, grid)
+
+    public, public_hashes = [], []
+    for _ in range(r.u16()):
+        index, label, score, length = r.u16(), r.label(), r.f64(), r.u32()
+        public.append(PublicGroup(index, label, score, b""))
+        public_hashes.append((length, r.take(HASH_LEN)))
+    declared = {}
+    for _ in range(r.u16()):
+        index, length = r.unpack(">HI")
+        _check(length >= MIN_CHUNK and index not in declared)
+        declared[index] = length
+    public_indices = [g.index for g in public]
+    _check(_increasing(public_indices) and _increasing(list(declared)))
+    _check(not set(public_indices) & set(declared))
+    _check(bool(np.isin(block_map, public_indices + [PROTECTED, REDACTED]).all()))
+    core = data[:r.pos]
+
+    chunks, hashes = [], []
+    for _ in range(r.u16()):
+        index = r.u16()
+        _check(index in declared)
+        hashes.append(r.take(HASH_LEN))
+        n_stanzas = r.u16()
+        _check(1 <= n_stanzas <= MAX_STANZAS)
+        stanzas = []
+        for _ in range(n_stanzas):
+            kind = crypto.TYPE_NAMES.get(r.u8())
+            _check(kind is not None)
+            stanzas.append(Stanza(kind, r.take(KEY_ID_LEN), r.take(crypto.ARG_LEN[kind]), r.take(WRAPPED_LEN)))
+        chunks.append(_Chunk(index, b"", stanzas))
+    _check(_increasing([c.index for c in chunks]))
+
+    for g, (length, digest) in zip(public, public_hashes):
+        g.payload = r.take(length)
+        _check(_sha(g.payload) == digest)
+    for c, digest in zip(chunks, hashes):
+        c.body = r.take(declared[c.index])
+        _check(_sha(c.body) == digest)
+    _check(r.pos == r.end)   # nothing between the last body and the checksum
+
+    return Container(core=core, file_id=file_id, width=width, height=height, block=block,
+                     codec_id=codec_raw.decode("ascii"), weights_sha256=weights_sha256, quality=quality,
+                     block_map=block_map, public_groups=public, declared=declared, chunks=chunks)
+
+
+class Container:
+    """A parsed, verified .prvc file. Nothing here is decrypted until unlock()."""
+
+    def __init__(self, *, core, file_id, width, height, block, codec_id, weights_sha256, quality,
+                 block_map, public_groups, declared, chunks):
+        self._core = core
+        self.core_hash = _sha(core)
+        self.file_id: bytes = file_id
+        self.width: int = width
+        self.height: int = height
+        self.block: int = block
+        self.codec_id: str = codec_id
+        self.weights_sha256: bytes = weights_sha256
+        self.quality: float = quality
+        self.block_map: np.ndarray = block_map
+        self.public_groups: list[PublicGroup] = public_groups
+        self._declared: dict[int, int] = declared
+        self._chunks: list[_Chunk] = chunks
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return self.block_map.shape
+
+    @property
+    def protected_chunks(self) -> list[ChunkInfo]:
+        present = {c.index: c for c in self._chunks}
+        return [ChunkInfo(index, length, index in present,
+                          [RecipientInfo(s.kind, s.key_id.hex()) for s in present[index].stanzas] if index in present else [])
+                for index, length in self._declared.items()]
+
+    def to_bytes(self) -> bytes:
+        return _assemble(self._core, self.public_groups, self._chunks)
+
+    def _open(self, identities: Sequence[Identity]):
+        """Yield (chunk, content key, plaintext) for every chunk an identity opens."""
+        for chunk in self._chunks:
+            matches = [(i, s) for s in chunk.stanzas for i in identities
+                       if i.kind == s.kind and i.key_id == s.key_id.hex()]
+            if not matches:
+                continue   # not for us: stays closed, silently
+            aad = crypto.stanza_aad(self.core_hash, chunk.index)
+            content_key = next((k for i, s in matches
+                                if (k := crypto.unwrap(i.kind, i.secret, s, aad)) is not None), None)
+            plaintext = None if content_key is None else crypto.decrypt_chunk(
+                content_key, chunk.body, crypto.chunk_aad(self.core_hash, chunk.index))
+            if plaintext is None:
+                raise DecryptionError(CANNOT_DECRYPT)
+            yield chunk, content_key, plaintext
+
+    def unlock(self, identities: Sequence[Identity]) -> list[OpenedGroup]:
+        """The protected groups these identities open; others are skipped silently."""
+        footprint = self.block_map == PROTECTED
+        taken = np.zeros_like(footprint)
+        opened = []
+        for chunk, _, plaintext in self._open(identities):
+            try:
+                group = self._parse_plaintext(chunk.index, plaintext)
+            except _Bad:
+                # Authenticated yet malformed: whoever holds the content key wrote nonsense.
+                raise FormatError(CORRUPT) from None
+            if not group.block_mask.any() or (group.block_mask & ~footprint).any() or (group.block_mask & taken).any():
+                raise FormatError(CORRUPT)
+            taken |= group.block_mask
+            opened.append(group)
+        return opened
+
+    def _parse_plaintext(self, index: int, plaintext: bytes) -> OpenedGroup:
+        r = _Reader(plaintext, len(plaintext))
+        label, score = r.label(), r.f64()
+        cells = self.block_map.size
+        packed = np.frombuffer(r.take((cells + 7) // 8), dtype=np.uint8)
+        bits = np.unpackbits(packed)
+        _check(not bits[cells:].any())   # unused bits are zero
+        payload = r.take(r.u32())
+        _check(not any(r.take(r.end - r.pos)))   # padding is zeros
+        return OpenedGroup(index, label, score, bits[:cells].astype(bool).reshape(self.grid_shape), payload)
+
+    def strip(self, identities: Sequence[Identity]) -> bytes:
+        """Keep the public groups and the chunks these identities open; drop the other chunks and their stanzas."""
+        keep = {chunk.index for chunk, _, _ in self._open(identities)}
+        return _assemble(self._core, self.public_groups, [c for c in self._chunks if c.index in keep])
+
+    def grant(self, identity: Identity, recipient: Recipient, *, _random: Random = os.urandom) -> bytes:
+        """Add a stanza for `recipient` to every chunk `identity` opens. No re-encryption."""
+        new_chunks = {c.index: c for c in self._chunks}
+        opened = 0
+        for chunk, content_key, _ in self._open([identity]):
+            opened += 1
+            if any(s.kind == recipient.kind and s.key_id.hex() == recipient.key_id for s in chunk.stanzas):
+                continue   # already a recipient
+            _check_stanza_room(chunk)
+            stanza = crypto.wrap(recipient.kind, recipient.key, content_key,
+                                 crypto.stanza_aad(self.core_hash, chunk.index), _random)
+            new_chunks[chunk.index] = _Chunk(chunk.index, chunk.body, chunk.stanzas + [stanza])
+        if not opened:
+            raise DecryptionError(OPENS_NOTHING)
+        return _assemble(self._core, self.public_groups, list(new_chunks.values()))
+
+
+def _check_stanza_room(chunk: _Chunk) -> None:
+    if len(chunk.stanzas) >= MAX_STANZAS:
+        raise FormatError(f"a protected group already has the maximum of {MAX_STANZAS} recipients")

@@ -1,0 +1,189 @@
+"""Key files, identities (who can decrypt) and recipients (whom we encrypt to).
+
+    keygen NAME ─▶ NAME.key (secret, 0600) [+ NAME.pub for x25519]
+    NAME.key ─▶ load_identity ─▶ Identity          (unlock, strip, grant)
+    NAME / path ─▶ load_recipient ─▶ Recipient     (seal, grant)
+
+The text format is in FORMAT.md ("Key files").  Error messages name the file
+but never print key material.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .container import crypto
+from .container.crypto import SYMMETRIC, X25519, Random
+from .errors import KeyFileError, OutputExistsError
+
+KINDS = (SYMMETRIC, X25519)
+PREFIXES = {
+    "privcodec-symmetric-key-1": (SYMMETRIC, "secret"),
+    "privcodec-x25519-secret-1": (X25519, "secret"),
+    "privcodec-x25519-public-1": (X25519, "public"),
+}
+PREFIX_OF = {v: k for k, v in PREFIXES.items()}
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAX_KEY_FILE = 4096
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Someone we can encrypt to: a symmetric secret or an X25519 public key."""
+    kind: str
+    key: bytes = field(repr=False)
+    source: str = ""                 # file it came from, for messages
+    key_id: str = field(init=False)  # 16 hex characters
+
+    def __post_init__(self):
+        object.__setattr__(self, "key_id", crypto.key_id(self.kind, self.key).hex())
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A secret that opens stanzas: a symmetric secret or an X25519 secret key."""
+    kind: str
+    secret: bytes = field(repr=False)
+    source: str = ""
+    key_id: str = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key_id", self.recipient.key_id)
+
+    @property
+    def recipient(self) -> Recipient:
+        """The recipient this identity decrypts for (symmetric: itself; x25519: its public key)."""
+        key = self.secret if self.kind == SYMMETRIC else crypto.x25519_public(self.secret)
+        return Recipient(self.kind, key, self.source)
+
+
+def generate_identity(kind: str = SYMMETRIC, *, _random: Random = os.urandom) -> Identity:
+    if kind not in KINDS:
+        raise KeyFileError(f"unknown key type {kind!r}: use symmetric or x25519")
+    return Identity(kind, _random(crypto.KEY_LEN))
+
+
+def _key_text(kind: str, role: str, key: bytes, key_id: str) -> str:
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"# created {created}, key id {key_id}\n"
+            f"{PREFIX_OF[(kind, role)]}:{base64.b64encode(key).decode()}\n")
+
+
+def identity_text(identity: Identity) -> str:
+    """Contents of the secret key file for this identity."""
+    return _key_text(identity.kind, "secret", identity.secret, identity.key_id)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise KeyFileError(f"invalid key name {name!r}: use up to 64 letters, digits, '_', '.', '-' "
+                           "(not starting with '.' or '-')")
+
+
+def _write_atomic(path: Path, text: str, mode: int, overwrite: bool) -> None:
+    """Write via a temp file in the same folder: the key file appears whole or not at all."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # created 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)   # fails if path exists, unlike rename: no overwrite race
+    except FileExistsError:
+        raise OutputExistsError(f"{path} exists (use --force to overwrite)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = False, *,
+           _random: Random = os.urandom) -> list[Path]:
+    """Write NAME.key (secret, 0600) and, for x25519, NAME.pub (0644). Returns the paths written."""
+    _check_name(name)
+    identity = generate_identity(kind, _random=_random)
+    directory = Path(directory)
+    key_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
+    paths = [key_path, pub_path] if kind == X25519 else [key_path]
+    if not force:
+        for p in paths:   # check all first so we never leave half a key pair
+            if p.exists() or p.is_symlink():
+                raise OutputExistsError(f"{p} exists (use --force to overwrite)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(key_path, identity_text(identity), 0o600, force)
+        if kind == X25519:
+            r = identity.recipient
+            _write_atomic(pub_path, _key_text(X25519, "public", r.key, r.key_id), 0o644, force)
+    except OSError as e:
+        raise KeyFileError(f"{directory}: cannot write key file: {e.strerror or e}") from None
+    return paths
+
+
+def _read_key_file(path: Path) -> tuple[str, str, bytes]:
+    """(kind, role, 32 key bytes) from a key file; KeyFileError naming the file otherwise."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_KEY_FILE + 1)
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file: {e.strerror or e}") from None
+    bad = KeyFileError(f"{path}: not a privcodec key file (expected one line like privcodec-symmetric-key-1:<base64>)")
+    if len(raw) > MAX_KEY_FILE:
+        raise bad
+    try:
+        lines = [ln.strip() for ln in raw.decode("ascii").splitlines()]
+    except UnicodeDecodeError:
+        raise bad from None
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if len(lines) != 1 or ":" not in lines[0]:
+        raise bad
+    prefix, b64 = lines[0].split(":", 1)
+    if prefix not in PREFIXES:
+        raise bad
+    try:
+        key = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != crypto.KEY_LEN:
+        raise KeyFileError(f"{path}: malformed key (expected base64 of {crypto.KEY_LEN} bytes)")
+    kind, role = PREFIXES[prefix]
+    if role == "public" and not crypto.valid_x25519_public(key):
+        raise KeyFileError(f"{path}: invalid X25519 public key")
+    return kind, role, key
+
+
+def load_identity(path) -> Identity:
+    """A secret key file (symmetric or x25519), for decrypting."""
+    kind, role, key = _read_key_file(Path(path))
+    if role != "secret":
+        raise KeyFileError(f"{path}: is a public key; decrypting needs the secret key file (.key)")
+    return Identity(kind, key, str(path))
+
+
+def load_recipient(spec: str, keys_dir: Path) -> Recipient:
+    """A recipient from a key name in keys_dir (NAME.pub preferred, else NAME.key) or a path.
+
+    `spec` is a path when it contains a slash or ends in .key / .pub; otherwise a key name.
+    """
+    spec = str(spec)
+    if "/" in spec or os.sep in spec or spec.endswith((".key", ".pub")):
+        path = Path(spec)
+    else:
+        _check_name(spec)
+        candidates = [Path(keys_dir) / f"{spec}.pub", Path(keys_dir) / f"{spec}.key"]
+        path = next((p for p in candidates if p.exists()), None)
+        if path is None:
+            raise KeyFileError(f"no key named {spec!r} in {keys_dir} (looked for {spec}.pub and {spec}.key)")
+    kind, role, key = _read_key_file(path)
+    if role == "public":
+        return Recipient(kind, key, str(path))
+    return Identity(kind, key, str(path)).recipient

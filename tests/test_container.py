@@ -1,0 +1,342 @@
+"""The .prvc container (FORMAT.md): round trips, keyless view, tampering, grant, strip, padding, test vector."""
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privcodec.container import (PROTECTED, REDACTED, OpenedGroup, ProtectedGroup, PublicGroup, open_container,
+                                 seal)
+from privcodec.container import format as fmt
+from privcodec.errors import DecryptionError, FormatError
+from privcodec.keys import generate_identity, load_identity
+
+ROOT = Path(__file__).resolve().parents[1]
+P, R = PROTECTED, REDACTED
+
+
+def vector_random(seed: bytes = b"privcodec test vector"):
+    """Deterministic stand-in for os.urandom: SHA-256(seed || u32 counter) blocks, consumed in order."""
+    state = {"counter": 0, "buffer": b""}
+
+    def take(n: int) -> bytes:
+        while len(state["buffer"]) < n:
+            state["buffer"] += hashlib.sha256(seed + struct.pack(">I", state["counter"])).digest()
+            state["counter"] += 1
+        out, state["buffer"] = state["buffer"][:n], state["buffer"][n:]
+        return out
+
+    return take
+
+
+ALICE = generate_identity("symmetric")
+BOB = generate_identity("x25519")
+CAROL = generate_identity("x25519")
+
+# 64 x 48 image, block 16: grid 3 x 4. Group 0 background, 1 face (protected), 2 person (protected),
+# 3 sign (public), one redacted block.
+BLOCK_MAP = np.array([[0, P, P, 0],
+                      [0, P, 3, 3],
+                      [R, 0, P, P]])
+FACE_MASK = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
+PERSON_MASK = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]], dtype=bool)
+
+
+def make(*, face_to=(ALICE,), person_to=(BOB,), pad=None, _random=None, face_payload=b"face bits " * 5):
+    kwargs = {} if _random is None else {"_random": _random}
+    return seal(width=64, height=48, block=16, codec_id="gicodec-1", weights_sha256=hashlib.sha256(b"w").digest(),
+                quality=3.3, block_map=BLOCK_MAP,
+                public=[PublicGroup(0, "background", 1.0, b"background bits"), PublicGroup(3, "sign", 0.75, b"sign")],
+                protected=[ProtectedGroup(1, "face", 0.87, FACE_MASK, face_payload, [r.recipient for r in face_to]),
+                           ProtectedGroup(2, "person", 0.5, PERSON_MASK, b"person bits", [r.recipient for r in person_to])],
+                pad=pad, **kwargs)
+
+
+def fix_checksum(data: bytes) -> bytes:
+    """What an attacker without keys can always do after editing a file."""
+    return data[:-32] + hashlib.sha256(data[:-32]).digest()
+
+
+def rewrite(container) -> bytes:
+    """Serialize a (tampered) container with every hash and the checksum recomputed."""
+    return container.to_bytes()
+
+
+def same(a: OpenedGroup, b: OpenedGroup) -> bool:
+    return (a.index, a.label, a.score, a.payload) == (b.index, b.label, b.score, b.payload) and \
+        np.array_equal(a.block_mask, b.block_mask)
+
+
+DATA = make()
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_round_trip_symmetric_and_x25519():
+    c = open_container(DATA)
+    assert (c.width, c.height, c.block, c.codec_id, c.quality) == (64, 48, 16, "gicodec-1", 3.3)   # exact: f64
+    assert c.weights_sha256 == hashlib.sha256(b"w").digest()
+    assert np.array_equal(c.block_map, BLOCK_MAP) and len(c.file_id) == 16
+    assert c.public_groups == [PublicGroup(0, "background", 1.0, b"background bits"), PublicGroup(3, "sign", 0.75, b"sign")]
+
+    [face] = c.unlock([ALICE])
+    assert same(face, OpenedGroup(1, "face", 0.87, FACE_MASK, b"face bits " * 5))
+    [person] = c.unlock([BOB])
+    assert same(person, OpenedGroup(2, "person", 0.5, PERSON_MASK, b"person bits"))
+    assert [g.index for g in c.unlock([BOB, ALICE])] == [1, 2]
+    assert c.to_bytes() == DATA   # canonical: parse + serialize is the identity
+
+
+def test_keyless_reader_sees_public_groups_footprint_and_key_ids_only():
+    c = open_container(DATA)
+    assert c.unlock([]) == []
+    assert [g.payload for g in c.public_groups] == [b"background bits", b"sign"]
+    chunks = c.protected_chunks
+    assert [(ch.index, ch.present) for ch in chunks] == [(1, True), (2, True)]
+    assert [(r.kind, r.key_id) for r in chunks[0].recipients] == [("symmetric", ALICE.key_id)]
+    assert [(r.kind, r.key_id) for r in chunks[1].recipients] == [("x25519", BOB.key_id)]
+    assert all(ch.length == len(fmt._plaintext(g, None)) + 28 for ch, g in zip(chunks, [
+        ProtectedGroup(1, "face", 0.87, FACE_MASK, b"face bits " * 5, []),
+        ProtectedGroup(2, "person", 0.5, PERSON_MASK, b"person bits", [])]))
+    # Labels and payloads of protected groups are nowhere in the clear.
+    for secret in (b"face", b"person", b"face bits", b"person bits"):
+        assert secret not in DATA
+    # The footprint is public, but not which protected block belongs to which group.
+    assert set(np.unique(c.block_map)) == {P, R, 0, 3}
+
+
+def test_wrong_key_opens_nothing():
+    c = open_container(DATA)
+    assert c.unlock([CAROL, generate_identity("symmetric")]) == []
+    with pytest.raises(DecryptionError):
+        c.grant(CAROL, generate_identity().recipient)
+    assert open_container(c.strip([CAROL])).protected_chunks[0].present is False
+
+
+def test_each_protected_group_gets_its_own_content_key_and_nonce():
+    c = open_container(make(face_to=(ALICE,), person_to=(ALICE,)))
+    bodies = [ch.body for ch in c._chunks]
+    assert bodies[0][:12] != bodies[1][:12]
+    assert [g.index for g in c.unlock([ALICE])] == [1, 2]
+
+
+# ---------------------------------------------------------------- corruption and tampering
+
+
+def test_every_flipped_byte_is_reported():
+    for i in range(len(DATA)):
+        for bit in (0x01, 0x80):
+            tampered = bytearray(DATA)
+            tampered[i] ^= bit
+            with pytest.raises(FormatError) as e:
+                open_container(bytes(tampered))
+            assert str(e.value) in (fmt.CORRUPT, fmt.NOT_PRVC) or re.fullmatch(r"unsupported \.prvc version \d+", str(e.value))
+
+
+def test_flips_with_recomputed_checksum_never_change_what_a_key_holder_opens():
+    """No signatures: a keyless attacker can re-checksum an edit. Key holders still never accept altered content."""
+    original = open_container(DATA).unlock([ALICE, BOB])
+    core_len = len(open_container(DATA)._core)
+    for i in range(5, len(DATA) - 32):
+        tampered = bytearray(DATA)
+        tampered[i] ^= 0x01
+        try:
+            c = open_container(fix_checksum(bytes(tampered)))
+            opened = c.unlock([ALICE, BOB])
+        except (FormatError, DecryptionError):
+            continue
+        # Survivors: the core is untouched and every group opened is exactly as sealed (e.g. a key id was
+        # changed, so that group simply stays closed).
+        assert i >= core_len, f"core byte {i} changed silently"
+        assert len(opened) < len(original) and all(any(same(g, o) for o in original) for g in opened)
+
+
+def test_truncation_at_every_length_is_reported():
+    for n in range(len(DATA)):
+        with pytest.raises(FormatError):
+            open_container(DATA[:n])
+
+
+def test_trailing_garbage_is_reported():
+    with pytest.raises(FormatError):
+        open_container(DATA + b"\0")
+    with pytest.raises(FormatError):   # even with a recomputed checksum
+        open_container(fix_checksum(DATA[:-32] + b"\0" + DATA[-32:]))
+
+
+def test_magic_and_version():
+    with pytest.raises(FormatError, match="^not a .prvc file$"):
+        open_container(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 2$"):
+        open_container(DATA[:4] + b"\x02" + DATA[5:])
+
+
+def test_chunk_from_another_file_with_same_geometry_does_not_decrypt():
+    a, b = open_container(make()), open_container(make())
+    assert a.file_id != b.file_id
+    a._chunks[0].body = b._chunks[0].body                    # ciphertext only
+    with pytest.raises(DecryptionError):
+        open_container(rewrite(a)).unlock([ALICE])
+    a, b = open_container(make()), open_container(make())
+    a._chunks[0] = b._chunks[0]                              # ciphertext and stanzas
+    with pytest.raises(DecryptionError):
+        open_container(rewrite(a)).unlock([ALICE])
+
+
+def test_chunks_of_two_groups_swapped_within_a_file_do_not_decrypt():
+    c = open_container(make(face_to=(ALICE,), person_to=(ALICE,), pad=256))   # equal lengths, so the swap parses
+    face, person = c._chunks
+    face.body, person.body = person.body, face.body
+    with pytest.raises(DecryptionError):
+        open_container(rewrite(c)).unlock([ALICE])
+    c = open_container(make(face_to=(ALICE,), person_to=(ALICE,), pad=256))
+    face, person = c._chunks
+    face.stanzas, person.stanzas = person.stanzas, face.stanzas   # swap the wrapped keys instead
+    with pytest.raises(DecryptionError):
+        open_container(rewrite(c)).unlock([ALICE])
+
+
+def test_tampered_wrapped_key_with_matching_key_id_is_a_decryption_error():
+    c = open_container(DATA)
+    s = c._chunks[0].stanzas[0]
+    c._chunks[0].stanzas[0] = type(s)(s.kind, s.key_id, s.arg, bytes([s.wrapped[0] ^ 1]) + s.wrapped[1:])
+    with pytest.raises(DecryptionError, match="^" + re.escape(fmt.CANNOT_DECRYPT) + "$"):
+        open_container(rewrite(c)).unlock([ALICE])
+
+
+def test_edited_public_group_breaks_protected_chunks_for_key_holders():
+    """A keyless viewer cannot tell (no signatures), but a key holder's AEAD covers the core."""
+    c = open_container(DATA)
+    c.public_groups[1].label = "stop"
+    c._core = fmt._core(c.file_id, 64, 48, 16, "gicodec-1", c.weights_sha256, c.quality, c.block_map,
+                        c.public_groups, [(1, c._declared[1]), (2, c._declared[2])])
+    forged = open_container(rewrite(c))
+    assert forged.public_groups[1].label == "stop"
+    with pytest.raises(DecryptionError):
+        forged.unlock([ALICE])
+
+
+def test_hostile_sizes_are_rejected_without_allocating():
+    c = open_container(DATA)
+    core = bytearray(c._core)
+    core[21:31] = struct.pack(">IIH", 65536, 65536, 1)   # 4 Gi cells
+    with pytest.raises(FormatError):
+        open_container(fix_checksum(bytes(core) + DATA[len(core):]))
+
+
+def test_authenticated_but_inconsistent_mask_is_rejected(monkeypatch):
+    """A malicious sealer (holder of the content key) cannot make a group claim public blocks."""
+    monkeypatch.setattr(fmt, "_require", lambda ok, message: None)   # let seal write the bad file
+    bad = seal(width=32, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+               block_map=np.array([[0, P]]), public=[PublicGroup(0, "background", 1.0, b"")],
+               protected=[ProtectedGroup(1, "face", 1.0, np.array([[True, True]]), b"", [ALICE.recipient])])
+    with pytest.raises(FormatError):
+        open_container(bad).unlock([ALICE])
+
+
+# ---------------------------------------------------------------- grant and strip
+
+
+def test_grant_adds_a_recipient_without_reencrypting():
+    c = open_container(DATA)
+    granted = open_container(c.grant(ALICE, CAROL.recipient))
+    assert granted._core == c._core and granted._chunks[0].body == c._chunks[0].body
+    assert [r.key_id for r in granted.protected_chunks[0].recipients] == [ALICE.key_id, CAROL.key_id]
+    assert [g.index for g in granted.unlock([CAROL])] == [1]
+    assert [g.index for g in granted.unlock([ALICE])] == [1]
+    again = open_container(granted.grant(ALICE, CAROL.recipient))   # already there: no duplicate stanza
+    assert len(again.protected_chunks[0].recipients) == 2
+
+
+def test_grant_by_a_key_that_opens_nothing_is_an_error():
+    with pytest.raises(DecryptionError, match="^" + re.escape(fmt.OPENS_NOTHING) + "$"):
+        open_container(DATA).grant(CAROL, ALICE.recipient)
+
+
+def test_strip_keeps_exactly_public_and_opened_groups():
+    c = open_container(make(face_to=(ALICE, BOB), person_to=(BOB,)))
+    stripped = open_container(c.strip([ALICE]))   # verifies
+    assert stripped._core == c._core and stripped.public_groups == c.public_groups
+    assert [(ch.index, ch.present) for ch in stripped.protected_chunks] == [(1, True), (2, False)]
+    assert [r.key_id for r in stripped.protected_chunks[0].recipients] == [ALICE.key_id, BOB.key_id]
+    assert [g.index for g in stripped.unlock([BOB])] == [1]   # BOB's other chunk is gone
+    public_only = open_container(c.strip([]))
+    assert [ch.present for ch in public_only.protected_chunks] == [False, False]
+    assert public_only.unlock([ALICE, BOB]) == [] and public_only.public_groups == c.public_groups
+
+
+# ---------------------------------------------------------------- padding
+
+
+def test_pad_buckets_chunk_lengths():
+    natural = [ch.length for ch in open_container(make()).protected_chunks]
+    assert natural[0] != natural[1]
+    padded = open_container(make(pad=128))
+    assert [ch.length for ch in padded.protected_chunks] == [128, 128]
+    longer = open_container(make(pad=128, face_payload=b"x" * 95))
+    assert [ch.length for ch in longer.protected_chunks] == [256, 128]
+    assert padded.unlock([ALICE])[0].payload == b"face bits " * 5   # padding is removed
+    with pytest.raises(ValueError):
+        make(pad=0)
+
+
+# ---------------------------------------------------------------- what seal accepts
+
+
+def test_seal_checks_its_arguments():
+    with pytest.raises(ValueError, match="exactly the union"):
+        seal(width=32, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+             block_map=np.array([[0, P]]), public=[PublicGroup(0, "background", 1.0, b"")], protected=[])
+    with pytest.raises(ValueError, match="distinct"):
+        seal(width=32, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+             block_map=np.array([[0, P]]), public=[PublicGroup(0, "background", 1.0, b"")],
+             protected=[ProtectedGroup(0, "face", 1.0, np.array([[False, True]]), b"", [ALICE.recipient])])
+    with pytest.raises(FormatError, match="cannot be stored"):
+        seal(width=16, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+             block_map=np.array([[0]]), public=[PublicGroup(0, "x\x1b[31m", 1.0, b"")], protected=[])
+
+
+# ---------------------------------------------------------------- FORMAT.md test vector
+
+
+VECTOR_KEY_SECRET = hashlib.sha256(b"privcodec test vector key").digest()
+
+
+def vector_container() -> bytes:
+    from privcodec.keys import Identity
+    key = Identity("symmetric", VECTOR_KEY_SECRET)
+    return seal(width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
+                quality=4.0, block_map=np.array([[0, P]]),
+                public=[PublicGroup(0, "background", 1.0, b"public pixels")],
+                protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [key.recipient])],
+                _random=vector_random())
+
+
+def format_md_block(tag: str) -> str:
+    text = (ROOT / "FORMAT.md").read_text()
+    m = re.search(r"```text " + tag + r"\n(.*?)```", text, re.S)
+    assert m, f"FORMAT.md has no {tag} block"
+    return m.group(1)
+
+
+def test_format_md_vector_is_current_and_decrypts(tmp_path):
+    data = bytes.fromhex("".join(format_md_block("test-vector-hex").split()))
+    assert data == vector_container(), "FORMAT.md test vector is stale: regenerate it"
+    key_file = tmp_path / "vector.key"
+    key_file.write_text(format_md_block("test-vector-key"))
+    key = load_identity(key_file)
+    assert key.secret == VECTOR_KEY_SECRET
+    c = open_container(data)
+    assert c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
+    [g] = c.unlock([key])
+    assert same(g, OpenedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels"))
+
+
+if __name__ == "__main__":   # regenerate FORMAT.md's hex: PYTHONPATH=. python tests/test_container.py
+    import textwrap
+    print("\n".join(textwrap.wrap(vector_container().hex(), 64)))
