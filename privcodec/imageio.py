@@ -1,0 +1,163 @@
+"""Reading input photos as plain RGB pixels, and writing outputs atomically.
+
+Only pixels cross this boundary.  ``load_image`` returns a bare array, so EXIF (GPS, camera,
+the embedded thumbnail, which still shows the unredacted face), XMP, IPTC and ICC profiles are
+gone; the one piece of metadata that matters for pixels, the EXIF orientation, is applied first.
+``save_image`` writes PNG, JPEG or WebP with no metadata at all.
+
+Outputs are written to a temporary file in the target directory, fsynced and renamed over the
+target, so a reader (or a crash) never sees half a file.
+"""
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError, OutputExistsError, PrivcodecError
+
+MAX_PIXELS = 64_000_000          # default limit against decompression bombs
+WHITE = (255, 255, 255)          # transparent pixels are composited over white
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+# EPS is decoded by running Ghostscript on the file: never do that with untrusted input.
+_UNSAFE_FORMATS = {"EPS"}
+
+
+def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image as a uint8 (H, W, 3) RGB array, orientation applied, metadata dropped.
+
+    Raises ImageError naming the file for anything unreadable or unacceptable.  The limit is the
+    lower of ``max_pixels`` and Pillow's own ``Image.MAX_IMAGE_PIXELS`` (when that is set).
+    """
+    name = "<image data>" if isinstance(src, (bytes, bytearray)) else str(src)
+    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    try:
+        fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, not an image") from None
+    except OSError as e:
+        raise ImageError(f"{name}: cannot read: {e.strerror}") from None
+
+    Image.init()
+    formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
+    try:
+        with fp, warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it a hard stop.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp, formats=formats) as img:
+                width, height = img.size
+                if width == 0 or height == 0:
+                    raise ImageError(f"{name}: image has zero size ({width}x{height})")
+                if width * height > limit:
+                    raise ImageError(f"{name}: image too large ({width}x{height} pixels, limit {limit:,})")
+                img.load()
+                return _to_rgb(ImageOps.exif_transpose(img))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image too large (over the decompression-bomb limit)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a supported image file") from None
+    except Exception as e:  # Pillow reports damaged data with many exception types
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{name}: cannot decode image: {reason}") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: scale 0..65535 to 0..255 (Pillow's own convert would clip at 255).
+        # Mode "I" is 32-bit; treat it as 16-bit data, as PNG/TIFF 16-bit grey arrives.
+        grey = np.asarray(img, dtype=np.float64).clip(0, 65535) / 257.0
+        grey = np.round(grey).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "LAB":
+        # Pillow's plain convert copies LAB channels as if they were RGB; do a real colour transform.
+        from PIL import ImageCms
+        lab_to_srgb = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                              "LAB", "RGB")
+        return np.array(ImageCms.applyTransform(img, lab_to_srgb), dtype=np.uint8)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or img.has_transparency_data:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        img = Image.alpha_composite(background, rgba)
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> None:
+    """Write a uint8 (H, W, 3) RGB array atomically, format by extension (.png default), no metadata."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in SAVE_FORMATS:
+        raise ImageError(f"{path}: unsupported output format '{suffix}' (use .png, .jpg or .webp)")
+    fmt = SAVE_FORMATS.get(suffix, "PNG")
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    buf = io.BytesIO()
+    # A fresh Image from the array has an empty info dict: nothing but pixels is written.
+    Image.fromarray(array, "RGB").save(buf, fmt, **options)
+    atomic_write(path, buf.getvalue(), force=force)
+
+
+def check_writable(path: str | os.PathLike, force: bool = False) -> None:
+    """Fail early, before any slow work, if ``path`` could not be written as an output."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists (use --force to overwrite)")
+    if path.is_dir():
+        raise PrivcodecError(f"{path} is a directory")
+    if not path.parent.is_dir():
+        raise PrivcodecError(f"cannot write {path}: no such directory {path.parent}")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, force: bool = False, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` all-or-nothing: temp file in the same directory, fsync, rename.
+
+    ``mode`` sets the file's permission bits exactly (e.g. 0o600 for keys); by default the file
+    gets the usual 0o666 less the umask.  Without ``force`` an existing ``path`` is an error.
+    (The existence check and the rename are two steps; a file created in between is replaced.)
+    """
+    path = Path(path)
+    check_writable(path, force)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        # The same directory keeps os.replace a rename on one filesystem, hence atomic.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+    except OSError as e:
+        raise PrivcodecError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)       # exact bits, whatever the umask
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise PrivcodecError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, and not worth failing for.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
