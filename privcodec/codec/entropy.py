@@ -66,9 +66,9 @@ class GroupEntropyModel(nn.Module):
         )
         self.context = HyperContext(hyper, 2 * latent)
         s = self.slice_ch
-        self.cc_mean = nn.ModuleList(_mlp1x1(latent + i * s, 160, s) for i in range(slices))
-        self.cc_scale = nn.ModuleList(_mlp1x1(latent + i * s, 160, s) for i in range(slices))
-        self.lrp = nn.ModuleList(_mlp1x1(latent + (i + 1) * s, 160, s) for i in range(slices))
+        self.cc_mean = nn.ModuleList(_mlp1x1(latent + i * s, 128, s) for i in range(slices))
+        self.cc_scale = nn.ModuleList(_mlp1x1(latent + i * s, 128, s) for i in range(slices))
+        self.lrp = nn.ModuleList(_mlp1x1(latent + (i + 1) * s, 128, s) for i in range(slices))
         self.entropy_bottleneck = EntropyBottleneck(z_ch)
         self.gaussian_conditional = GaussianConditional(scale_table().tolist())
 

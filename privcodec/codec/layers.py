@@ -7,6 +7,7 @@ other-group inputs by exact zeros.  Everything else is per position.
 
     tokens (B,H,W,C) + group ids (B,H,W) -> GroupWindowAttention -> tokens
     feature map (B,C,H,W) + group ids     -> GroupMaskedConv2d    -> feature map
+    one group's feature map (zeros elsewhere) -> GroupConvStack   -> next scale
 
 Group id -1 is reserved for padding, so padding never aliases a real group
 (one of the flaws of the reference GIT-SSIC code, Feng et al., ICCV 2023).
@@ -105,35 +106,6 @@ class GIStage(nn.Module):
         return x
 
 
-class PatchMerge(nn.Module):
-    """2x2 stride-2 patch merging (kernel == stride, so per 2x2 cell; never crosses a 16-px block)."""
-
-    def __init__(self, cin: int, cout: int, norm: bool = True):
-        super().__init__()
-        self.norm = nn.LayerNorm(4 * cin) if norm else nn.Identity()
-        self.reduce = nn.Linear(4 * cin, cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, C = x.shape
-        x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H // 2, W // 2, 4 * C)
-        return self.reduce(self.norm(x))
-
-
-class PatchSplit(nn.Module):
-    """Per-token linear expansion + 2x pixel shuffle (the inverse of PatchMerge)."""
-
-    def __init__(self, cin: int, cout: int, norm: bool = True):
-        super().__init__()
-        self.cout = cout
-        self.norm = nn.LayerNorm(cin) if norm else nn.Identity()
-        self.expand = nn.Linear(cin, 4 * cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, _ = x.shape
-        x = self.expand(self.norm(x)).reshape(B, H, W, 2, 2, self.cout)
-        return x.permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, self.cout)
-
-
 class GroupMaskedConv2d(nn.Module):
     """k x k convolution that only reads neighbours of the centre's group.
 
@@ -158,3 +130,44 @@ class GroupMaskedConv2d(nn.Module):
         cols = (cols * same).view(B, C * k * k, H * W)
         out = torch.matmul(self.weight.to(x.dtype), cols) + self.bias.to(x.dtype)[:, None]
         return out.view(B, -1, H, W)
+
+
+class GroupConvStack(nn.Module):
+    """Strided (transposed) convolutions with GDN, run on ONE group at a time.
+
+    The input holds one group's features with zeros everywhere else; after every
+    convolution the output is multiplied by the group's mask at that scale.  So
+    each layer behaves as a convolution zero-padded at the group's boundary, and
+    no value of another group is ever read — exactly, whatever the conv
+    algorithm, because those values are literally not in the tensor.
+    """
+
+    def __init__(self, channels, transposed: bool, kernel: int = 5):
+        super().__init__()
+        from compressai.layers import GDN
+
+        conv = nn.ConvTranspose2d if transposed else nn.Conv2d
+        extra = {"output_padding": 1} if transposed else {}
+        self.transposed = transposed
+        self.convs = nn.ModuleList(
+            conv(ci, co, kernel, stride=2, padding=kernel // 2, **extra) for ci, co in zip(channels[:-1], channels[1:])
+        )
+        self.gdns = nn.ModuleList(GDN(c, inverse=transposed) for c in channels[1:-1])
+
+    def forward(self, h: torch.Tensor, block_mask: torch.Tensor | None, block: int = 16) -> torch.Tensor:
+        """h: (R,C,H,W) rows of one group each; block_mask: (R,H/b,W/b) float at h's scale (b = block size in
+        h's pixels) or None when every row covers its whole tensor."""
+        scale = block
+        for i, conv in enumerate(self.convs):
+            h = conv(h)
+            scale = scale * 2 if self.transposed else scale // 2
+            if i < len(self.gdns):
+                h = self.gdns[i](h)
+            if block_mask is not None:
+                h = h * _mask_at(block_mask, scale, h.dtype)
+        return h
+
+
+def _mask_at(block_mask: torch.Tensor, scale: int, dtype) -> torch.Tensor:
+    m = block_mask if scale == 1 else block_mask.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    return m[:, None].to(dtype)

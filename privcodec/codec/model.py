@@ -31,11 +31,11 @@ UNKNOWN_GROUP = -2  # blocks whose group is not being decoded
 
 @dataclass
 class CodecConfig:
-    channels: tuple = (64, 96, 128, 192)
-    depths: tuple = (0, 1, 2, 2)
-    heads: tuple = (2, 3, 4, 6)
+    channels: tuple = (64, 96, 128)   # conv widths at 1/2, 1/4, 1/8 scale
+    latent: int = 192                 # y channels at 1/16 scale
+    attn_depth: int = 2               # GI window-attention blocks at the latent scale
+    heads: int = 6
     window: int = 8
-    latent: int = 192
     hyper: int = 128
     z_ch: int = 64
     slices: int = 6
@@ -76,8 +76,8 @@ class GICodec(nn.Module):
     def __init__(self, config: CodecConfig | None = None):
         super().__init__()
         self.config = c = config or CodecConfig()
-        self.g_a = Analysis(c.channels, c.depths, c.heads, c.window, c.latent)
-        self.g_s = Synthesis(c.channels, c.depths, c.heads, c.window, c.latent)
+        self.g_a = Analysis(c.channels, c.latent, c.attn_depth, c.heads, c.window)
+        self.g_s = Synthesis(c.channels, c.latent, c.attn_depth, c.heads, c.window)
         self.entropy = GroupEntropyModel(c.latent, c.hyper, c.z_ch, c.slices)
         lam = torch.tensor(c.lambdas)
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])  # quantiser step ~ 1/sqrt(lambda)
@@ -145,7 +145,7 @@ class GICodec(nn.Module):
         gid = block_groups.long()
         self._check_grid(gid, H, W)
         x = F.pad(image[None].float(), (0, (-W) % BLOCK, 0, (-H) % BLOCK), mode="replicate")
-        y = self.g_a(x, gid[None]).double()
+        y = self.g_a.per_group(x, gid).double()
         g, _ = self.gains(torch.tensor([float(quality)]))
         y = y * g.double()
         y, gid_c = self._pad_cells(y, gid)
@@ -232,7 +232,7 @@ class GICodec(nn.Module):
             prev.append(em.refine(i, mu_h, prev, sym + mu) * known.double())
         y_hat = torch.cat(prev, 1)[:, :, :gid.shape[0], :gid.shape[1]]
         _, ig = self.gains(torch.tensor([float(quality)]))
-        x_hat = self.g_s((y_hat * ig.double()).float(), gid[None])
+        x_hat = self.g_s.per_group((y_hat * ig.double()).float(), gid, set(streams))
         x_hat = x_hat[0, :, :height, :width].clamp(0, 1)
         known_px = known[:gid.shape[0], :gid.shape[1]].repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)
         return x_hat, known_px[:height, :width]

@@ -116,7 +116,7 @@ def evaluate(model: GICodec, images: list[np.ndarray], quality: float) -> tuple[
 
 
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
-          lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 4, eval_dir: Path | None = None,
+          lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
           init: Path | None = None, log=print) -> Path:
     torch.set_num_threads(threads)

@@ -1,0 +1,189 @@
+"""privcodec's Python API — the same verbs as the CLI.
+
+    protect: image ─▶ groups (regions / label PNG / detectors) ─▶ policy decisions
+             ─▶ codec (one bitstream per group) ─▶ container (public | encrypted | dropped)
+    view:    container + keys ─▶ open what the keys allow ─▶ codec decodes that subset
+             ─▶ fill the rest from public pixels only
+
+The common case is one call each::
+
+    data = privcodec.protect("photo.jpg", "policies/faces.toml", detect=["face"])
+    privcodec.view(data).image.save("public.png")
+    privcodec.view(data, keys=["keys/family.key"]).image.save("full.png")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import FormatError, KeyFileError, PrivcodecError
+
+DEFAULT_QUALITY = 4.0
+
+
+@dataclass
+class ProtectResult:
+    data: bytes
+    group_map: object                 # masks.GroupMap that was coded
+    actions: list[str]                # per group: public | encrypt | redact
+
+
+@dataclass
+class ViewResult:
+    image: "object"                   # PIL.Image.Image, RGB
+    pixels: np.ndarray                # uint8 (H, W, 3)
+    decoded: list[int] = field(default_factory=list)    # protected groups opened with the given keys
+    missing: list[int] = field(default_factory=list)    # protected groups no given key opens (filled)
+    redacted: bool = False            # the file has redacted (dropped) areas
+
+
+def _identities(keys: Iterable) -> list:
+    from .keys import Identity, load_identity
+
+    return [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
+
+
+def _check_quality(quality: float) -> float:
+    from .codec.model import QUALITY_MAX, QUALITY_MIN
+
+    q = float(quality)
+    if not QUALITY_MIN <= q <= QUALITY_MAX:
+        raise PrivcodecError(f"quality must be between {QUALITY_MIN:g} and {QUALITY_MAX:g}, got {quality}")
+    return q
+
+
+def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), mask=None, detect: Sequence[str] = (),
+                **detector_options):
+    """image ─▶ GroupMap: manual regions, a label PNG and detectors, overlaps resolved by the policy."""
+    from . import detect as detectors
+    from . import masks
+
+    found = list(detectors.parse_regions(regions)) if regions else []
+    if mask is not None:
+        found += detectors.regions_from_label_png(mask, image.shape[1], image.shape[0])
+    if detect:
+        found += detectors.detect(image, list(detect), **detector_options)
+    return masks.build_group_map(image.shape[1], image.shape[0], found, rank=policy.rank,
+                                 grouping=policy.grouping, margin=policy.margin)
+
+
+def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
+            mask=None, detect: Sequence[str] = (), pad: int | None = None, **detector_options) -> ProtectResult:
+    """Code ``image`` group by group and encrypt/drop groups as ``policy`` says."""
+    from . import codec, container
+    from .imageio import load_image
+    from .keys import load_recipient
+    from .policy import Policy, load_policy
+
+    quality = _check_quality(quality)
+    policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    pixels = image if isinstance(image, np.ndarray) else load_image(image)
+    group_map = find_groups(pixels, policy, regions=regions, mask=mask, detect=detect, **detector_options)
+
+    decisions = [policy.decide(g.label) for g in group_map.groups]
+    recipients = {}
+    for d in decisions:
+        for spec in d.recipients:
+            if spec not in recipients:
+                recipients[spec] = load_recipient(spec, Path(keys_dir))
+
+    present = [i for i in range(len(group_map.groups)) if group_map.block_mask(i).any()]
+    streams = codec.encode_groups(pixels, group_map.blocks, quality)
+    block_map = np.asarray(group_map.blocks, dtype=np.int32).copy()
+    public, protected = [], []
+    for i in present:
+        g, d = group_map.groups[i], decisions[i]
+        if d.action == "public":
+            public.append(container.PublicGroup(i, g.label, g.score, streams[i]))
+        elif d.action == "encrypt":
+            block_map[group_map.blocks == i] = container.PROTECTED
+            protected.append(container.ProtectedGroup(i, g.label, g.score, group_map.block_mask(i), streams[i],
+                                                      [recipients[r] for r in d.recipients]))
+        else:  # redact: not even ciphertext leaves this function
+            block_map[group_map.blocks == i] = container.REDACTED
+    data = container.seal(width=group_map.width, height=group_map.height, block=codec.BLOCK,
+                          codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(), quality=quality,
+                          block_map=block_map, public=public, protected=protected, pad=pad)
+    return ProtectResult(data, group_map, [d.action for d in decisions])
+
+
+def _open(data: bytes):
+    from . import codec, container
+
+    c = container.open_container(data)
+    if c.codec_id != codec.CODEC_ID or c.weights_sha256 != codec.weights_digest():
+        raise FormatError(f"this file was made with another codec model ({c.codec_id}, weights "
+                          f"{c.weights_sha256.hex()[:12]}); this privcodec has {codec.CODEC_ID}, weights "
+                          f"{codec.weights_digest().hex()[:12]}")
+    return c
+
+
+def view(data: bytes, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
+    """Decode what ``keys`` allow; everything else is filled from public pixels only."""
+    from PIL import Image
+
+    from . import codec, container
+    from .inpaint import fill as fill_unknown
+
+    c = _open(data)
+    opened = c.unlock(_identities(keys))
+    grid = np.where(c.block_map >= 0, c.block_map, codec.UNKNOWN_GROUP).astype(np.int64)
+    streams = {g.index: g.payload for g in c.public_groups}
+    for g in opened:
+        grid[g.block_mask] = g.index
+        streams[g.index] = g.payload
+    pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality)
+    if not known.all():
+        pixels = fill_unknown(pixels, known, method=fill)
+    opened_ids = {g.index for g in opened}
+    protected_ids = [ch.index for ch in c.protected_chunks]
+    return ViewResult(Image.fromarray(pixels), pixels, sorted(opened_ids),
+                      [i for i in protected_ids if i not in opened_ids],
+                      bool((c.block_map == container.REDACTED).any()))
+
+
+def inspect(data: bytes, keys: Iterable = ()) -> dict:
+    """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
+    from . import container
+
+    c = container.open_container(data)
+    opened = {g.index: g for g in c.unlock(_identities(keys))}
+    groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
+               "bytes": len(g.payload), "blocks": int((c.block_map == g.index).sum())} for g in c.public_groups]
+    for ch in c.protected_chunks:
+        entry = {"index": ch.index, "access": "encrypted", "bytes": ch.length, "present": ch.present,
+                 "recipients": list(ch.key_ids)}
+        if ch.index in opened:
+            g = opened[ch.index]
+            entry.update({"class": g.label, "score": round(float(g.score), 4), "opened": True,
+                          "blocks": int(g.block_mask.sum())})
+        groups.append(entry)
+    return {
+        "width": c.width, "height": c.height, "block": c.block, "codec": c.codec_id,
+        "weights_sha256": c.weights_sha256.hex(), "quality": round(float(c.quality), 3),
+        "bytes": len(data),
+        "protected_blocks": int((c.block_map == container.PROTECTED).sum()),
+        "redacted_blocks": int((c.block_map == container.REDACTED).sum()),
+        "groups": sorted(groups, key=lambda g: g["index"]),
+    }
+
+
+def strip(data: bytes, keys: Iterable = ()) -> bytes:
+    """Keep the public groups and the protected groups ``keys`` open; drop the rest."""
+    from . import container
+
+    return container.open_container(data).strip(_identities(keys))
+
+
+def grant(data: bytes, key, to: str, *, keys_dir="keys") -> bytes:
+    """Let recipient ``to`` open every group that ``key`` opens (no re-encoding)."""
+    from . import container
+    from .keys import load_recipient
+
+    identities = _identities([key])
+    if not identities:
+        raise KeyFileError("grant needs a key")
+    return container.open_container(data).grant(identities[0], load_recipient(to, Path(keys_dir)))

@@ -1,0 +1,1 @@
+"""Benchmark commands: `privcodec bench rd`, `privcodec bench detect`."""

@@ -1,0 +1,288 @@
+"""The `privcodec` command line: a thin layer over privcodec.api.
+
+Every PrivcodecError becomes one line `Error: …` on stderr and exit status 1;
+outputs are written atomically and existing ones need --force.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import PrivcodecError
+
+
+def _split_names(values) -> list[str]:
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+def _write(path: Path, data: bytes, force: bool) -> None:
+    from .imageio import atomic_write
+
+    atomic_write(path, data, force=force)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise PrivcodecError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+FORCE = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+KEYS = click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
+                    help="Secret key file (repeatable).")
+KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
+                        help="Folder where recipient names are looked up.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="privcodec")
+def cli():
+    """Share photos with faces, people and plates readable only by key holders.
+
+    \b
+      privcodec keygen family
+      privcodec protect photo.jpg -o photo.prvc --policy policies/faces.toml --detect face
+      privcodec view photo.prvc -o public.png                    # what everyone sees
+      privcodec view photo.prvc -o full.png --key keys/family.key
+    """
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(path_type=Path))
+@click.option("--type", "kind", type=click.Choice(["symmetric", "x25519"]), default="symmetric", show_default=True)
+@FORCE
+def keygen(name, directory, kind, force):
+    """Create a key NAME.key (x25519 also writes the shareable NAME.pub)."""
+    from .keys import keygen as make_key, load_identity
+
+    paths = make_key(name, directory, kind, force=force)
+    ident = load_identity(paths[0])
+    for p in paths:
+        click.echo(f"wrote {p}")
+    click.echo(f"key id {ident.key_id}")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .prvc file.")
+@click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
+@KEYS_DIR
+@click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
+@click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]", help="Manual region in pixels (repeatable).")
+@click.option("--mask", type=click.Path(path_type=Path), help="Label PNG: each non-zero value is a region.")
+@click.option("--detect", "detect", multiple=True, metavar="NAMES", help="Detectors, e.g. face,person,plate.")
+@click.option("--yolo-weights", type=click.Path(path_type=Path), help="Local YOLO segmentation weights (.pt).")
+@click.option("--pad", type=click.IntRange(min=1), help="Pad encrypted chunks to a multiple of this many bytes.")
+@FORCE
+def protect(image, output, policy, keys_dir, quality, regions, mask, detect, yolo_weights, pad, force):
+    """Code IMAGE group by group; encrypt or drop groups as the POLICY says."""
+    from . import api
+    from .imageio import check_writable
+
+    check_writable(output, force)
+    options = {"yolo_weights": yolo_weights} if yolo_weights else {}
+    result = api.protect(image, policy, keys_dir=keys_dir, quality=quality, regions=regions, mask=mask,
+                         detect=_split_names(detect), pad=pad, **options)
+    _write(output, result.data, force)
+    counts = {a: result.actions.count(a) for a in ("public", "encrypt", "redact") if a in result.actions}
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
+    click.echo(f"wrote {output} ({len(result.data)} bytes; groups: {summary})")
+
+
+@cli.command()
+@click.argument("container", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output image (.png, .webp, .jpg).")
+@KEYS
+@click.option("--fill", type=click.Choice(["inpaint", "solid"]), default="inpaint", show_default=True,
+              help="How areas you cannot decode are filled (from public pixels only).")
+@FORCE
+def view(container, output, keys, fill, force):
+    """Decode what your keys allow; the rest is filled."""
+    from . import api
+    from .imageio import check_writable, save_image
+
+    check_writable(output, force)
+    result = api.view(_read(container), keys, fill=fill)
+    save_image(result.pixels, output, force=force)
+    click.echo(f"wrote {output}")
+    if result.missing:
+        n = len(result.missing)
+        click.echo(f"note: {n} protected group{'s' if n > 1 else ''} not opened by your keys "
+                   f"{'are' if n > 1 else 'is'} filled", err=True)
+
+
+@cli.command()
+@click.argument("container", type=click.Path(path_type=Path))
+@KEYS
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(container, keys, as_json):
+    """Show groups, the classes visible to you, sizes and recipients' key ids."""
+    from . import api
+
+    info = api.inspect(_read(container), keys)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{container}: {info['width']}x{info['height']}, {info['bytes']} bytes, codec {info['codec']} "
+               f"q{info['quality']:g}, {info['protected_blocks']} protected / {info['redacted_blocks']} redacted blocks")
+    for g in info["groups"]:
+        cls = g.get("class", "?")
+        extra = ""
+        if g["access"] == "encrypted":
+            state = "opened" if g.get("opened") else ("stripped" if not g["present"] else "locked")
+            extra = f" [{state}] recipients: {', '.join(g['recipients']) or '-'}"
+        click.echo(f"  group {g['index']:>2}  {g['access']:<9} {cls:<16} {g['bytes']:>8} B{extra}")
+
+
+@cli.command()
+@click.argument("container", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@KEYS
+@FORCE
+def strip(container, output, keys, force):
+    """Keep public groups and those your keys open; drop the other chunks."""
+    from . import api
+
+    _write(output, api.strip(_read(container), keys), force)
+    click.echo(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("container", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--key", required=True, type=click.Path(path_type=Path), metavar="FILE", help="Your secret key file.")
+@click.option("--to", "recipient", required=True, help="Recipient key name (in --keys-dir) or .pub/.key path.")
+@KEYS_DIR
+@FORCE
+def grant(container, output, key, recipient, keys_dir, force):
+    """Let RECIPIENT open what your key opens (no re-encoding)."""
+    from . import api
+
+    _write(output, api.grant(_read(container), key, recipient, keys_dir=keys_dir), force)
+    click.echo(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--detect", "detect", multiple=True, default=("face",), show_default=True, metavar="NAMES")
+@click.option("--yolo-weights", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write detections as a regions JSON file.")
+@click.option("--preview", type=click.Path(path_type=Path), help="Write the block groups drawn over the photo.")
+@FORCE
+def detect(image, detect, yolo_weights, json_out, preview, force):
+    """Find faces, people, plates… and show the block groups they become."""
+    from . import detect as detectors
+    from . import masks
+    from .imageio import check_writable, load_image, save_image
+
+    for out in (json_out, preview):
+        if out:
+            check_writable(out, force)
+    pixels = load_image(image)
+    options = {"yolo_weights": yolo_weights} if yolo_weights else {}
+    found = detectors.detect(pixels, _split_names(detect), **options)
+    for d in found:
+        x0, y0, x1, y1 = d.box
+        click.echo(f"{d.label:<14} {d.score:.2f}  {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}  ({d.source})")
+    if not found:
+        click.echo("nothing found")
+    if json_out:
+        _write(json_out, detectors.regions_to_json(found, pixels.shape[1], pixels.shape[0]).encode(), force)
+    if preview:
+        gm = masks.build_group_map(pixels.shape[1], pixels.shape[0], found)
+        save_image(masks.render_preview(pixels, gm), preview, force=force)
+
+
+@cli.command()
+@click.option("--out", default="demo", show_default=True, type=click.Path(path_type=Path))
+def demo(out):
+    """Protect the bundled photo with faces encrypted; write both views side by side."""
+    from .demo import run_demo
+
+    run_demo(out, echo=click.echo)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", default="runs/gi", show_default=True, type=click.Path(path_type=Path))
+@click.option("--iters", default=20000, show_default=True, help="Total iterations (resume continues to this).")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--crop", default=128, show_default=True)
+@click.option("--threads", default=2, show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
+@click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32.")
+def train(data, out, iters, batch, crop, threads, lr, eval_dir, init, no_bf16):
+    """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
+    from .codec.train import train as run
+
+    path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
+               bf16=not no_bf16, log=lambda s: click.echo(s))
+    click.echo(f"exported {path}")
+
+
+@cli.command("export-weights")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default: the packaged weights file.")
+def export_weights(checkpoint, output):
+    """Turn a training checkpoint into the shipped weights file."""
+    from .codec.weights_io import DEFAULT_WEIGHTS, export_checkpoint
+
+    path = export_checkpoint(checkpoint, output or DEFAULT_WEIGHTS)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@cli.group()
+def bench():
+    """Benchmarks that print numbers (rate-distortion, detection speed)."""
+
+
+@bench.command("rd")
+@click.option("--dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", default="bench", show_default=True, type=click.Path(path_type=Path))
+@click.option("--limit", type=int, help="Only the first N images (quick look).")
+@click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True)
+@click.option("--no-baseline-speed", is_flag=True, help="Skip timing bmshj2018-hyperprior.")
+def bench_rd(dataset, out, limit, qualities, no_baseline_speed):
+    """Rate-distortion of privcodec vs JPEG, WebP, AVIF; BD-rates; speed."""
+    from .bench.rd import run
+
+    run(dataset, out, limit=limit, qualities=[float(q) for q in qualities.split(",")],
+        baseline_speed=not no_baseline_speed, echo=click.echo)
+
+
+@bench.command("detect")
+def bench_detect():
+    """Detection time per image per detector."""
+    from .bench.detect import main as run
+
+    run()
+
+
+def main(argv=None) -> None:
+    try:
+        rc = cli.main(args=argv, prog_name="privcodec", standalone_mode=False)
+    except PrivcodecError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        click.echo(f"Error: {e.strerror or e}{where}", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
