@@ -1,0 +1,194 @@
+"""Manual regions: boxes, polygons, a label PNG, and the regions JSON file.
+
+The JSON schema is what ``privcodec detect --json`` writes and what ``--regions`` reads back::
+
+    {"format": "privcodec-regions", "version": 1, "width": 512, "height": 512,
+     "regions": [
+       {"label": "face", "score": 0.99, "source": "face:mediapipe", "box": [x0, y0, x1, y1]},
+       {"label": "person", "score": 0.8, "source": "yolo", "box": [...], "mask_rle": [0, 5, 3, ...]},
+       {"label": "sign", "polygon": [[x, y], [x, y], [x, y]]}
+     ]}
+
+``box`` is in pixels, x1/y1 exclusive.  ``mask_rle`` is an exact pixel mask: run lengths over the
+image's pixels in row-major order, alternating off/on and starting with an "off" run (possibly 0).
+A region needs a box or a polygon (its box is then the polygon's bounds); score and source are
+optional (1.0, "manual").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import DetectorError, ImageError
+from ..masks import Detection
+
+FORMAT = "privcodec-regions"
+VERSION = 1
+
+
+def region_from_box(box, label: str = "region") -> Detection:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x1 > x0 and y1 > y0):
+        raise DetectorError(f"region {label!r}: box {x0:g},{y0:g},{x1:g},{y1:g} is empty (need x0<x1, y0<y1)")
+    return Detection(label, 1.0, (x0, y0, x1, y1))
+
+
+def region_from_polygon(points, label: str = "region") -> Detection:
+    pts = tuple((float(x), float(y)) for x, y in points)
+    if len(pts) < 3:
+        raise DetectorError(f"region {label!r}: a polygon needs at least 3 points, got {len(pts)}")
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return Detection(label, 1.0, (min(xs), min(ys), max(xs), max(ys)), polygon=pts)
+
+
+def parse_regions(specs: Iterable) -> list[Detection]:
+    """CLI regions: "x0,y0,x1,y1[:label]" (a box) or "x,y,x,y,x,y,...[:label]" (a polygon).
+
+    Tuples of 4 numbers are boxes; Detections pass through unchanged.
+    """
+    found = []
+    for spec in specs:
+        if isinstance(spec, Detection):
+            found.append(spec)
+            continue
+        if not isinstance(spec, str):
+            found.append(region_from_box(spec))
+            continue
+        coords, _, label = spec.partition(":")
+        label = label.strip() or "region"
+        try:
+            nums = [float(v) for v in coords.split(",")]
+        except ValueError:
+            raise DetectorError(f"bad region {spec!r}: expected x0,y0,x1,y1[:label] in pixels") from None
+        if len(nums) == 4:
+            found.append(region_from_box(nums, label))
+        elif len(nums) >= 6 and len(nums) % 2 == 0:
+            found.append(region_from_polygon(zip(nums[0::2], nums[1::2]), label))
+        else:
+            raise DetectorError(f"bad region {spec!r}: give 4 numbers (a box) or 3+ x,y pairs (a polygon)")
+    return found
+
+
+def regions_from_label_png(source, width: int, height: int, labels: dict[int, str] | None = None) -> list[Detection]:
+    """Each non-zero value of a single-channel label image (path or array) becomes one region.
+
+    ``labels`` maps values to class labels; unmapped values are labelled "region".
+    """
+    if isinstance(source, np.ndarray):
+        arr = source
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(source) as im:
+                if im.mode not in ("1", "L", "P", "I", "I;16"):
+                    raise ImageError(f"{source}: a label PNG must be single-channel (L or P), not {im.mode}")
+                arr = np.asarray(im)
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{source}: cannot read label image: {e}") from None
+    if arr.ndim != 2:
+        raise ImageError(f"label image must be single-channel, got shape {arr.shape}")
+    if arr.shape != (height, width):
+        raise ImageError(f"label image is {arr.shape[1]}x{arr.shape[0]}, the photo is {width}x{height}")
+    found = []
+    for value in np.unique(arr):
+        if value == 0:
+            continue
+        mask = arr == value
+        ys, xs = np.nonzero(mask)
+        label = (labels or {}).get(int(value), "region")
+        found.append(Detection(label, 1.0, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
+                               mask=mask))
+    return found
+
+
+def _rle_encode(mask: np.ndarray) -> list[int]:
+    flat = np.concatenate([[False], mask.ravel(), [not mask.ravel()[-1]]])
+    changes = np.flatnonzero(flat[1:] != flat[:-1])
+    return np.diff(np.concatenate([[0], changes])).tolist()
+
+
+def _rle_decode(counts, width: int, height: int) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any() or counts.sum() != width * height:
+        raise DetectorError(f"mask_rle does not add up to {width}x{height} pixels")
+    values = np.arange(len(counts)) % 2 == 1
+    return np.repeat(values, counts).reshape(height, width)
+
+
+def regions_to_json(detections: Iterable[Detection], width: int, height: int) -> str:
+    regions = []
+    for d in detections:
+        r = {"label": d.label, "score": round(float(d.score), 4), "source": d.source,
+             "box": [round(float(v), 2) for v in d.box]}
+        if d.polygon is not None:
+            r["polygon"] = [[float(x), float(y)] for x, y in d.polygon]
+        if d.mask is not None:
+            r["mask_rle"] = _rle_encode(d.mask)
+        regions.append(r)
+    head = json.dumps({"format": FORMAT, "version": VERSION, "width": int(width), "height": int(height)})
+    # One region per line: readable and diffable, even with long mask run lengths.
+    body = ",\n".join("  " + json.dumps(r) for r in regions)
+    return head[:-1] + ', "regions": [\n' + body + ("\n" if regions else "") + "]}\n"
+
+
+def regions_from_json(text: str, width: int | None = None, height: int | None = None) -> list[Detection]:
+    """Parse a regions document; with width/height given, check it was made for that image size."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise DetectorError(f"regions file is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DetectorError(f"not a regions file (expected \"format\": \"{FORMAT}\")")
+    if doc.get("version") != VERSION:
+        raise DetectorError(f"regions file version {doc.get('version')!r} is not supported (expected {VERSION})")
+    w, h = doc.get("width"), doc.get("height")
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        raise DetectorError("regions file needs positive integer width and height")
+    if width is not None and (w, h) != (width, height):
+        raise DetectorError(f"regions file is for a {w}x{h} image, this one is {width}x{height}")
+    found = []
+    for n, r in enumerate(doc.get("regions", []), start=1):
+        try:
+            label = str(r.get("label", "region"))
+            if "polygon" in r:
+                d = region_from_polygon(r["polygon"], label)
+                if "box" in r:
+                    d.box = tuple(float(v) for v in r["box"])
+            else:
+                d = region_from_box(r["box"], label)
+            d.score = float(r.get("score", 1.0))
+            d.source = str(r.get("source", "manual"))
+            if "mask_rle" in r:
+                d.mask = _rle_decode(r["mask_rle"], w, h)
+        except DetectorError as e:
+            raise DetectorError(f"region {n}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DetectorError(f"region {n}: needs \"box\": [x0, y0, x1, y1] or \"polygon\": [[x, y], ...]") from None
+        found.append(d)
+    return found
+
+
+def write_regions_json(path, detections: Iterable[Detection], width: int, height: int) -> None:
+    Path(path).write_text(regions_to_json(detections, width, height), encoding="utf-8")
+
+
+def read_regions_json(path, width: int | None = None, height: int | None = None) -> list[Detection]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DetectorError(f"{path}: cannot read regions file: {e}") from None
+    try:
+        return regions_from_json(text, width, height)
+    except DetectorError as e:
+        raise DetectorError(f"{path}: {e}") from None
+
+
+def load_regions(path, width: int, height: int) -> list[Detection]:
+    """A regions file by extension: .json (regions JSON) or an image (label PNG)."""
+    if str(path).lower().endswith(".json"):
+        return read_regions_json(path, width, height)
+    return regions_from_label_png(path, width, height)
