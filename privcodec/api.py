@@ -55,24 +55,31 @@ def _check_quality(quality: float) -> float:
     return q
 
 
-def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), mask=None, detect: Sequence[str] = (),
-                **detector_options):
-    """image ─▶ GroupMap: manual regions, a label PNG and detectors, overlaps resolved by the policy."""
+def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_file=None, mask=None,
+                detect: Sequence[str] = (), shape: str = "box", min_size: float = 0, **detector_options):
+    """image ─▶ GroupMap: manual regions, a regions JSON file, a label PNG and detectors;
+    overlaps resolved by the policy's precedence, margins and grouping per rule."""
     from . import detect as detectors
     from . import masks
 
+    h, w = image.shape[:2]
     found = list(detectors.parse_regions(regions)) if regions else []
+    if regions_file is not None:
+        found += detectors.load_regions(regions_file, w, h)
     if mask is not None:
-        found += detectors.regions_from_label_png(mask, image.shape[1], image.shape[0])
+        found += detectors.regions_from_label_png(mask, w, h)
     if detect:
         found += detectors.detect(image, list(detect), **detector_options)
-    return masks.build_group_map(image.shape[1], image.shape[0], found, rank=policy.rank,
-                                 grouping=policy.grouping, margin=policy.margin)
+    return masks.build_group_map(w, h, found, rank=policy.rank, grouping=policy.grouping, margin=policy.margin,
+                                 shape=shape, min_size=min_size)
 
 
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
-            mask=None, detect: Sequence[str] = (), pad: int | None = None, **detector_options) -> ProtectResult:
-    """Code ``image`` group by group and encrypt/drop groups as ``policy`` says."""
+            regions_file=None, mask=None, detect: Sequence[str] = (), shape: str = "box", min_size: float = 0,
+            pad: int | None = None, **detector_options) -> ProtectResult:
+    """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
+
+    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy."""
     from . import codec, container
     from .imageio import load_image
     from .keys import load_recipient
@@ -81,7 +88,8 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     quality = _check_quality(quality)
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     pixels = image if isinstance(image, np.ndarray) else load_image(image)
-    group_map = find_groups(pixels, policy, regions=regions, mask=mask, detect=detect, **detector_options)
+    group_map = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect,
+                            shape=shape, min_size=min_size, **detector_options)
 
     decisions = [policy.decide(g.label) for g in group_map.groups]
     recipients = {}

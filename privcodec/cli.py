@@ -34,6 +34,28 @@ def _read(path: Path) -> bytes:
 FORCE = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 KEYS = click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
                     help="Secret key file (repeatable).")
+
+
+def DETECT_OPTIONS(f):
+    for opt in reversed([
+        click.option("--detect", "detect", multiple=True, metavar="NAMES",
+                     help="Detectors, e.g. face,person,plate (see docs/detectors.md)."),
+        click.option("--yolo-weights", type=click.Path(path_type=Path), help="Local YOLO segmentation weights (.pt)."),
+        click.option("--plate-weights", type=click.Path(path_type=Path), help="Local YOLO plate weights for plate:yolo."),
+        click.option("--min-score", type=click.FloatRange(0, 1), help="Detector confidence threshold."),
+        click.option("--shape", type=click.Choice(["box", "ellipse", "exact"]), default="box", show_default=True,
+                     help="Object footprint before snapping to 16-px blocks."),
+        click.option("--min-size", type=click.FloatRange(min=0), default=0, help="Ignore objects smaller than this (px)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _detector_options(yolo_weights, plate_weights, min_score) -> dict:
+    options = {"yolo_weights": yolo_weights, "plate_weights": plate_weights, "min_score": min_score}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
+
+
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
                         help="Folder where recipient names are looked up.")
 
@@ -74,20 +96,22 @@ def keygen(name, directory, kind, force):
 @KEYS_DIR
 @click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]", help="Manual region in pixels (repeatable).")
+@click.option("--regions", "regions_file", type=click.Path(path_type=Path),
+              help="Regions JSON file (the schema `privcodec detect --json` writes).")
 @click.option("--mask", type=click.Path(path_type=Path), help="Label PNG: each non-zero value is a region.")
-@click.option("--detect", "detect", multiple=True, metavar="NAMES", help="Detectors, e.g. face,person,plate.")
-@click.option("--yolo-weights", type=click.Path(path_type=Path), help="Local YOLO segmentation weights (.pt).")
+@DETECT_OPTIONS
 @click.option("--pad", type=click.IntRange(min=1), help="Pad encrypted chunks to a multiple of this many bytes.")
 @FORCE
-def protect(image, output, policy, keys_dir, quality, regions, mask, detect, yolo_weights, pad, force):
+def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, yolo_weights,
+            plate_weights, min_score, shape, min_size, pad, force):
     """Code IMAGE group by group; encrypt or drop groups as the POLICY says."""
     from . import api
     from .imageio import check_writable
 
     check_writable(output, force)
-    options = {"yolo_weights": yolo_weights} if yolo_weights else {}
-    result = api.protect(image, policy, keys_dir=keys_dir, quality=quality, regions=regions, mask=mask,
-                         detect=_split_names(detect), pad=pad, **options)
+    result = api.protect(image, policy, keys_dir=keys_dir, quality=quality, regions=regions,
+                         regions_file=regions_file, mask=mask, detect=_split_names(detect), shape=shape,
+                         min_size=min_size, pad=pad, **_detector_options(yolo_weights, plate_weights, min_score))
     _write(output, result.data, force)
     counts = {a: result.actions.count(a) for a in ("public", "encrypt", "redact") if a in result.actions}
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
@@ -169,13 +193,12 @@ def grant(container, output, key, recipient, keys_dir, force):
 
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("--detect", "detect", multiple=True, default=("face",), show_default=True, metavar="NAMES")
-@click.option("--yolo-weights", type=click.Path(path_type=Path))
+@DETECT_OPTIONS
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write detections as a regions JSON file.")
 @click.option("--preview", type=click.Path(path_type=Path), help="Write the block groups drawn over the photo.")
 @FORCE
-def detect(image, detect, yolo_weights, json_out, preview, force):
-    """Find faces, people, plates… and show the block groups they become."""
+def detect(image, detect, yolo_weights, plate_weights, min_score, shape, min_size, json_out, preview, force):
+    """Find faces, people, plates… (default: --detect face) and show the block groups they become."""
     from . import detect as detectors
     from . import masks
     from .imageio import check_writable, load_image, save_image
@@ -184,8 +207,8 @@ def detect(image, detect, yolo_weights, json_out, preview, force):
         if out:
             check_writable(out, force)
     pixels = load_image(image)
-    options = {"yolo_weights": yolo_weights} if yolo_weights else {}
-    found = detectors.detect(pixels, _split_names(detect), **options)
+    found = detectors.detect(pixels, _split_names(detect) or ["face"],
+                             **_detector_options(yolo_weights, plate_weights, min_score))
     for d in found:
         x0, y0, x1, y1 = d.box
         click.echo(f"{d.label:<14} {d.score:.2f}  {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}  ({d.source})")
@@ -194,7 +217,7 @@ def detect(image, detect, yolo_weights, json_out, preview, force):
     if json_out:
         _write(json_out, detectors.regions_to_json(found, pixels.shape[1], pixels.shape[0]).encode(), force)
     if preview:
-        gm = masks.build_group_map(pixels.shape[1], pixels.shape[0], found)
+        gm = masks.build_group_map(pixels.shape[1], pixels.shape[0], found, shape=shape, min_size=min_size)
         save_image(masks.render_preview(pixels, gm), preview, force=force)
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+# compressai scripts a few helpers with torch.jit, which torch 2.14 deprecates;
+# the warning is noise on every CLI call.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 CODEC_ID = "gicodec-1"
 BLOCK = 16

@@ -1,0 +1,50 @@
+"""Shared fixtures: a small photo-like image, key files and a policy in tmp dirs."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("PRIVCODEC_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def make_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus a few textured shapes: compresses like a photo, not like noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([120 + 80 * np.sin(xx / 23 + c) * np.cos(yy / 31 - c) for c in range(3)], -1)
+    for _ in range(4):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(8, 24)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_path(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_photo()).save(path)
+    return path
+
+
+@pytest.fixture
+def keys_dir(tmp_path):
+    from privcodec.keys import keygen
+
+    d = tmp_path / "keys"
+    keygen("family", d, "symmetric")
+    keygen("alice", d, "x25519")
+    keygen("stranger", d, "symmetric")
+    return d
+
+
+@pytest.fixture
+def face_policy(tmp_path):
+    p = tmp_path / "faces.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["family", "alice"]\n\n'
+                 '[[rule]]\nmatch = ["license_plate"]\naction = "redact"\n\n[default]\naction = "public"\n')
+    return p

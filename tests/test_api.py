@@ -1,0 +1,109 @@
+"""End-to-end behaviour of protect / view / inspect / strip / grant through the Python API."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import privcodec
+from privcodec import container
+from privcodec.errors import DecryptionError, FormatError, KeyFileError, PolicyError
+
+from conftest import make_photo
+
+FACE = "16,16,48,64:face"        # blocks (1..3, 1..3)
+PLATE = "80,64,128,96:license_plate"     # bottom-right corner blocks: redacted
+
+
+def pixel_mask(grid, value, h, w):
+    return np.kron(grid == value, np.ones((16, 16), bool))[:h, :w]
+
+
+def test_keyed_view_decodes_everything_and_keyless_view_matches_it_on_public_pixels(photo_path, keys_dir, face_policy):
+    res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
+    keyless = privcodec.view(res.data)
+    keyed = privcodec.view(res.data, [keys_dir / "family.key"])
+    assert keyless.missing and not keyed.missing
+    c = container.open_container(res.data)
+    public = np.kron(c.block_map >= 0, np.ones((16, 16), bool))[:96, :128]
+    assert np.array_equal(keyless.pixels[public], keyed.pixels[public])
+    assert not np.array_equal(keyless.pixels[~public], keyed.pixels[~public])
+    original = make_photo()
+    psnr = 10 * np.log10(255 ** 2 / np.mean((keyed.pixels.astype(float) - original) ** 2))
+    assert psnr > 20
+
+
+@pytest.mark.parametrize("key", ["family.key", "alice.key"])  # symmetric and X25519
+def test_round_trip_with_either_kind_of_key(photo_path, keys_dir, face_policy, key):
+    res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
+    full = privcodec.view(res.data, [keys_dir / key])
+    assert full.decoded == [1] and full.missing == []
+
+
+def test_public_chunks_are_a_function_of_public_pixels_only(tmp_path, keys_dir, face_policy):
+    from PIL import Image
+
+    a = make_photo()
+    b = a.copy()
+    b[16:64, 16:48] = 255 - b[16:64, 16:48]          # change only the face's pixels
+    paths = []
+    for name, img in (("a.png", a), ("b.png", b)):
+        Image.fromarray(img).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    ca, cb = (container.open_container(privcodec.protect(p, face_policy, keys_dir=keys_dir, regions=[FACE]).data)
+              for p in paths)
+    assert [g.payload for g in ca.public_groups] == [g.payload for g in cb.public_groups]
+    assert np.array_equal(ca.block_map, cb.block_map)
+
+
+def test_redacted_groups_leave_no_ciphertext(photo_path, keys_dir, face_policy):
+    res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE, PLATE])
+    info = privcodec.inspect(res.data, [keys_dir / "family.key"])
+    assert info["redacted_blocks"] == 6
+    assert [g["index"] for g in info["groups"] if g["access"] == "encrypted"] == [1]
+    full = privcodec.view(res.data, [keys_dir / "family.key"])
+    assert full.redacted
+
+
+def test_keyless_inspect_hides_classes_of_protected_groups(photo_path, keys_dir, face_policy):
+    res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
+    locked = [g for g in privcodec.inspect(res.data)["groups"] if g["access"] == "encrypted"]
+    assert locked and all("class" not in g for g in locked)
+    opened = [g for g in privcodec.inspect(res.data, [keys_dir / "family.key"])["groups"] if g["access"] == "encrypted"]
+    assert opened[0]["class"] == "face"
+
+
+def test_strip_then_grant(photo_path, keys_dir, face_policy):
+    res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
+    granted = privcodec.grant(res.data, keys_dir / "alice.key", "stranger", keys_dir=keys_dir)
+    assert privcodec.view(granted, [keys_dir / "stranger.key"]).decoded == [1]
+    stripped = privcodec.strip(res.data, [])
+    assert privcodec.view(stripped, [keys_dir / "family.key"]).decoded == []
+    with pytest.raises(DecryptionError):
+        privcodec.grant(res.data, keys_dir / "stranger.key", "family", keys_dir=keys_dir)
+
+
+def test_a_view_is_identical_whichever_other_groups_were_decoded(photo_path, tmp_path, keys_dir):
+    policy = tmp_path / "two.toml"
+    policy.write_text('[[rule]]\nmatch = ["a"]\naction = "encrypt"\nrecipients = ["family"]\n'
+                      '[[rule]]\nmatch = ["b"]\naction = "encrypt"\nrecipients = ["alice"]\n')
+    res = privcodec.protect(photo_path, policy, keys_dir=keys_dir, regions=["0,0,40,40:a", "64,32,128,96:b"])
+    only_a = privcodec.view(res.data, [keys_dir / "family.key"])
+    both = privcodec.view(res.data, [keys_dir / "family.key", keys_dir / "alice.key"])
+    grid = res.group_map.blocks
+    for g in (0, 1):
+        m = pixel_mask(grid, g, 96, 128)
+        assert np.array_equal(only_a.pixels[m], both.pixels[m])
+
+
+def test_bad_inputs_raise_clean_errors(photo_path, keys_dir, face_policy, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\n')
+    with pytest.raises(PolicyError, match="bad.toml"):
+        privcodec.protect(photo_path, bad, keys_dir=keys_dir)
+    with pytest.raises(KeyFileError):
+        privcodec.protect(photo_path, face_policy, keys_dir=tmp_path / "nokeys", regions=[FACE])
+    data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE]).data
+    with pytest.raises(FormatError):
+        privcodec.view(data[:-1])
+    with pytest.raises(privcodec.PrivcodecError):
+        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, quality=9)

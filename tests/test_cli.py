@@ -1,0 +1,120 @@
+"""The `privcodec` console script, run for real in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = shutil.which("privcodec", path=str(Path(sys.executable).parent)) or "privcodec"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=None, ok=True):
+    env = {**os.environ, "PRIVCODEC_THREADS": "1"}
+    r = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def fails_cleanly(r, *words):
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.fixture
+def protected(tmp_path, photo_path, keys_dir, face_policy):
+    out = tmp_path / "photo.prvc"
+    run("protect", photo_path, "-o", out, "--policy", face_policy, "--keys-dir", keys_dir,
+        "--region", "16,16,48,64:face", "--quality", "3.5")
+    return out
+
+
+def test_keygen_writes_private_files(tmp_path):
+    r = run("keygen", "bob", "--dir", tmp_path, "--type", "x25519")
+    assert (tmp_path / "bob.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "bob.pub").exists() and "key id" in r.stdout
+    fails_cleanly(run("keygen", "bob", "--dir", tmp_path, ok=False), "exists")
+
+
+def test_protect_view_inspect_strip_grant(tmp_path, protected, keys_dir):
+    info = json.loads(run("inspect", protected, "--json").stdout)
+    locked = [g for g in info["groups"] if g["access"] == "encrypted"]
+    assert len(locked) == 1 and "class" not in locked[0]
+
+    keyless = run("view", protected, "-o", tmp_path / "public.png")
+    assert "note:" in keyless.stderr and (tmp_path / "public.png").exists()
+    run("view", protected, "-o", tmp_path / "full.png", "--key", keys_dir / "alice.key")
+    run("view", protected, "-o", tmp_path / "solid.png", "--fill", "solid")
+
+    run("grant", protected, "-o", tmp_path / "granted.prvc", "--key", keys_dir / "family.key",
+        "--to", "stranger", "--keys-dir", keys_dir)
+    shown = run("inspect", tmp_path / "granted.prvc", "--key", keys_dir / "stranger.key").stdout
+    assert "face" in shown and "opened" in shown
+
+    run("strip", protected, "-o", tmp_path / "stripped.prvc")
+    assert (tmp_path / "stripped.prvc").stat().st_size < protected.stat().st_size
+    assert "stripped" in run("inspect", tmp_path / "stripped.prvc").stdout
+
+
+def test_cli_py_shim_behaves_like_the_console_script(protected):
+    a = run("inspect", protected, "--json").stdout
+    b = subprocess.run([sys.executable, str(REPO / "cli.py"), "inspect", str(protected), "--json"],
+                       capture_output=True, text=True, check=True, env={**os.environ, "PRIVCODEC_THREADS": "1"}).stdout
+    assert a == b
+
+
+def test_outputs_are_never_overwritten_without_force(tmp_path, protected):
+    out = tmp_path / "v.png"
+    out.write_bytes(b"keep me")
+    fails_cleanly(run("view", protected, "-o", out, ok=False), "--force")
+    assert out.read_bytes() == b"keep me"
+    run("view", protected, "-o", out, "--force")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_bad_input_is_one_clean_error_line(tmp_path, protected, photo_path, keys_dir, face_policy):
+    not_image = tmp_path / "x.jpg"
+    not_image.write_text("hello")
+    fails_cleanly(run("protect", not_image, "-o", tmp_path / "a.prvc", "--policy", face_policy,
+                      "--keys-dir", keys_dir, ok=False))
+    fails_cleanly(run("protect", tmp_path / "missing.png", "-o", tmp_path / "a.prvc", "--policy", face_policy,
+                      ok=False))
+    bad_policy = tmp_path / "bad.toml"
+    bad_policy.write_text("[[rule]]\nmatch = ['face']\naction = 'encrypt'\n")
+    fails_cleanly(run("protect", photo_path, "-o", tmp_path / "a.prvc", "--policy", bad_policy, ok=False), "bad.toml")
+    data = protected.read_bytes()
+    for name, blob in [("truncated", data[: len(data) // 2]), ("tampered", data[:40] + bytes([data[40] ^ 1]) + data[41:]),
+                       ("version", data[:4] + b"\x63" + data[5:]), ("empty", b"")]:
+        f = tmp_path / f"{name}.prvc"
+        f.write_bytes(blob)
+        fails_cleanly(run("view", f, "-o", tmp_path / f"{name}.png", ok=False))
+        assert not (tmp_path / f"{name}.png").exists()
+    fails_cleanly(run("view", protected, "-o", tmp_path / "k.png", "--key", tmp_path / "nokey.key", ok=False))
+    fails_cleanly(run("grant", protected, "-o", tmp_path / "g.prvc", "--key", keys_dir / "stranger.key",
+                      "--to", "family", "--keys-dir", keys_dir, ok=False))
+    fails_cleanly(run("protect", photo_path, "-o", tmp_path / "q.prvc", "--policy", face_policy, "--quality", "0",
+                      ok=False), "quality")
+    assert list(tmp_path.glob("*.tmp")) == [] and list(tmp_path.glob(".*tmp*")) == []
+
+
+def test_detect_finds_the_face_in_the_bundled_photo(tmp_path):
+    photo = REPO / "privcodec" / "data" / "astronaut.jpg"
+    r = run("detect", photo, "--detect", "face", "--json", tmp_path / "r.json", "--preview", tmp_path / "p.png")
+    assert "face" in r.stdout
+    assert json.loads((tmp_path / "r.json").read_text()) and (tmp_path / "p.png").exists()
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import privcodec.cli"], capture_output=True,
+                       text=True)
+    assert " torch" not in r.stderr
