@@ -19,9 +19,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import FormatError, KeyFileError, PrivcodecError
+from .errors import DecryptionError, FormatError, KeyFileError, PrivcodecError
 
 DEFAULT_QUALITY = 4.0
+FILLS = ("inpaint", "solid")
+CORRUPT = "not a valid .prvc file (corrupted or tampered)"
 
 
 @dataclass
@@ -46,10 +48,25 @@ def _identities(keys: Iterable) -> list:
     return [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
 
 
+def _unlock(c, identities: list) -> list:
+    """Open what the keys allow.  A key that opens nothing at all is a wrong key: an error,
+    whereas keys that open only some groups are normal (the rest stays filled)."""
+    opened = {}
+    for ident in identities:
+        groups = c.unlock([ident])
+        if not groups:
+            raise DecryptionError(f"{ident.source or 'key'}: this key opens no protected group in this file")
+        opened.update({g.index: g for g in groups})
+    return [opened[i] for i in sorted(opened)]
+
+
 def _check_quality(quality: float) -> float:
     from .codec.model import QUALITY_MAX, QUALITY_MIN
 
-    q = float(quality)
+    try:
+        q = float(quality)
+    except (TypeError, ValueError):
+        raise PrivcodecError(f"quality must be a number, got {quality!r}") from None
     if not QUALITY_MIN <= q <= QUALITY_MAX:
         raise PrivcodecError(f"quality must be between {QUALITY_MIN:g} and {QUALITY_MAX:g}, got {quality}")
     return q
@@ -120,8 +137,13 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
 
 def _open(data: bytes):
     from . import codec, container
+    from .imageio import MAX_PIXELS
 
     c = container.open_container(data)
+    if c.block != codec.BLOCK:
+        raise FormatError(f"unsupported block size {c.block} (this privcodec codes {codec.BLOCK}-px blocks)")
+    if c.width * c.height > MAX_PIXELS:
+        raise FormatError(f"image is {c.width}x{c.height}, over the {MAX_PIXELS // 1_000_000} MP limit")
     if c.codec_id != codec.CODEC_ID or c.weights_sha256 != codec.weights_digest():
         raise FormatError(f"this file was made with another codec model ({c.codec_id}, weights "
                           f"{c.weights_sha256.hex()[:12]}); this privcodec has {codec.CODEC_ID}, weights "
@@ -136,14 +158,20 @@ def view(data: bytes, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResu
     from . import codec, container
     from .inpaint import fill as fill_unknown
 
+    if fill not in FILLS:
+        raise PrivcodecError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
     c = _open(data)
-    opened = c.unlock(_identities(keys))
+    opened = _unlock(c, _identities(keys))
     grid = np.where(c.block_map >= 0, c.block_map, codec.UNKNOWN_GROUP).astype(np.int64)
     streams = {g.index: g.payload for g in c.public_groups}
     for g in opened:
         grid[g.block_mask] = g.index
         streams[g.index] = g.payload
-    pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality)
+    try:
+        pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality)
+    except (ValueError, RuntimeError, IndexError, OverflowError):
+        # the container verified its hashes, so this is a forged or re-checksummed payload
+        raise FormatError(CORRUPT) from None
     if not known.all():
         pixels = fill_unknown(pixels, known, method=fill)
     opened_ids = {g.index for g in opened}
@@ -158,7 +186,7 @@ def inspect(data: bytes, keys: Iterable = ()) -> dict:
     from . import container
 
     c = container.open_container(data)
-    opened = {g.index: g for g in c.unlock(_identities(keys))}
+    opened = {g.index: g for g in _unlock(c, _identities(keys))}
     groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
                "bytes": len(g.payload), "blocks": int((c.block_map == g.index).sum())} for g in c.public_groups]
     for ch in c.protected_chunks:
@@ -183,7 +211,10 @@ def strip(data: bytes, keys: Iterable = ()) -> bytes:
     """Keep the public groups and the protected groups ``keys`` open; drop the rest."""
     from . import container
 
-    return container.open_container(data).strip(_identities(keys))
+    c = container.open_container(data)
+    identities = _identities(keys)
+    _unlock(c, identities)  # a key that opens nothing is a mistake, not a request to drop everything
+    return c.strip(identities)
 
 
 def grant(data: bytes, key, to: str, *, keys_dir="keys") -> bytes:

@@ -100,7 +100,7 @@ def keygen(name, directory, kind, force):
               help="Regions JSON file (the schema `privcodec detect --json` writes).")
 @click.option("--mask", type=click.Path(path_type=Path), help="Label PNG: each non-zero value is a region.")
 @DETECT_OPTIONS
-@click.option("--pad", type=click.IntRange(min=1), help="Pad encrypted chunks to a multiple of this many bytes.")
+@click.option("--pad", type=click.IntRange(min=1, max=1 << 20), help="Pad encrypted chunks to a multiple of this many bytes.")
 @FORCE
 def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, yolo_weights,
             plate_weights, min_score, shape, min_size, pad, force):
@@ -308,4 +308,10 @@ def main(argv=None) -> None:
         where = f": {e.filename}" if e.filename else ""
         click.echo(f"Error: {e.strerror or e}{where}", err=True)
         sys.exit(1)
+    except MemoryError:
+        click.echo("Error: out of memory", err=True)
+        sys.exit(1)
+    except Exception as e:  # last resort: a bug, but still one line and a non-zero exit
+        click.echo(f"Error: internal error ({type(e).__name__}: {e}); please report it", err=True)
+        sys.exit(70)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,8 +1,11 @@
 """`privcodec demo`: the main job on a bundled photo, end to end.
 
     astronaut.jpg (NASA, public domain; Eileen Collins) ─▶ detect faces ─▶ protect with
-    policies/faces.toml (faces encrypted for "family") ─▶ keyless view, keyed view
+    data/faces.toml (faces encrypted for "family") ─▶ keyless view, keyed view
     ─▶ side-by-side preview PNG
+
+Both files ship as package data (privcodec/data/), so the demo runs from an install too;
+data/faces.toml is a copy of policies/faces.toml.
 """
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-PHOTO = Path(__file__).with_name("data") / "astronaut.jpg"
-POLICY = Path(__file__).resolve().parents[1] / "policies" / "faces.toml"
+DATA = Path(__file__).with_name("data")      # package data: present in a source checkout and an install
+PHOTO = DATA / "astronaut.jpg"
+POLICY = DATA / "faces.toml"                 # a copy of policies/faces.toml
 
 
 def side_by_side(images: list[np.ndarray], titles: list[str]):
@@ -30,7 +34,7 @@ def side_by_side(images: list[np.ndarray], titles: list[str]):
 
 def run_demo(out: Path, echo=print) -> None:
     from . import api
-    from .imageio import load_image, save_image
+    from .imageio import atomic_write, load_image, save_image
     from .keys import keygen
 
     out = Path(out)
@@ -39,7 +43,7 @@ def run_demo(out: Path, echo=print) -> None:
         keygen("family", keys_dir, "symmetric")
     original = load_image(PHOTO)
     result = api.protect(PHOTO, POLICY, keys_dir=keys_dir, detect=["face"], quality=5)
-    (out / "astronaut.prvc").write_bytes(result.data)
+    atomic_write(out / "astronaut.prvc", result.data, force=True)
     faces = sum(1 for g in result.group_map.groups if g.label == "face")
     echo(f"protected {PHOTO.name}: {faces} face group(s) encrypted for 'family' -> {out / 'astronaut.prvc'} "
          f"({len(result.data)} bytes)")

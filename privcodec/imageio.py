@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .container.format import MAX_SIDE
 from .errors import ImageError, OutputExistsError, PrivcodecError
 
 MAX_PIXELS = 64_000_000          # default limit against decompression bombs
+# MAX_SIDE (65536): the longest side, in pixels, that a .prvc container can store.
 WHITE = (255, 255, 255)          # transparent pixels are composited over white
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 # EPS is decoded by running Ghostscript on the file: never do that with untrusted input.
@@ -32,7 +34,9 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
     """Read an image as a uint8 (H, W, 3) RGB array, orientation applied, metadata dropped.
 
     Raises ImageError naming the file for anything unreadable or unacceptable.  The limit is the
-    lower of ``max_pixels`` and Pillow's own ``Image.MAX_IMAGE_PIXELS`` (when that is set).
+    lower of ``max_pixels`` and Pillow's own ``Image.MAX_IMAGE_PIXELS`` (when that is set); no side
+    may be longer than ``MAX_SIDE`` pixels (what the container stores).  Both are checked on the
+    header, before any pixel is decoded.
     """
     name = "<image data>" if isinstance(src, (bytes, bytearray)) else str(src)
     limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
@@ -55,6 +59,9 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
                 width, height = img.size
                 if width == 0 or height == 0:
                     raise ImageError(f"{name}: image has zero size ({width}x{height})")
+                if width > MAX_SIDE or height > MAX_SIDE:
+                    raise ImageError(f"{name}: image too large ({width}x{height}; a side can be at most "
+                                     f"{MAX_SIDE} pixels)")
                 if width * height > limit:
                     raise ImageError(f"{name}: image too large ({width}x{height} pixels, limit {limit:,})")
                 img.load()

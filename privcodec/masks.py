@@ -83,6 +83,7 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
 
     A block claimed by nobody is background (group 0); a group that loses every block disappears.
     Groups keep the order of their first detection.  A class group's score is its best score.
+    More groups (background included) than a .prvc container holds is a DetectorError.
     """
     if width <= 0 or height <= 0:
         raise DetectorError(f"image size must be positive, got {width}x{height}")
@@ -137,7 +138,15 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
         if won.any():
             gm.groups.append(g)
             gm.blocks[won] = len(gm.groups) - 1
+    _check_group_count(len(gm.groups))
     return gm
+
+
+def _check_group_count(n: int) -> None:
+    from .container import MAX_GROUPS   # here, not at the top: importing masks stays cheap
+
+    if n > MAX_GROUPS:
+        raise DetectorError(f"too many groups ({n}); the container holds at most {MAX_GROUPS}")
 
 
 def _footprint(det: Detection, width: int, height: int, margin: int, shape: str) -> np.ndarray:

@@ -77,9 +77,39 @@ def test_strip_then_grant(photo_path, keys_dir, face_policy):
     granted = privcodec.grant(res.data, keys_dir / "alice.key", "stranger", keys_dir=keys_dir)
     assert privcodec.view(granted, [keys_dir / "stranger.key"]).decoded == [1]
     stripped = privcodec.strip(res.data, [])
-    assert privcodec.view(stripped, [keys_dir / "family.key"]).decoded == []
+    assert privcodec.view(stripped).missing == [1]
+    with pytest.raises(DecryptionError):                 # the face chunk is gone: the key opens nothing
+        privcodec.view(stripped, [keys_dir / "family.key"])
+    kept = privcodec.strip(res.data, [keys_dir / "family.key"])
+    assert privcodec.view(kept, [keys_dir / "alice.key"]).decoded == [1]
     with pytest.raises(DecryptionError):
         privcodec.grant(res.data, keys_dir / "stranger.key", "family", keys_dir=keys_dir)
+
+
+def test_a_key_that_opens_nothing_is_an_error_but_missing_keys_are_not(photo_path, tmp_path, keys_dir):
+    policy = tmp_path / "two.toml"
+    policy.write_text('[[rule]]\nmatch = ["a"]\naction = "encrypt"\nrecipients = ["family"]\n'
+                      '[[rule]]\nmatch = ["b"]\naction = "encrypt"\nrecipients = ["alice"]\n')
+    data = privcodec.protect(photo_path, policy, keys_dir=keys_dir, regions=["0,0,40,40:a", "64,32,128,96:b"]).data
+    some = privcodec.view(data, [keys_dir / "family.key"])
+    assert some.decoded == [1] and some.missing == [2]
+    for verb in (privcodec.view, privcodec.inspect, privcodec.strip):
+        with pytest.raises(DecryptionError, match="stranger.key"):
+            verb(data, [keys_dir / "stranger.key"])
+
+
+@pytest.mark.parametrize("forged", [b"", b"\x00", b"\x01\x00", bytes(300), b"\x05" + bytes(range(256)) * 4])
+def test_forged_public_payload_is_rejected_not_decoded(forged):
+    """Anyone can re-checksum a file, so public payloads are untrusted input to the decoder."""
+    from privcodec import codec
+
+    h, w = 1024, 1024   # large enough that an unchecked decoder would read far past the stream
+    grid = np.zeros((h // 16, w // 16), dtype=np.int32)
+    blob = container.seal(width=w, height=h, block=16, codec_id=codec.CODEC_ID,
+                          weights_sha256=codec.weights_digest(), quality=4.0, block_map=grid,
+                          public=[container.PublicGroup(0, "background", 1.0, forged)], protected=[])
+    with pytest.raises(FormatError):
+        privcodec.view(blob)
 
 
 def test_a_view_is_identical_whichever_other_groups_were_decoded(photo_path, tmp_path, keys_dir):

@@ -27,7 +27,7 @@ def model():
     m = GICodec(cfg).eval()
     # random weights are too smooth to exercise the coder: widen the latent a bit
     with torch.no_grad():
-        m.g_a.norm.weight.mul_(8)
+        m.g_a.convs.convs[-1].weight.mul_(8)
     m.update(force=True)
     return m
 

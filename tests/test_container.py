@@ -301,6 +301,26 @@ def test_seal_checks_its_arguments():
              block_map=np.array([[0]]), public=[PublicGroup(0, "x\x1b[31m", 1.0, b"")], protected=[])
 
 
+def test_a_public_group_must_own_a_cell(monkeypatch):
+    kwargs = dict(width=32, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+                  block_map=np.array([[0, 0]]),
+                  public=[PublicGroup(0, "background", 1.0, b""), PublicGroup(5, "sign", 1.0, b"")], protected=[])
+    with pytest.raises(ValueError, match="own at least one cell"):
+        seal(**kwargs)
+    monkeypatch.setattr(fmt, "_require", lambda ok, message: None)   # let seal write the bad file
+    with pytest.raises(FormatError, match="^" + re.escape(fmt.CORRUPT) + "$"):
+        open_container(seal(**kwargs))
+
+
+def test_limits_are_exported():
+    from privcodec import container
+
+    assert (container.MAX_PAD, container.MAX_GROUPS) == (fmt.MAX_PAD, fmt.MAX_GROUPS) == (1 << 20, 4096)
+    assert [ch.length for ch in open_container(make(pad=container.MAX_PAD)).protected_chunks] == [1 << 20] * 2
+    with pytest.raises(ValueError, match="pad"):
+        make(pad=container.MAX_PAD + 1)
+
+
 # ---------------------------------------------------------------- FORMAT.md test vector
 
 

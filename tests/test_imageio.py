@@ -221,6 +221,21 @@ def test_pixel_limit(tmp_path):
         load_image(path, max_pixels=9_999)
 
 
+def test_side_limit_is_the_containers_and_checked_before_decoding():
+    from privcodec.container.format import MAX_SIDE
+    from privcodec.imageio import MAX_SIDE as imageio_max_side
+
+    assert imageio_max_side == MAX_SIDE
+    assert load_image(encode(Image.new("L", (MAX_SIDE, 1)))).shape == (1, MAX_SIDE, 3)
+    for size in [(MAX_SIDE + 1, 1), (1, MAX_SIDE + 1)]:
+        data = encode(Image.new("L", size))
+        cut = data[:data.index(b"IDAT") + 8]          # header only: decoding would fail as truncated
+        for src in (data, cut):
+            with pytest.raises(ImageError, match=rf"image too large \({size[0]}x{size[1]}; a side can be at most "
+                                                 rf"{MAX_SIDE} pixels\)$"):
+                load_image(src)
+
+
 @pytest.mark.parametrize("pillow_limit", [6_000, 4_000])   # Pillow warns above 1x, refuses above 2x
 def test_pillow_global_limit_is_respected(monkeypatch, pillow_limit):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)

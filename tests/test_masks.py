@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from privcodec.detect import (parse_regions, read_regions_json, regions_from_json, regions_from_label_png,
-                              regions_to_json, write_regions_json)
+from privcodec.detect import (parse_regions, read_regions_json, region_from_box, region_from_polygon,
+                              regions_from_json, regions_from_label_png, regions_to_json, write_regions_json)
 from privcodec.errors import DetectorError, ImageError
 from privcodec.masks import BACKGROUND, Detection, build_group_map, render_preview
 
@@ -230,3 +230,75 @@ def test_label_png(tmp_path):
         regions_from_label_png(tmp_path / "rgb.png", 60, 40)
     with pytest.raises(ImageError, match="cannot read"):
         regions_from_label_png(tmp_path / "nope.png", 60, 40)
+
+
+def one_line_error(exc_type, fn, *args, match=None, **kwargs):
+    with pytest.raises(exc_type, match=match) as exc:
+        fn(*args, **kwargs)
+    assert "\n" not in str(exc.value)
+    return str(exc.value)
+
+
+def test_regions_reject_non_finite_coordinates():
+    for bad in ["0,0,inf,20", "nan,0,10,10", "0,0,1e999,5", "0,0,10,0,-inf,10:sign"]:
+        one_line_error(DetectorError, parse_regions, [bad], match="non-finite")
+    one_line_error(DetectorError, region_from_box, (0, 0, float("inf"), 1), match="non-finite")
+    one_line_error(DetectorError, region_from_polygon, [(0, 0), (1, float("nan")), (2, 2)], match="non-finite")
+    one_line_error(DetectorError, parse_regions, [(0, 0, 1)], match="4 numbers")     # API tuples too
+    one_line_error(DetectorError, parse_regions, [(0, 0, 10**400, 5)], match="numbers")
+    one_line_error(DetectorError, region_from_polygon, [(0, 0), 5, (2, 2)], match="polygon")
+
+
+def test_json_rejects_bad_scores_values_and_shapes():
+    doc = json.loads(regions_to_json([det("face", (0, 0, 4, 4))], 10, 10))
+
+    def bad(region=None, regions=None, match=None):
+        d = dict(doc, regions=[dict(doc["regions"][0], **region)] if regions is None else regions)
+        return one_line_error(DetectorError, regions_from_json, json.dumps(d), match=match)
+
+    for score in [float("nan"), float("inf"), -0.1, 1.5, "high", True, None, 10**400]:
+        bad({"score": score}, match=r"region 1: score must be a number from 0 to 1")
+    bad({"box": [0, 0, float("inf"), 4]}, match="region 1: .*non-finite")
+    bad({"polygon": [[0, 0], [4, 0], [0, 4]], "box": [0, float("nan"), 4, 4]}, match="region 1: .*non-finite")
+    bad({"polygon": [[0, 0], [4, float("inf")], [0, 4]]}, match="region 1: .*non-finite")
+    bad({"box": [0, 0, 10**400, 4]}, match="region 1")
+    bad({"mask_rle": [2**62, 2**62, 2**62, 2**62 + 100]}, match="mask_rle")          # int64 sum would wrap to 100
+    bad({"mask_rle": [[1], "x"]}, match="mask_rle")
+    bad(regions={"box": [0, 0, 4, 4]}, match='"regions" must be a list')
+    bad(regions=[5], match="region 1: must be an object")
+    bad(regions=[doc["regions"][0], ["box", [0, 0, 4, 4]]], match="region 2: must be an object")
+    assert regions_from_json(json.dumps(dict(doc, regions=[dict(doc["regions"][0], score=0)])))[0].score == 0.0
+
+
+def test_label_png_size_limits_and_damage(tmp_path, monkeypatch):
+    import privcodec.imageio
+
+    path = tmp_path / "labels.png"
+    Image.fromarray(np.zeros((40, 60), np.uint8)).save(path)
+    with monkeypatch.context() as m:
+        m.setattr(privcodec.imageio, "MAX_PIXELS", 2_399)
+        one_line_error(ImageError, regions_from_label_png, path, 60, 40, match=r"too large \(60x40 pixels")
+    for pillow_limit in (2_000, 1_000):   # Pillow warns above 1x its limit and refuses above 2x
+        with monkeypatch.context() as m:
+            m.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
+            one_line_error(ImageError, regions_from_label_png, path, 60, 40, match="too large")
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    (tmp_path / "cut.png").write_bytes(bytes(data[:idat + 10]))
+    one_line_error(ImageError, regions_from_label_png, tmp_path / "cut.png", 60, 40, match="cannot read label image")
+    data[idat + 4: idat + 12] = b"\xff" * 8
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    one_line_error(ImageError, regions_from_label_png, tmp_path / "bad.png", 60, 40, match="cannot read label image")
+    (tmp_path / "text.png").write_text("not an image")
+    one_line_error(ImageError, regions_from_label_png, tmp_path / "text.png", 60, 40, match="not a supported image")
+
+
+def test_too_many_groups():
+    from privcodec.container import MAX_GROUPS
+
+    # One 1-block detection per cell of a 64 x 65 grid; with background, MAX_GROUPS groups fit exactly.
+    boxes = [det("region", (16 * (k % 64), 16 * (k // 64), 16 * (k % 64) + 1, 16 * (k // 64) + 1))
+             for k in range(MAX_GROUPS)]
+    assert len(build_group_map(1024, 1040, boxes[:-1], margin=0).groups) == MAX_GROUPS
+    msg = one_line_error(DetectorError, build_group_map, 1024, 1040, boxes, margin=0, match="too many groups")
+    assert msg == f"too many groups ({MAX_GROUPS + 1}); the container holds at most {MAX_GROUPS}"

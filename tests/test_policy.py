@@ -258,3 +258,13 @@ recipients = ["k"]
 def test_custom_region_labels_are_accepted(tmp_path):
     policy = load_policy(write(tmp_path, '[[rule]]\nmatch = ["whiteboard", "cell phone"]\naction = "redact"\n'))
     assert policy.decide("cell phone").action == "redact"
+
+
+def test_demo_policy_ships_as_package_data():
+    """`privcodec demo` must work from an install, where policies/ does not exist."""
+    from privcodec import demo
+
+    assert demo.POLICY.parent == demo.PHOTO.parent == Path(demo.__file__).with_name("data")
+    assert demo.POLICY.read_text() == (POLICIES / "faces.toml").read_text()   # the copy has not drifted
+    policy = load_policy(demo.POLICY)
+    assert policy.decide("face").action == "encrypt" and policy.decide("face").recipients == ("family",)

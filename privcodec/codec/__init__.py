@@ -74,5 +74,5 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
 
     model = load_codec(weights)
     x_hat, known = model.decompress(streams, torch.from_numpy(block_groups.astype(np.int64)), height, width, quality)
-    image = (x_hat * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    image = (torch.nan_to_num(x_hat) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(image), known.numpy()

@@ -72,6 +72,13 @@ def _read_uvarint(buf: bytes, pos: int = 0):
         shift += 7
 
 
+def _padded(stream: bytes, n_symbols: int) -> bytes:
+    """compressai's rANS decoder reads 32-bit words without bounds checks.  Zero padding
+    bounds what a hostile stream can make it read: at most one word per symbol, plus
+    bypass codes whose length is bounded by the stream's own bits."""
+    return stream + bytes(4 * (n_symbols + 16) + 16 * len(stream) + 1024)
+
+
 class GICodec(nn.Module):
     def __init__(self, config: CodecConfig | None = None):
         super().__init__()
@@ -195,9 +202,9 @@ class GICodec(nn.Module):
         eb, gc = em.entropy_bottleneck, em.gaussian_conditional
         _, gid_c = self._pad_cells(None, gid)
         hc, wc = gid_c.shape
-        from compressai.ans import RansDecoder
+        from compressai.ans import BufferedRansEncoder, RansDecoder
 
-        z_hat, decoders, positions = {}, {}, {}
+        z_hat, decoders, positions, y_bytes = {}, {}, {}, {}
         for grp, stream in streams.items():
             m = gid_c == grp
             if not bool(m.any()):
@@ -207,12 +214,15 @@ class GICodec(nn.Module):
             if pos + zlen > len(stream):
                 raise ValueError("truncated group bitstream")
             n_cells = int(support.sum())
-            z_sel = eb.decompress([stream[pos:pos + zlen]], (1, n_cells)).double()
+            z_bytes, y_bytes[grp] = stream[pos:pos + zlen], stream[pos + zlen:]
+            z_sel = eb.decompress([_padded(z_bytes, n_cells * eb.channels)], (1, n_cells)).double()
+            if eb.compress(z_sel)[0] != z_bytes:
+                raise ValueError("malformed group bitstream")
             z = torch.zeros(1, z_sel.shape[1], hc // CELL, wc // CELL, dtype=torch.float64)
             z[:, :, support] = z_sel[:, :, 0, :]
             z_hat[grp] = z
             dec = RansDecoder()
-            dec.set_stream(stream[pos + zlen:])
+            dec.set_stream(_padded(y_bytes[grp], int(m.sum()) * em.latent))
             decoders[grp], positions[grp] = dec, m
 
         mu_h, sigma_h = self._hyper(em, z_hat, gid_c)
@@ -220,6 +230,7 @@ class GICodec(nn.Module):
         for m in positions.values():
             known |= m
         cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        decoded = {grp: ([], []) for grp in decoders}
         prev = []
         for i in range(em.slices):
             mu, sigma = em.slice_params(i, mu_h, sigma_h, prev)
@@ -227,9 +238,19 @@ class GICodec(nn.Module):
             sym = torch.zeros_like(mu)
             for grp, dec in decoders.items():
                 p = positions[grp]
-                vals = dec.decode_stream(idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
+                indexes = idx[0][:, p].reshape(-1).int().tolist()
+                vals = dec.decode_stream(indexes, cdf, cdf_len, offset)
+                decoded[grp][0].extend(vals)
+                decoded[grp][1].extend(indexes)
                 sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(em.slice_ch, -1)
             prev.append(em.refine(i, mu_h, prev, sym + mu) * known.double())
+        # The rANS decoder accepts any bytes; a stream is valid only if it is exactly what
+        # encoding its own symbols gives back (catches corrupted or forged public payloads).
+        for grp, (vals, indexes) in decoded.items():
+            enc = BufferedRansEncoder()
+            enc.encode_with_indexes(vals, indexes, cdf, cdf_len, offset)
+            if enc.flush() != y_bytes[grp]:
+                raise ValueError("malformed group bitstream")
         y_hat = torch.cat(prev, 1)[:, :, :gid.shape[0], :gid.shape[1]]
         _, ig = self.gains(torch.tensor([float(quality)]))
         x_hat = self.g_s.per_group((y_hat * ig.double()).float(), gid, set(streams))

@@ -53,7 +53,7 @@ class Analysis(nn.Module):
         super().__init__()
         self.convs = GroupConvStack((3,) + tuple(channels) + (latent,), transposed=False)
         self.stage = GIStage(latent, depth, heads, window)
-        self.norm = nn.LayerNorm(latent)
+        self.latent = latent
 
     def forward(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         """Training path. x: (B,3,H,W) in [0,1], H, W multiples of 16; gid: (B,H/16,W/16)."""
@@ -62,18 +62,19 @@ class Analysis(nn.Module):
             y = self.convs(x, None)
         else:
             h = x[rows] * masks.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, None]
-            y = torch.zeros(x.shape[0], self.norm.normalized_shape[0], *gid.shape[1:], dtype=h.dtype)
+            y = torch.zeros(x.shape[0], self.latent, *gid.shape[1:], dtype=h.dtype)
             y = y.index_add(0, rows, self.convs(h, masks).to(y.dtype))
         return self.mix(y, gid)
 
     def mix(self, y: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
-        t = self.stage(y.permute(0, 2, 3, 1), gid)
-        return self.norm(t).permute(0, 3, 1, 2)
+        # No LayerNorm on the way out: normalising each latent vector would throw away its
+        # magnitude (contrast), which the first version did and paid for in washed-out colours.
+        return self.stage(y.permute(0, 2, 3, 1), gid).permute(0, 3, 1, 2)
 
     def per_group(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         """Coding path: each group on the crop of its bounding box, so the cost is ~one pass over
         the image whatever the number of groups.  x: (1,3,H,W); gid: (H/16,W/16)."""
-        y = torch.zeros(1, self.norm.normalized_shape[0], *gid.shape, dtype=x.dtype)
+        y = torch.zeros(1, self.latent, *gid.shape, dtype=x.dtype)
         for g, (m, (r0, r1, c0, c1)) in group_boxes(gid).items():
             mb = m[r0:r1, c0:c1].float()[None]
             crop = x[:, :, r0 * BLOCK:r1 * BLOCK, c0 * BLOCK:c1 * BLOCK]

@@ -1,5 +1,7 @@
 """The .prvc container: layout, integrity and encryption (spec: FORMAT.md)."""
 from .format import (
+    MAX_GROUPS,
+    MAX_PAD,
     PROTECTED,
     REDACTED,
     ChunkInfo,
@@ -12,5 +14,5 @@ from .format import (
     seal,
 )
 
-__all__ = ["PROTECTED", "REDACTED", "ChunkInfo", "Container", "OpenedGroup", "ProtectedGroup", "PublicGroup",
-           "RecipientInfo", "open_container", "seal"]
+__all__ = ["MAX_GROUPS", "MAX_PAD", "PROTECTED", "REDACTED", "ChunkInfo", "Container", "OpenedGroup",
+           "ProtectedGroup", "PublicGroup", "RecipientInfo", "open_container", "seal"]

@@ -215,6 +215,8 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
         _require(isinstance(g.payload, bytes) and len(g.payload) < 2**32, "payload must be bytes")
     _require(bool(np.isin(block_map, [g.index for g in public] + [PROTECTED, REDACTED]).all()),
              "block_map holds a value that is neither a public group, PROTECTED nor REDACTED")
+    _require(bool(np.isin([g.index for g in public], block_map).all()),
+             "every public group must own at least one cell of block_map")
     footprint = np.zeros(grid, dtype=bool)
     for g in protected:
         mask = np.asarray(g.block_mask)
@@ -341,6 +343,7 @@ def _parse(data: bytes) -> Container:
     _check(_increasing(public_indices) and _increasing(list(declared)))
     _check(not set(public_indices) & set(declared))
     _check(bool(np.isin(block_map, public_indices + [PROTECTED, REDACTED]).all()))
+    _check(bool(np.isin(public_indices, block_map).all()))   # every public group owns a cell
     core = data[:r.pos]
 
     chunks, hashes = [], []

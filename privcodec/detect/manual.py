@@ -17,6 +17,7 @@ optional (1.0, "manual").
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -29,15 +30,31 @@ FORMAT = "privcodec-regions"
 VERSION = 1
 
 
+def _numbers(values, count: int | None, what: str, label: str) -> tuple[float, ...]:
+    """Finite floats from ``values`` (exactly ``count`` of them when given), else DetectorError."""
+    try:
+        nums = tuple(float(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        raise DetectorError(f"region {label!r}: {what} must be numbers") from None
+    if count is not None and len(nums) != count:
+        raise DetectorError(f"region {label!r}: {what} needs {count} numbers, got {len(nums)}")
+    if not all(math.isfinite(v) for v in nums):
+        raise DetectorError(f"region {label!r}: {what} has a non-finite coordinate (inf or nan)")
+    return nums
+
+
 def region_from_box(box, label: str = "region") -> Detection:
-    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, y0, x1, y1 = _numbers(box, 4, "box", label)
     if not (x1 > x0 and y1 > y0):
         raise DetectorError(f"region {label!r}: box {x0:g},{y0:g},{x1:g},{y1:g} is empty (need x0<x1, y0<y1)")
     return Detection(label, 1.0, (x0, y0, x1, y1))
 
 
 def region_from_polygon(points, label: str = "region") -> Detection:
-    pts = tuple((float(x), float(y)) for x, y in points)
+    try:
+        pts = tuple(_numbers(p, 2, "polygon point", label) for p in points)
+    except TypeError:
+        raise DetectorError(f"region {label!r}: a polygon is a list of [x, y] points") from None
     if len(pts) < 3:
         raise DetectorError(f"region {label!r}: a polygon needs at least 3 points, got {len(pts)}")
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -80,15 +97,7 @@ def regions_from_label_png(source, width: int, height: int, labels: dict[int, st
     if isinstance(source, np.ndarray):
         arr = source
     else:
-        from PIL import Image
-
-        try:
-            with Image.open(source) as im:
-                if im.mode not in ("1", "L", "P", "I", "I;16"):
-                    raise ImageError(f"{source}: a label PNG must be single-channel (L or P), not {im.mode}")
-                arr = np.asarray(im)
-        except (OSError, ValueError) as e:
-            raise ImageError(f"{source}: cannot read label image: {e}") from None
+        arr = _read_label_image(source, width, height)
     if arr.ndim != 2:
         raise ImageError(f"label image must be single-channel, got shape {arr.shape}")
     if arr.shape != (height, width):
@@ -105,6 +114,46 @@ def regions_from_label_png(source, width: int, height: int, labels: dict[int, st
     return found
 
 
+def _read_label_image(source, width: int, height: int) -> np.ndarray:
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from ..imageio import _UNSAFE_FORMATS, MAX_PIXELS
+
+    limit = MAX_PIXELS if Image.MAX_IMAGE_PIXELS is None else min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS)
+    Image.init()
+    formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it a hard stop.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source, formats=formats) as im:
+                w, h = im.size
+                # Size checks come before any pixel is decoded.
+                if w * h > limit:
+                    raise ImageError(f"{source}: label image too large ({w}x{h} pixels, limit {limit:,})")
+                if im.mode not in ("1", "L", "P", "I", "I;16"):
+                    raise ImageError(f"{source}: a label PNG must be single-channel (L or P), not {im.mode}")
+                if (w, h) != (width, height):
+                    raise ImageError(f"label image is {w}x{h}, the photo is {width}x{height}")
+                return np.asarray(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{source}: label image too large (over the decompression-bomb limit)") from None
+    except FileNotFoundError:
+        raise ImageError(f"{source}: cannot read label image: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{source}: cannot read label image: not a supported image file") from None
+    except OSError as e:
+        reason = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ImageError(f"{source}: cannot read label image: {reason}") from None
+    except Exception as e:  # Pillow reports damaged data with many exception types
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{source}: cannot read label image: {reason}") from None
+
+
 def _rle_encode(mask: np.ndarray) -> list[int]:
     flat = np.concatenate([[False], mask.ravel(), [not mask.ravel()[-1]]])
     changes = np.flatnonzero(flat[1:] != flat[:-1])
@@ -112,8 +161,13 @@ def _rle_encode(mask: np.ndarray) -> list[int]:
 
 
 def _rle_decode(counts, width: int, height: int) -> np.ndarray:
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.ndim != 1 or (counts < 0).any() or counts.sum() != width * height:
+    cells = width * height
+    try:
+        counts = np.asarray(counts, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DetectorError("mask_rle must be a list of whole numbers") from None
+    # Each count is checked on its own before the sum, so huge counts cannot wrap the int64 sum around.
+    if counts.ndim != 1 or (counts < 0).any() or (counts > cells).any() or counts.sum() != cells:
         raise DetectorError(f"mask_rle does not add up to {width}x{height} pixels")
     values = np.arange(len(counts)) % 2 == 1
     return np.repeat(values, counts).reshape(height, width)
@@ -150,26 +204,45 @@ def regions_from_json(text: str, width: int | None = None, height: int | None = 
         raise DetectorError("regions file needs positive integer width and height")
     if width is not None and (w, h) != (width, height):
         raise DetectorError(f"regions file is for a {w}x{h} image, this one is {width}x{height}")
+    regions = doc.get("regions", [])
+    if not isinstance(regions, list):
+        raise DetectorError(f"\"regions\" must be a list of region objects, not {type(regions).__name__}")
     found = []
-    for n, r in enumerate(doc.get("regions", []), start=1):
+    for n, r in enumerate(regions, start=1):
+        if not isinstance(r, dict):
+            raise DetectorError(f"region {n}: must be an object like {{\"box\": [x0, y0, x1, y1]}}, "
+                                f"not {type(r).__name__}")
         try:
             label = str(r.get("label", "region"))
             if "polygon" in r:
                 d = region_from_polygon(r["polygon"], label)
                 if "box" in r:
-                    d.box = tuple(float(v) for v in r["box"])
+                    d.box = _numbers(r["box"], 4, "box", label)
             else:
                 d = region_from_box(r["box"], label)
-            d.score = float(r.get("score", 1.0))
+            d.score = _score(r.get("score", 1.0))
             d.source = str(r.get("source", "manual"))
             if "mask_rle" in r:
                 d.mask = _rle_decode(r["mask_rle"], w, h)
         except DetectorError as e:
             raise DetectorError(f"region {n}: {e}") from None
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             raise DetectorError(f"region {n}: needs \"box\": [x0, y0, x1, y1] or \"polygon\": [[x, y], ...]") from None
         found.append(d)
     return found
+
+
+def _score(value) -> float:
+    score = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            score = float(value)
+        except OverflowError:            # an integer too large for a float
+            pass
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        shown = repr(value) if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else type(value).__name__
+        raise DetectorError(f"score must be a number from 0 to 1, not {shown}")
+    return score
 
 
 def write_regions_json(path, detections: Iterable[Detection], width: int, height: int) -> None:

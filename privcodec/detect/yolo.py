@@ -95,6 +95,20 @@ def _keep_threads():
         cv2.setNumThreads(n_cv)
 
 
+def _undo_pillow_patch() -> None:
+    """Importing ultralytics replaces PIL.Image.open process-wide with a wrapper that tries to
+    pip-install pi-heif on any unreadable file; give the rest of privcodec plain Pillow back."""
+    from PIL import Image
+
+    try:
+        from ultralytics.utils import patches
+    except ImportError:
+        return
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
+
+
 @lru_cache(maxsize=4)
 def _load(weights: str):
     is_config = weights.lower().endswith((".yaml", ".yml"))
@@ -113,6 +127,7 @@ def _load(weights: str):
         except ImportError:
             raise DetectorError("ultralytics is not installed: pip install --no-deps ultralytics==8.4.190 "
                                 "(its other needs are in requirements.txt)") from None
+        _undo_pillow_patch()
         if settings.get("sync", False):
             settings.update(sync=False)           # no analytics / crash reports
         try:
