@@ -10,6 +10,7 @@ target, so a reader (or a crash) never sees half a file.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -39,7 +40,6 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
     header, before any pixel is decoded.
     """
     name = "<image data>" if isinstance(src, (bytes, bytearray)) else str(src)
-    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
     try:
         fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
     except FileNotFoundError:
@@ -49,32 +49,44 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
     except OSError as e:
         raise ImageError(f"{name}: cannot read: {e.strerror}") from None
 
+    with fp, open_untrusted(fp, name, max_pixels=max_pixels) as img:
+        return _to_rgb(ImageOps.exif_transpose(img))
+
+
+@contextlib.contextmanager
+def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: str = "image"):
+    """Open an untrusted file with Pillow, safely: no formats that run external programs,
+    decompression-bomb warnings are errors, and the size is checked on the header before any
+    pixel is decoded.  Every failure, also one raised in the ``with`` body, is an ImageError."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
     Image.init()
     formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
     try:
-        with fp, warnings.catch_warnings():
+        with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it a hard stop.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fp, formats=formats) as img:
+            with Image.open(source, formats=formats) as img:
                 width, height = img.size
                 if width == 0 or height == 0:
-                    raise ImageError(f"{name}: image has zero size ({width}x{height})")
+                    raise ImageError(f"{name}: {what} has zero size ({width}x{height})")
                 if width > MAX_SIDE or height > MAX_SIDE:
-                    raise ImageError(f"{name}: image too large ({width}x{height}; a side can be at most "
+                    raise ImageError(f"{name}: {what} too large ({width}x{height}; a side can be at most "
                                      f"{MAX_SIDE} pixels)")
                 if width * height > limit:
-                    raise ImageError(f"{name}: image too large ({width}x{height} pixels, limit {limit:,})")
-                img.load()
-                return _to_rgb(ImageOps.exif_transpose(img))
+                    raise ImageError(f"{name}: {what} too large ({width}x{height} pixels, limit {limit:,})")
+                yield img
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: image too large (over the decompression-bomb limit)") from None
+        raise ImageError(f"{name}: {what} too large (over the decompression-bomb limit)") from None
+    except FileNotFoundError:
+        raise ImageError(f"{name}: cannot read {what}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a supported image file") from None
     except Exception as e:  # Pillow reports damaged data with many exception types
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{name}: cannot decode image: {reason}") from None
+        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ImageError(f"{name}: cannot decode {what}: {reason}") from None
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

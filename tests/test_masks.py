@@ -285,10 +285,10 @@ def test_label_png_size_limits_and_damage(tmp_path, monkeypatch):
     data = bytearray(path.read_bytes())
     idat = data.index(b"IDAT")
     (tmp_path / "cut.png").write_bytes(bytes(data[:idat + 10]))
-    one_line_error(ImageError, regions_from_label_png, tmp_path / "cut.png", 60, 40, match="cannot read label image")
+    one_line_error(ImageError, regions_from_label_png, tmp_path / "cut.png", 60, 40, match="cannot decode label image")
     data[idat + 4: idat + 12] = b"\xff" * 8
     (tmp_path / "bad.png").write_bytes(bytes(data))
-    one_line_error(ImageError, regions_from_label_png, tmp_path / "bad.png", 60, 40, match="cannot read label image")
+    one_line_error(ImageError, regions_from_label_png, tmp_path / "bad.png", 60, 40, match="cannot decode label image")
     (tmp_path / "text.png").write_text("not an image")
     one_line_error(ImageError, regions_from_label_png, tmp_path / "text.png", 60, 40, match="not a supported image")
 

@@ -115,43 +115,14 @@ def regions_from_label_png(source, width: int, height: int, labels: dict[int, st
 
 
 def _read_label_image(source, width: int, height: int) -> np.ndarray:
-    import warnings
+    from ..imageio import open_untrusted
 
-    from PIL import Image, UnidentifiedImageError
-
-    from ..imageio import _UNSAFE_FORMATS, MAX_PIXELS
-
-    limit = MAX_PIXELS if Image.MAX_IMAGE_PIXELS is None else min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS)
-    Image.init()
-    formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it a hard stop.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source, formats=formats) as im:
-                w, h = im.size
-                # Size checks come before any pixel is decoded.
-                if w * h > limit:
-                    raise ImageError(f"{source}: label image too large ({w}x{h} pixels, limit {limit:,})")
-                if im.mode not in ("1", "L", "P", "I", "I;16"):
-                    raise ImageError(f"{source}: a label PNG must be single-channel (L or P), not {im.mode}")
-                if (w, h) != (width, height):
-                    raise ImageError(f"label image is {w}x{h}, the photo is {width}x{height}")
-                return np.asarray(im)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{source}: label image too large (over the decompression-bomb limit)") from None
-    except FileNotFoundError:
-        raise ImageError(f"{source}: cannot read label image: no such file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{source}: cannot read label image: not a supported image file") from None
-    except OSError as e:
-        reason = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise ImageError(f"{source}: cannot read label image: {reason}") from None
-    except Exception as e:  # Pillow reports damaged data with many exception types
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{source}: cannot read label image: {reason}") from None
+    with open_untrusted(source, str(source), what="label image") as im:
+        if im.mode not in ("1", "L", "P", "I", "I;16"):
+            raise ImageError(f"{source}: a label PNG must be single-channel (L or P), not {im.mode}")
+        if im.size != (width, height):
+            raise ImageError(f"label image is {im.width}x{im.height}, the photo is {width}x{height}")
+        return np.asarray(im)
 
 
 def _rle_encode(mask: np.ndarray) -> list[int]:
