@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .model import CodecConfig, GICodec
-from .weights_io import atomic_torch_save, export_weights
+from .weights_io import _resize_cdf_buffers, atomic_torch_save, export_weights
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -128,13 +128,16 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model = GICodec(CodecConfig.from_dict(ckpt["config"]))
+        _resize_cdf_buffers(model, ckpt["model"])  # CDF tables exist once an eval ran update()
         model.load_state_dict(ckpt["model"], strict=False)
         start = ckpt["iter"]
         log(f"resumed from {ckpt_path} at iteration {start}")
     else:
         model, ckpt, start = GICodec(), None, 0
         if init is not None:
-            model.load_state_dict(torch.load(init, map_location="cpu", weights_only=False)["model"], strict=False)
+            state = torch.load(init, map_location="cpu", weights_only=False)["model"]
+            _resize_cdf_buffers(model, state)
+            model.load_state_dict(state, strict=False)
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
@@ -145,8 +148,11 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         rng.setstate(ckpt["rng"])
 
     t0 = time.time()
-    photos = load_photos(data)
-    photos = [p for p in photos if min(p.shape[:2]) >= crop]
+    photos = load_photos(data, min_side=crop)
+    if not photos:
+        from ..errors import PrivcodecError
+
+        raise PrivcodecError(f"no photos with both sides >= {crop} px in {data}")
     log(f"{len(photos)} training photos cached in {time.time() - t0:.0f}s; {sum(p.numel() for p in params)/1e6:.2f} M params")
     eval_images = []
     if eval_dir is not None:

@@ -66,6 +66,7 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     """Training checkpoint (OUT/last.pt) -> shipped weights file."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = GICodec(CodecConfig.from_dict(ckpt["config"]))
+    _resize_cdf_buffers(model, ckpt["model"])
     model.load_state_dict(ckpt["model"], strict=False)
     export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], **(meta or {})})
     return Path(path)

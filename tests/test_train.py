@@ -1,0 +1,53 @@
+"""The training command: runs, checkpoints, resumes where it stopped, exports loadable weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from privcodec.codec.train import load_photos, random_groups, train
+from privcodec.codec.weights_io import load_weights
+
+from conftest import make_photo
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(make_photo(80, 96, seed=i)).save(d / f"p{i}.jpg", quality=95)
+    return d
+
+
+def test_train_checkpoints_resumes_and_exports(tmp_path, photos):
+    out = tmp_path / "run"
+    log = []
+    train(photos, out, iters=2, batch=2, crop=64, threads=1, ckpt_every=1, log=log.append)
+    assert torch.load(out / "last.pt", weights_only=False)["iter"] == 2
+    weights = train(photos, out, iters=3, batch=2, crop=64, threads=1, ckpt_every=1, log=log.append)
+    assert any("resumed" in line and "iteration 2" in line for line in log)
+    assert torch.load(out / "last.pt", weights_only=False)["iter"] == 3
+    model = load_weights(weights)
+    img = torch.rand(3, 32, 48)
+    grid = torch.zeros(2, 3, dtype=torch.long)
+    x_hat, known = model.decompress(model.compress(img, grid, 4.0), grid, 32, 48, 4.0)
+    assert x_hat.shape == (3, 32, 48) and known.all()
+
+
+def test_training_refuses_the_evaluation_set(tmp_path):
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    Image.fromarray(make_photo(64, 64)).save(kodak / "kodim01.png")
+    with pytest.raises(SystemExit, match="evaluation set"):
+        load_photos(kodak)
+
+
+def test_random_groups_are_block_maps_with_one_to_k_groups():
+    import random
+
+    rng = random.Random(1)
+    counts = [len(np.unique(random_groups(8, 8, rng, 3))) for _ in range(200)]
+    assert min(counts) == 1 and max(counts) <= 3
+    assert 0.3 < counts.count(1) / len(counts) < 0.8     # one group about half the time
