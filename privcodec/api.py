@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DecryptionError, FormatError, KeyFileError, PrivcodecError
+from .errors import DecryptionError, FormatError, ImageError, KeyFileError, PrivcodecError
 
 DEFAULT_QUALITY = 4.0
 FILLS = ("inpaint", "solid")
@@ -103,8 +103,15 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     from .policy import Policy, load_policy
 
     quality = _check_quality(quality)
+    if pad is not None and not 1 <= pad <= container.MAX_PAD:
+        raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
-    pixels = image if isinstance(image, np.ndarray) else load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise ImageError(f"an image array must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
+        pixels = image
+    else:
+        pixels = load_image(image)
     group_map = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect,
                             shape=shape, min_size=min_size, **detector_options)
 

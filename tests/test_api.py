@@ -135,5 +135,9 @@ def test_bad_inputs_raise_clean_errors(photo_path, keys_dir, face_policy, tmp_pa
     data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE]).data
     with pytest.raises(FormatError):
         privcodec.view(data[:-1])
-    with pytest.raises(privcodec.PrivcodecError):
+    with pytest.raises(privcodec.PrivcodecError, match="quality"):
         privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, quality=9)
+    with pytest.raises(privcodec.PrivcodecError, match="pad"):
+        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, pad=10**9)
+    with pytest.raises(privcodec.PrivcodecError, match="uint8"):
+        privcodec.protect(np.zeros((8, 8), np.float32), face_policy, keys_dir=keys_dir)
