@@ -61,7 +61,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
     import torch
 
     model = load_codec(weights)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
     return model.compress(x, torch.from_numpy(block_groups.astype(np.int64)), quality)
 
 

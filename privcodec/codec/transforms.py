@@ -69,7 +69,7 @@ class Analysis(nn.Module):
     def mix(self, y: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         # No LayerNorm on the way out: normalising each latent vector would throw away its
         # magnitude (contrast), which the first version did and paid for in washed-out colours.
-        return self.stage(y.permute(0, 2, 3, 1), gid).permute(0, 3, 1, 2)
+        return self.stage(y.permute(0, 2, 3, 1).contiguous(), gid).permute(0, 3, 1, 2)
 
     def per_group(self, x: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         """Coding path: each group on the crop of its bounding box, so the cost is ~one pass over
@@ -90,7 +90,7 @@ class Synthesis(nn.Module):
         self.convs = GroupConvStack((latent,) + tuple(reversed(channels)) + (3,), transposed=True)
 
     def forward(self, y: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
-        t = self.stage(y.permute(0, 2, 3, 1), gid).permute(0, 3, 1, 2)
+        t = self.stage(y.permute(0, 2, 3, 1).contiguous(), gid).permute(0, 3, 1, 2)
         rows, masks = expand_groups(gid)
         if masks is None:
             return self.convs(t, None, block=1)
@@ -100,7 +100,7 @@ class Synthesis(nn.Module):
 
     def per_group(self, y: torch.Tensor, gid: torch.Tensor, groups) -> torch.Tensor:
         """Coding path: decode ``groups`` (ids present in gid), each on its bounding-box crop."""
-        t = self.stage(y.permute(0, 2, 3, 1), gid[None]).permute(0, 3, 1, 2)
+        t = self.stage(y.permute(0, 2, 3, 1).contiguous(), gid[None]).permute(0, 3, 1, 2).contiguous()
         out = torch.zeros(1, 3, gid.shape[0] * BLOCK, gid.shape[1] * BLOCK, dtype=t.dtype)
         for g, (m, (r0, r1, c0, c1)) in group_boxes(gid).items():
             if g not in groups:
