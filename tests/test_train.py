@@ -34,6 +34,9 @@ def test_train_checkpoints_resumes_and_exports(tmp_path, photos):
     grid = torch.zeros(2, 3, dtype=torch.long)
     x_hat, known = model.decompress(model.compress(img, grid, 4.0), grid, 32, 48, 4.0)
     assert x_hat.shape == (3, 32, 48) and known.all()
+    # a later session starts from the shipped weights file
+    train(photos, tmp_path / "next", iters=1, batch=2, crop=64, threads=1, init=weights, log=log.append)
+    assert any("initialised from" in line for line in log)
 
 
 def test_training_refuses_the_evaluation_set(tmp_path):

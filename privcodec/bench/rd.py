@@ -97,7 +97,7 @@ def time_bmshj2018(images, threads: int) -> tuple[float, float]:
     enc = dec = 0.0
     with torch.no_grad():
         for im in images:
-            x = torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+            x = torch.from_numpy(im.copy()).permute(2, 0, 1)[None].float() / 255
             h, w = x.shape[2:]
             x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64))
             t0 = time.perf_counter()

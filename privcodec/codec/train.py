@@ -135,9 +135,14 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     else:
         model, ckpt, start = GICodec(), None, 0
         if init is not None:
-            state = torch.load(init, map_location="cpu", weights_only=False)["model"]
+            # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
+            # packaged gicodec.pt): later sessions continue from what the repo ships
+            blob = torch.load(init, map_location="cpu", weights_only=False)
+            state = blob["model"] if "model" in blob else {
+                k: (v.float() if v.is_floating_point() else v) for k, v in blob["state"].items()}
             _resize_cdf_buffers(model, state)
             model.load_state_dict(state, strict=False)
+            log(f"initialised from {init}")
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
