@@ -152,3 +152,10 @@ def test_shipped_weights_decode_identically_in_fresh_processes_with_other_thread
     streams = run(1, "enc")
     assert streams == run(2, "enc")
     assert run(1, "dec", streams) == run(2, "dec", streams)
+
+
+def test_torch_free_constants_match_the_model():
+    from privcodec import codec
+    from privcodec.codec import model as m
+
+    assert (codec.BLOCK, codec.UNKNOWN_GROUP) == (m.BLOCK, m.UNKNOWN_GROUP)

@@ -20,6 +20,8 @@ import numpy as np
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 CODEC_ID = "gicodec-1"
+# Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
+# (tests/test_codec.py checks they agree).
 BLOCK = 16
 UNKNOWN_GROUP = -2
 

@@ -21,13 +21,6 @@ from torch import nn
 PAD_GROUP = -1
 
 
-def upsample_groups(gid: torch.Tensor, factor: int) -> torch.Tensor:
-    """Nearest-neighbour upsampling of an integer group map (B,H,W)."""
-    if factor == 1:
-        return gid
-    return gid.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
-
-
 class GroupWindowAttention(nn.Module):
     """Window self-attention restricted to tokens of the same group.
 
