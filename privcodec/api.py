@@ -13,13 +13,14 @@ The common case is one call each::
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DecryptionError, FormatError, ImageError, KeyFileError, PrivcodecError
+from .errors import DecryptionError, DetectorError, FormatError, ImageError, KeyFileError, PrivcodecError
 
 DEFAULT_QUALITY = 4.0
 FILLS = ("inpaint", "solid")
@@ -30,7 +31,12 @@ CORRUPT = "not a valid .prvc file (corrupted or tampered)"
 class ProtectResult:
     data: bytes
     group_map: object                 # masks.GroupMap that was coded
-    actions: list[str]                # per group: public | encrypt | redact
+    actions: list[str]                # per group of group_map: public | encrypt | redact
+
+    def counts(self) -> dict[str, int]:
+        """How many groups that own at least one block got each action."""
+        present = [a for i, a in enumerate(self.actions) if self.group_map.block_mask(i).any()]
+        return {a: present.count(a) for a in ("public", "encrypt", "redact") if a in present}
 
 
 @dataclass
@@ -42,21 +48,49 @@ class ViewResult:
     redacted: bool = False            # the file has redacted (dropped) areas
 
 
-def _identities(keys: Iterable) -> list:
+def _identities(keys) -> list:
+    """Keys as given by a caller: one path / Identity, or an iterable of them."""
     from .keys import Identity, load_identity
 
+    if keys is None:
+        return []
+    if isinstance(keys, (str, os.PathLike, Identity)):
+        keys = [keys]
     return [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
 
 
+def _container_bytes(data) -> bytes:
+    """A container as bytes, or the path of a .prvc file."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as e:
+            raise PrivcodecError(f"cannot read {os.fspath(data)}: {e.strerror or e}") from None
+    raise PrivcodecError(f"expected .prvc data (bytes) or a file path, got {type(data).__name__}")
+
+
+def _names(value) -> list[str]:
+    """A list of names from one comma-separated string or an iterable of them."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    return [n.strip() for v in value for n in str(v).split(",") if n.strip()]
+
+
 def _unlock(c, identities: list) -> list:
-    """Open what the keys allow.  A key that opens nothing at all is a wrong key: an error,
-    whereas keys that open only some groups are normal (the rest stays filled)."""
+    """Open what the keys allow.  Like age, several keys are fine as long as one of them opens
+    something; keys of which none opens anything in a file with protected groups are the wrong
+    keys: an error (a file without protected groups needs no key, so that is not one)."""
     opened = {}
     for ident in identities:
-        groups = c.unlock([ident])
-        if not groups:
-            raise DecryptionError(f"{ident.source or 'key'}: this key opens no protected group in this file")
-        opened.update({g.index: g for g in groups})
+        opened.update({g.index: g for g in c.unlock([ident])})
+    if identities and not opened and c.protected_chunks:
+        names = ", ".join(i.source or "key" for i in identities)
+        raise DecryptionError(f"{names}: {'this key opens' if len(identities) == 1 else 'none of these keys open'} "
+                              "any protected group in this file")
     return [opened[i] for i in sorted(opened)]
 
 
@@ -80,26 +114,62 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
     from . import masks
 
     h, w = image.shape[:2]
+    if isinstance(regions, str):
+        regions = [regions]
+    detect = _names(detect)
     found = list(detectors.parse_regions(regions)) if regions else []
+    for r in found:
+        x0, y0, x1, y1 = r.box
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            # a region the user drew that misses the photo is a mistake, not "protect nothing"
+            raise DetectorError(f"region {r.label!r} ({x0:g},{y0:g},{x1:g},{y1:g}) lies outside the {w}x{h} image")
     if regions_file is not None:
         found += detectors.load_regions(regions_file, w, h)
     if mask is not None:
         found += detectors.regions_from_label_png(mask, w, h)
     if detect:
-        found += detectors.detect(image, list(detect), **detector_options)
+        found += detectors.detect(image, detect, **detector_options)
     return masks.build_group_map(w, h, found, rank=policy.rank, grouping=policy.grouping, margin=policy.margin,
                                  shape=shape, min_size=min_size)
 
 
+def policy_detectors(policy) -> list[str]:
+    """Detectors that can find the classes the policy's rules name (face, person, plates, COCO
+    classes); custom region labels and "*" have none."""
+    from .detect import detector_for_label
+
+    names = [detector_for_label(label) for rule in policy.rules for label in rule.match]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def load_recipients(policy, keys_dir) -> dict:
+    """Every recipient the policy names, loaded before any work: a missing or bad key is an error
+    even when no object of its rule is in this photo, and the message says where it came from."""
+    from .keys import load_recipient
+
+    out = {}
+    decisions = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
+    decisions.append(("[default]", policy.default.recipients))
+    for where, specs in decisions:
+        for spec in specs:
+            if spec not in out:
+                try:
+                    out[spec] = load_recipient(spec, Path(keys_dir))
+                except KeyFileError as e:
+                    raise KeyFileError(f"{policy.path}: {where}: recipient {spec!r}: {e}") from None
+    return out
+
+
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
-            regions_file=None, mask=None, detect: Sequence[str] = (), shape: str = "box", min_size: float = 0,
-            pad: int | None = None, **detector_options) -> ProtectResult:
+            regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
+            min_size: float = 0, pad: int | None = None, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
-    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy."""
+    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy.
+    ``detect=None`` (the default) with no regions, regions file or mask runs the detectors for
+    the classes the policy names (``policy_detectors``); ``detect=[]`` runs none."""
     from . import codec, container
     from .imageio import load_image
-    from .keys import load_recipient
     from .policy import Policy, load_policy
 
     quality = _check_quality(quality)
@@ -112,15 +182,12 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
         pixels = image
     else:
         pixels = load_image(image)
+    recipients = load_recipients(policy, keys_dir)
+    if detect is None:
+        detect = [] if (regions or regions_file is not None or mask is not None) else policy_detectors(policy)
     group_map = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect,
                             shape=shape, min_size=min_size, **detector_options)
-
     decisions = [policy.decide(g.label) for g in group_map.groups]
-    recipients = {}
-    for d in decisions:
-        for spec in d.recipients:
-            if spec not in recipients:
-                recipients[spec] = load_recipient(spec, Path(keys_dir))
 
     present = [i for i in range(len(group_map.groups)) if group_map.block_mask(i).any()]
     streams = codec.encode_groups(pixels, group_map.blocks, quality)
@@ -158,8 +225,10 @@ def _open(data: bytes):
     return c
 
 
-def view(data: bytes, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
-    """Decode what ``keys`` allow; everything else is filled from public pixels only."""
+def view(data, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
+    """Decode what ``keys`` allow; everything else is filled from public pixels only.
+
+    ``data``: the .prvc bytes or a path; ``keys``: one key file / Identity or several."""
     from PIL import Image
 
     from . import codec, container
@@ -167,7 +236,7 @@ def view(data: bytes, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResu
 
     if fill not in FILLS:
         raise PrivcodecError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
-    c = _open(data)
+    c = _open(_container_bytes(data))
     opened = _unlock(c, _identities(keys))
     grid = np.where(c.block_map >= 0, c.block_map, codec.UNKNOWN_GROUP).astype(np.int64)
     streams = {g.index: g.payload for g in c.public_groups}
@@ -188,10 +257,11 @@ def view(data: bytes, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResu
                       bool((c.block_map == container.REDACTED).any()))
 
 
-def inspect(data: bytes, keys: Iterable = ()) -> dict:
+def inspect(data, keys: Iterable = ()) -> dict:
     """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
     from . import container
 
+    data = _container_bytes(data)
     c = container.open_container(data)
     opened = {g.index: g for g in _unlock(c, _identities(keys))}
     groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
@@ -214,22 +284,22 @@ def inspect(data: bytes, keys: Iterable = ()) -> dict:
     }
 
 
-def strip(data: bytes, keys: Iterable = ()) -> bytes:
+def strip(data, keys: Iterable = ()) -> bytes:
     """Keep the public groups and the protected groups ``keys`` open; drop the rest."""
     from . import container
 
-    c = container.open_container(data)
+    c = container.open_container(_container_bytes(data))
     identities = _identities(keys)
     _unlock(c, identities)  # a key that opens nothing is a mistake, not a request to drop everything
     return c.strip(identities)
 
 
-def grant(data: bytes, key, to: str, *, keys_dir="keys") -> bytes:
+def grant(data, key, to: str, *, keys_dir="keys") -> bytes:
     """Let recipient ``to`` open every group that ``key`` opens (no re-encoding)."""
     from . import container
     from .keys import load_recipient
 
-    identities = _identities([key])
-    if not identities:
-        raise KeyFileError("grant needs a key")
-    return container.open_container(data).grant(identities[0], load_recipient(to, Path(keys_dir)))
+    identities = _identities(key)
+    if len(identities) != 1:
+        raise KeyFileError("grant needs exactly one key (yours)")
+    return container.open_container(_container_bytes(data)).grant(identities[0], load_recipient(to, Path(keys_dir)))

@@ -18,20 +18,46 @@ def _split_names(values) -> list[str]:
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
 
-def _write(path: Path, data: bytes, force: bool) -> None:
+STDIO = "-"   # as with age and most Unix tools: "-" is standard input / output
+
+
+def _is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+def _check_output(path, force: bool, inputs=()) -> None:
+    from .imageio import check_writable
+
+    if not _is_stdio(path):
+        check_writable(path, force, inputs=[i for i in inputs if i is not None and not _is_stdio(i)])
+
+
+def _write(path, data: bytes, force: bool) -> None:
     from .imageio import atomic_write
 
-    atomic_write(path, data, force=force)
+    if _is_stdio(path):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(path, data, force=force)
 
 
-def _read(path: Path) -> bytes:
+def _read(path) -> bytes:
+    if _is_stdio(path):
+        return sys.stdin.buffer.read()
     try:
         return Path(path).read_bytes()
     except OSError as e:
         raise PrivcodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
+def _wrote(output, what: str = "") -> None:
+    # with the data itself on standard output, messages go to standard error
+    click.echo(f"wrote {'standard output' if _is_stdio(output) else output}{what}", err=_is_stdio(output))
+
+
 FORCE = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+OUTPUT = "Output file ('-': standard output)."
 KEYS = click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
                     help="Secret key file (repeatable).")
 
@@ -40,6 +66,7 @@ def DETECT_OPTIONS(f):
     for opt in reversed([
         click.option("--detect", "detect", multiple=True, metavar="NAMES",
                      help="Detectors, e.g. face,person,plate (see docs/detectors.md)."),
+        click.option("--no-detect", is_flag=True, help="Run no detector (protect: only the given regions)."),
         click.option("--yolo-weights", type=click.Path(path_type=Path), help="Local YOLO segmentation weights (.pt)."),
         click.option("--plate-weights", type=click.Path(path_type=Path), help="Local YOLO plate weights for plate:yolo."),
         click.option("--min-score", type=click.FloatRange(0, 1), help="Detector confidence threshold."),
@@ -67,16 +94,19 @@ def cli():
 
     \b
       privcodec keygen family
-      privcodec protect photo.jpg -o photo.prvc --policy policies/faces.toml --detect face
+      privcodec protect photo.jpg -o photo.prvc --policy policies/faces.toml
       privcodec view photo.prvc -o public.png                    # what everyone sees
       privcodec view photo.prvc -o full.png --key keys/family.key
     """
 
 
-@cli.command()
+@cli.command(short_help="Create a key.")
 @click.argument("name")
-@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(path_type=Path))
-@click.option("--type", "kind", type=click.Choice(["symmetric", "x25519"]), default="symmetric", show_default=True)
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(path_type=Path),
+              help="Folder to write the key files to (created if missing).")
+@click.option("--type", "kind", type=click.Choice(["symmetric", "x25519"]), default="symmetric", show_default=True,
+              help="symmetric: one secret shared by all holders; x25519: a key pair whose NAME.pub others "
+                   "can encrypt to without being able to decrypt.")
 @FORCE
 def keygen(name, directory, kind, force):
     """Create a key NAME.key (x25519 also writes the shareable NAME.pub)."""
@@ -89,58 +119,75 @@ def keygen(name, directory, kind, force):
     click.echo(f"key id {ident.key_id}")
 
 
-@cli.command()
+@cli.command(short_help="Encrypt or drop the groups a policy names.")
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .prvc file.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .prvc file ('-': standard output).")
 @click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
 @KEYS_DIR
 @click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
-@click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]", help="Manual region in pixels (repeatable).")
+@click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
+              help="Manual region in pixels (repeatable); 3+ x,y pairs make a polygon.")
 @click.option("--regions", "regions_file", type=click.Path(path_type=Path),
               help="Regions JSON file (the schema `privcodec detect --json` writes).")
 @click.option("--mask", type=click.Path(path_type=Path), help="Label PNG: each non-zero value is a region.")
 @DETECT_OPTIONS
 @click.option("--pad", type=click.IntRange(min=1, max=1 << 20), help="Pad encrypted chunks to a multiple of this many bytes.")
 @FORCE
-def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, yolo_weights,
+def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, no_detect, yolo_weights,
             plate_weights, min_score, shape, min_size, pad, force):
-    """Code IMAGE group by group; encrypt or drop groups as the POLICY says."""
-    from . import api
-    from .imageio import check_writable
+    """Code IMAGE group by group; encrypt or drop groups as the --policy says.
 
-    check_writable(output, force)
-    result = api.protect(image, policy, keys_dir=keys_dir, quality=quality, regions=regions,
-                         regions_file=regions_file, mask=mask, detect=_split_names(detect), shape=shape,
+    Objects come from --detect, --region, --regions and --mask; with none of these, the detectors
+    for the classes the policy names run (face, person, plates, COCO classes)."""
+    from . import api
+
+    if no_detect and detect:
+        raise PrivcodecError("--detect and --no-detect contradict each other")
+    _check_output(output, force, inputs=[image, policy, regions_file, mask])
+    names = [] if no_detect else (_split_names(detect) or None)
+    result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
+                         regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, **_detector_options(yolo_weights, plate_weights, min_score))
     _write(output, result.data, force)
-    counts = {a: result.actions.count(a) for a in ("public", "encrypt", "redact") if a in result.actions}
+    counts = result.counts()
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
-    click.echo(f"wrote {output} ({len(result.data)} bytes; groups: {summary})")
+    _wrote(output, f" ({len(result.data)} bytes; groups: {summary})")
+    if set(counts) <= {"public"}:
+        click.echo("note: nothing in the image matched a rule that encrypts or redacts; "
+                   "the whole image is public", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Decode what your keys allow.")
 @click.argument("container", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output image (.png, .webp, .jpg).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output image (.png, .webp, .jpg; '-': PNG on standard output).")
 @KEYS
 @click.option("--fill", type=click.Choice(["inpaint", "solid"]), default="inpaint", show_default=True,
               help="How areas you cannot decode are filled (from public pixels only).")
 @FORCE
 def view(container, output, keys, fill, force):
-    """Decode what your keys allow; the rest is filled."""
+    """Decode what your keys allow; the rest is filled from public pixels only."""
     from . import api
-    from .imageio import check_writable, save_image
+    from .imageio import encode_image, image_format_for, save_image
 
-    check_writable(output, force)
+    if not _is_stdio(output):
+        image_format_for(output)
+    _check_output(output, force, inputs=[container])
     result = api.view(_read(container), keys, fill=fill)
-    save_image(result.pixels, output, force=force)
-    click.echo(f"wrote {output}")
+    if _is_stdio(output):
+        _write(output, encode_image(result.pixels, "PNG"), force)
+    else:
+        save_image(result.pixels, output, force=force)
+    _wrote(output)
     if result.missing:
         n = len(result.missing)
         click.echo(f"note: {n} protected group{'s' if n > 1 else ''} not opened by your keys "
                    f"{'are' if n > 1 else 'is'} filled", err=True)
+    if result.redacted:
+        click.echo("note: redacted areas (removed for good when the file was made) are filled", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Show a file's groups and recipients.")
 @click.argument("container", type=click.Path(path_type=Path))
 @KEYS
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -163,49 +210,62 @@ def inspect(container, keys, as_json):
         click.echo(f"  group {g['index']:>2}  {g['access']:<9} {cls:<16} {g['bytes']:>8} B{extra}")
 
 
-@cli.command()
+@cli.command(short_help="Drop the chunks your keys do not open.")
 @click.argument("container", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=OUTPUT)
 @KEYS
 @FORCE
 def strip(container, output, keys, force):
     """Keep public groups and those your keys open; drop the other chunks."""
     from . import api
 
+    _check_output(output, force, inputs=[container])
     _write(output, api.strip(_read(container), keys), force)
-    click.echo(f"wrote {output}")
+    _wrote(output)
 
 
-@cli.command()
+@cli.command(short_help="Give another recipient access.")
 @click.argument("container", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=OUTPUT)
 @click.option("--key", required=True, type=click.Path(path_type=Path), metavar="FILE", help="Your secret key file.")
 @click.option("--to", "recipient", required=True, help="Recipient key name (in --keys-dir) or .pub/.key path.")
 @KEYS_DIR
 @FORCE
 def grant(container, output, key, recipient, keys_dir, force):
-    """Let RECIPIENT open what your key opens (no re-encoding)."""
+    """Let the --to recipient open what your key opens (no re-encoding)."""
     from . import api
 
-    _write(output, api.grant(_read(container), key, recipient, keys_dir=keys_dir), force)
-    click.echo(f"wrote {output}")
+    _check_output(output, force, inputs=[container])
+    data = _read(container)
+    granted = api.grant(data, key, recipient, keys_dir=keys_dir)
+    if granted == data:
+        click.echo(f"note: {recipient} can already open every group your key opens", err=True)
+    _write(output, granted, force)
+    _wrote(output)
 
 
-@cli.command()
+@cli.command(short_help="Find faces, people, plates…")
 @click.argument("image", type=click.Path(path_type=Path))
 @DETECT_OPTIONS
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write detections as a regions JSON file.")
 @click.option("--preview", type=click.Path(path_type=Path), help="Write the block groups drawn over the photo.")
 @FORCE
-def detect(image, detect, yolo_weights, plate_weights, min_score, shape, min_size, json_out, preview, force):
+def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, shape, min_size, json_out, preview,
+           force):
     """Find faces, people, plates… (default: --detect face) and show the block groups they become."""
     from . import detect as detectors
     from . import masks
-    from .imageio import check_writable, load_image, save_image
+    from .imageio import image_format_for, load_image, save_image
 
+    if no_detect:
+        raise PrivcodecError("detect with --no-detect has nothing to do")
+    if preview:
+        image_format_for(preview)
+    if json_out and preview and Path(json_out) == Path(preview):
+        raise PrivcodecError("--json and --preview name the same file")
     for out in (json_out, preview):
         if out:
-            check_writable(out, force)
+            _check_output(out, force, inputs=[image])
     pixels = load_image(image)
     found = detectors.detect(pixels, _split_names(detect) or ["face"],
                              **_detector_options(yolo_weights, plate_weights, min_score))
@@ -221,8 +281,8 @@ def detect(image, detect, yolo_weights, plate_weights, min_score, shape, min_siz
         save_image(masks.render_preview(pixels, gm), preview, force=force)
 
 
-@cli.command()
-@click.option("--out", default="demo", show_default=True, type=click.Path(path_type=Path))
+@cli.command(short_help="Protect a bundled photo and show both views.")
+@click.option("--out", default="demo", show_default=True, type=click.Path(path_type=Path), help="Output folder.")
 def demo(out):
     """Protect the bundled photo with faces encrypted; write both views side by side."""
     from .demo import run_demo
@@ -230,14 +290,18 @@ def demo(out):
     run_demo(out, echo=click.echo)
 
 
-@cli.command()
+@cli.command(short_help="Train the codec on a folder of photos.")
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", default="runs/gi", show_default=True, type=click.Path(path_type=Path))
-@click.option("--iters", default=20000, show_default=True, help="Total iterations (resume continues to this).")
-@click.option("--batch", default=8, show_default=True)
-@click.option("--crop", default=128, show_default=True)
-@click.option("--threads", default=2, show_default=True)
-@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--out", default="runs/gi", show_default=True, type=click.Path(path_type=Path),
+              help="Run folder: last.pt (checkpoint, resumed from), gicodec.pt (exported weights).")
+@click.option("--iters", default=20000, show_default=True, type=click.IntRange(min=1),
+              help="Total iterations (resume continues to this).")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Crops per iteration.")
+@click.option("--crop", default=128, show_default=True, type=click.IntRange(min=64),
+              help="Crop side in pixels (a multiple of 64).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads.")
+@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate (500-iteration warm-up, cosine decay over the last 15 %).")
 @click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
 @click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
@@ -251,9 +315,10 @@ def train(data, out, iters, batch, crop, threads, lr, eval_dir, init, no_bf16):
     click.echo(f"exported {path}")
 
 
-@cli.command("export-weights")
+@cli.command("export-weights", short_help="Checkpoint -> shipped weights file.")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default: the packaged weights file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default: the packaged weights file.")
 def export_weights(checkpoint, output):
     """Turn a training checkpoint into the shipped weights file."""
     from .codec.weights_io import DEFAULT_WEIGHTS, export_checkpoint
@@ -262,22 +327,28 @@ def export_weights(checkpoint, output):
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-@cli.group()
+@cli.group(short_help="Benchmarks that print numbers.")
 def bench():
     """Benchmarks that print numbers (rate-distortion, detection speed)."""
 
 
 @bench.command("rd")
-@click.option("--dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", default="bench", show_default=True, type=click.Path(path_type=Path))
-@click.option("--limit", type=int, help="Only the first N images (quick look).")
-@click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True)
+@click.option("--dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of test images (e.g. Kodak).")
+@click.option("--out", default="bench", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for rd.json and rd.png.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (quick look).")
+@click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True, help="privcodec --quality values.")
 @click.option("--no-baseline-speed", is_flag=True, help="Skip timing bmshj2018-hyperprior.")
 def bench_rd(dataset, out, limit, qualities, no_baseline_speed):
     """Rate-distortion of privcodec vs JPEG, WebP, AVIF; BD-rates; speed."""
     from .bench.rd import run
 
-    run(dataset, out, limit=limit, qualities=[float(q) for q in qualities.split(",")],
+    try:
+        levels = [float(q) for q in qualities.split(",")]
+    except ValueError:
+        raise PrivcodecError(f"--qualities must be numbers separated by commas, got {qualities!r}") from None
+    run(dataset, out, limit=limit, qualities=levels,
         baseline_speed=not no_baseline_speed, echo=click.echo)
 
 

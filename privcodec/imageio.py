@@ -50,7 +50,7 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
         raise ImageError(f"{name}: cannot read: {e.strerror}") from None
 
     with fp, open_untrusted(fp, name, max_pixels=max_pixels) as img:
-        return _to_rgb(ImageOps.exif_transpose(img))
+        return _to_rgb(ImageOps.exif_transpose(img), name)
 
 
 @contextlib.contextmanager
@@ -89,7 +89,12 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
         raise ImageError(f"{name}: cannot decode {what}: {reason}") from None
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
+def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
+    if img.mode.startswith("F"):
+        # Float pixels have no agreed range (0..1? 0..255? HDR?): guessing would make a wrong
+        # picture, and Pillow's own convert clips 0..1 data to black.
+        raise ImageError(f"{name}: floating-point images are not supported; "
+                         "convert to 8- or 16-bit first")
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit grey: scale 0..65535 to 0..255 (Pillow's own convert would clip at 255).
         # Mode "I" is 32-bit; treat it as 16-bit data, as PNG/TIFF 16-bit grey arrives.
@@ -115,26 +120,53 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix and suffix not in SAVE_FORMATS:
-        raise ImageError(f"{path}: unsupported output format '{suffix}' (use .png, .jpg or .webp)")
-    fmt = SAVE_FORMATS.get(suffix, "PNG")
+    atomic_write(path, encode_image(array, image_format_for(path)), force=force)
+
+
+def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    """uint8 (H, W, 3) RGB -> file bytes in ``fmt`` (PNG, JPEG at quality 95, lossless WebP)."""
     options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
     buf = io.BytesIO()
     # A fresh Image from the array has an empty info dict: nothing but pixels is written.
-    Image.fromarray(array, "RGB").save(buf, fmt, **options)
-    atomic_write(path, buf.getvalue(), force=force)
+    Image.fromarray(np.ascontiguousarray(array), "RGB").save(buf, fmt, **options)
+    return buf.getvalue()
 
 
-def check_writable(path: str | os.PathLike, force: bool = False) -> None:
-    """Fail early, before any slow work, if ``path`` could not be written as an output."""
+def image_format_for(path: str | os.PathLike) -> str:
+    """Pillow format name for an output image path, by extension (no extension: PNG)."""
+    suffix = Path(path).suffix.lower()
+    if suffix and suffix not in SAVE_FORMATS:
+        raise ImageError(f"{path}: unsupported output format '{suffix}' (use .png, .jpg or .webp)")
+    return SAVE_FORMATS.get(suffix, "PNG")
+
+
+def check_writable(path: str | os.PathLike, force: bool = False, *, inputs=()) -> None:
+    """Fail early, before any slow work, if ``path`` could not be written as an output.
+
+    ``--force`` replaces regular files only: never a device, pipe, directory or symlink (the
+    rename would replace the link or the device node itself), and never one of ``inputs``."""
+    text = os.fspath(path)
+    if not text:
+        raise PrivcodecError("the output path is empty")
     path = Path(path)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise PrivcodecError(f"{text}: is a directory; give a file name")
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise PrivcodecError(f"{path}: the output would overwrite the input")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise PrivcodecError(f"{path} exists and is not a regular file; refusing to replace it")
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists (use --force to overwrite)")
-    if path.is_dir():
-        raise PrivcodecError(f"{path} is a directory")
     if not path.parent.is_dir():
         raise PrivcodecError(f"cannot write {path}: no such directory {path.parent}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, *, force: bool = False, mode: int | None = None) -> None:

@@ -108,22 +108,33 @@ def _write_atomic(path: Path, text: str, mode: int, overwrite: bool) -> None:
 
 def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = False, *,
            _random: Random = os.urandom) -> list[Path]:
-    """Write NAME.key (secret, 0600) and, for x25519, NAME.pub (0644). Returns the paths written."""
+    """Write NAME.key (secret, 0600) and, for x25519, NAME.pub (0644). Returns the paths written.
+
+    NAME may be given as a file name (``family.key``).  A NAME.pub left from an earlier x25519
+    key counts as an existing output: recipients look up NAME.pub first, so a stale one would
+    send files to a key nobody holds any more (with ``force`` it is removed)."""
+    if isinstance(name, str) and name.endswith((".key", ".pub")):
+        name = name[:-4]
     _check_name(name)
     identity = generate_identity(kind, _random=_random)
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise KeyFileError(f"{directory}: not a directory")
     key_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
     paths = [key_path, pub_path] if kind == X25519 else [key_path]
-    if not force:
-        for p in paths:   # check all first so we never leave half a key pair
-            if p.exists() or p.is_symlink():
-                raise OutputExistsError(f"{p} exists (use --force to overwrite)")
+    for p in (key_path, pub_path):   # check both first so we never leave half a key pair
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            raise KeyFileError(f"{p} exists and is not a regular file")
+        if not force and p.exists():
+            raise OutputExistsError(f"{p} exists (use --force to overwrite)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(key_path, identity_text(identity), 0o600, force)
         if kind == X25519:
             r = identity.recipient
             _write_atomic(pub_path, _key_text(X25519, "public", r.key, r.key_id), 0o644, force)
+        elif pub_path.exists():
+            pub_path.unlink()
     except OSError as e:
         raise KeyFileError(f"{directory}: cannot write key file: {e.strerror or e}") from None
     return paths
@@ -179,10 +190,16 @@ def load_recipient(spec: str, keys_dir: Path) -> Recipient:
         path = Path(spec)
     else:
         _check_name(spec)
-        candidates = [Path(keys_dir) / f"{spec}.pub", Path(keys_dir) / f"{spec}.key"]
-        path = next((p for p in candidates if p.exists()), None)
-        if path is None:
+        pub, secret = Path(keys_dir) / f"{spec}.pub", Path(keys_dir) / f"{spec}.key"
+        if not pub.exists() and not secret.exists():
             raise KeyFileError(f"no key named {spec!r} in {keys_dir} (looked for {spec}.pub and {spec}.key)")
+        if pub.exists() and secret.exists():
+            # both present: they must be one key pair, or files would go to a key nobody holds
+            from_pub, from_secret = load_recipient(str(pub), keys_dir), load_recipient(str(secret), keys_dir)
+            if from_pub.key_id != from_secret.key_id:
+                raise KeyFileError(f"{pub} and {secret} are not one key pair; remove the stale one")
+            return from_pub
+        path = pub if pub.exists() else secret
     kind, role, key = _read_key_file(path)
     if role == "public":
         return Recipient(kind, key, str(path))

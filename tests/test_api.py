@@ -141,3 +141,50 @@ def test_bad_inputs_raise_clean_errors(photo_path, keys_dir, face_policy, tmp_pa
         privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, pad=10**9)
     with pytest.raises(privcodec.PrivcodecError, match="uint8"):
         privcodec.protect(np.zeros((8, 8), np.float32), face_policy, keys_dir=keys_dir)
+
+
+def test_paths_and_single_keys_are_accepted_where_bytes_and_lists_are(photo_path, keys_dir, face_policy, tmp_path):
+    path = tmp_path / "photo.prvc"
+    path.write_bytes(privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=FACE, detect=[]).data)
+    for data in (path, str(path)):
+        assert privcodec.view(data, keys_dir / "family.key").decoded == [1]
+        assert privcodec.view(data, str(keys_dir / "family.key")).decoded == [1]
+        assert privcodec.inspect(data)["groups"][1]["access"] == "encrypted"
+
+
+def test_several_keys_work_when_one_opens_something(photo_path, keys_dir, face_policy):
+    data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE]).data
+    assert privcodec.view(data, [keys_dir / "stranger.key", keys_dir / "family.key"]).decoded == [1]
+    with pytest.raises(DecryptionError, match="none of these keys"):
+        privcodec.view(data, [keys_dir / "stranger.key", keys_dir / "stranger.key"])
+
+
+def test_a_key_on_a_file_with_nothing_protected_is_not_an_error(photo_path, keys_dir, face_policy):
+    data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, detect=[]).data
+    assert privcodec.view(data, [keys_dir / "family.key"]).decoded == []
+
+
+def test_every_recipient_of_the_policy_is_checked_before_any_work(photo_path, keys_dir, tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["family"]\n'
+                      '[[rule]]\nmatch = ["person"]\naction = "encrypt"\nrecipients = ["ghost"]\n')
+    with pytest.raises(KeyFileError, match=r"p\.toml: rule 2: recipient 'ghost'"):   # no person in the photo
+        privcodec.protect(photo_path, policy, keys_dir=keys_dir, regions=[FACE])
+
+
+def test_without_regions_or_detectors_the_policy_picks_the_detectors(keys_dir, face_policy, tmp_path):
+    from privcodec.api import policy_detectors
+    from privcodec.policy import load_policy
+
+    assert policy_detectors(load_policy(face_policy)) == ["face", "plate"]
+    astronaut = privcodec.__file__.replace("__init__.py", "data/astronaut.jpg")
+    auto = privcodec.protect(astronaut, face_policy, keys_dir=keys_dir, quality=1)
+    assert auto.counts().get("encrypt") == 1                          # her face, found by itself
+    none = privcodec.protect(astronaut, face_policy, keys_dir=keys_dir, quality=1, detect=[])
+    assert none.counts() == {"public": 1}
+
+
+def test_regions_that_miss_the_photo_are_errors(photo_path, keys_dir, face_policy):
+    for region in ("200,200,300,300", "10,10,10,50,10,90"):           # outside a 128x96 photo; a flat polygon
+        with pytest.raises(privcodec.PrivcodecError, match="outside|zero area"):
+            privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[region])

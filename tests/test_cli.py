@@ -118,3 +118,41 @@ def test_help_is_fast_and_does_not_import_torch():
     r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import privcodec.cli"], capture_output=True,
                        text=True)
     assert " torch" not in r.stderr
+
+
+def test_outputs_never_replace_the_input_or_special_files(tmp_path, photo_path, keys_dir, face_policy, protected):
+    args = ("--policy", face_policy, "--keys-dir", keys_dir, "--region", "16,16,48,64:face", "--force")
+    before = photo_path.read_bytes()
+    fails_cleanly(run("protect", photo_path, "-o", photo_path, *args, ok=False), "input")
+    assert photo_path.read_bytes() == before
+    os.mkfifo(tmp_path / "pipe.png")
+    fails_cleanly(run("view", protected, "-o", tmp_path / "pipe.png", "--force", ok=False), "regular file")
+    fails_cleanly(run("view", protected, "-o", tmp_path / "out.tif", ok=False), ".tif")     # before decoding
+
+
+def test_dash_is_standard_input_and_output(tmp_path, photo_path, keys_dir, face_policy):
+    env = {**os.environ, "PRIVCODEC_THREADS": "1"}
+    prvc = subprocess.run([SCRIPT, "protect", "-", "-o", "-", "--policy", face_policy, "--keys-dir", keys_dir,
+                           "--region", "16,16,48,64:face"], input=photo_path.read_bytes(), capture_output=True,
+                          env=env, check=True)
+    assert prvc.stdout[:4] == b"PRVC" and b"wrote standard output" in prvc.stderr
+    png = subprocess.run([SCRIPT, "view", "-", "-o", "-", "--key", keys_dir / "family.key"], input=prvc.stdout,
+                         capture_output=True, env=env, check=True)
+    assert png.stdout[:4] == b"\x89PNG" and b"wrote" in png.stderr
+
+
+def test_protect_says_when_nothing_is_protected(tmp_path, photo_path, keys_dir, face_policy):
+    r = run("protect", photo_path, "-o", tmp_path / "a.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+            "--no-detect")
+    assert "whole image is public" in r.stderr
+    r = run("protect", photo_path, "-o", tmp_path / "b.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+            "--region", "0,0,128,96:face")
+    assert "groups: 1 encrypt)" in r.stdout                  # the background owns no block: not counted
+
+
+def test_tool_errors_are_one_line_too(tmp_path, photo_path):
+    fails_cleanly(run("export-weights", photo_path, "-o", tmp_path / "w.pt", ok=False), "checkpoint")
+    (tmp_path / "empty").mkdir()
+    fails_cleanly(run("bench", "rd", "--dataset", tmp_path / "empty", ok=False), "no images")
+    commands = run("--help").stdout.split("Commands:")[1]
+    assert "..." not in commands                             # the command list is not cut off

@@ -155,6 +155,11 @@ def test_32_bit_integer_tiff_is_treated_as_16_bit():
     assert pixel(encode(Image.new("I", (2, 2), 32896), "TIFF")) == (128, 128, 128)
 
 
+def test_float_images_are_refused_not_guessed():
+    with pytest.raises(ImageError, match="floating-point"):
+        load_image(encode(Image.new("F", (2, 2), 0.5), "TIFF"))
+
+
 def test_cmyk():
     img = Image.new("CMYK", (2, 1))
     img.putdata([(0, 0, 0, 0), (0, 255, 255, 0)])
@@ -338,3 +343,22 @@ def test_check_writable_fails_before_any_work(tmp_path):
         check_writable(tmp_path, force=True)
     with pytest.raises(PrivcodecError, match="no such directory"):
         check_writable(tmp_path / "missing" / "out.png")
+
+
+def test_force_replaces_regular_files_only(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "target.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "target.png")
+    for name in ("pipe", "link.png"):
+        with pytest.raises(PrivcodecError, match="not a regular file"):
+            check_writable(tmp_path / name, force=True)
+    with pytest.raises(PrivcodecError, match="empty"):
+        check_writable("")
+    with pytest.raises(PrivcodecError, match="directory"):
+        check_writable(str(tmp_path / "newdir") + "/")
+
+
+def test_an_output_never_overwrites_an_input(tmp_path):
+    (tmp_path / "in.png").write_bytes(b"x")
+    with pytest.raises(PrivcodecError, match="overwrite the input"):
+        check_writable(tmp_path / "." / "in.png", force=True, inputs=[tmp_path / "in.png"])

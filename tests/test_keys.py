@@ -122,3 +122,32 @@ def test_key_ids_are_domain_separated_fingerprints():
 def test_secrets_stay_out_of_repr():
     identity = generate_identity("symmetric")
     assert identity.secret.hex() not in repr(identity) and identity.secret.hex() not in repr(identity.recipient)
+
+
+def test_keygen_accepts_a_file_name_for_the_key_name(tmp_path):
+    [key] = keygen("family.key", tmp_path)
+    assert key == tmp_path / "family.key"
+
+
+def test_keygen_into_a_file_is_a_clean_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(KeyFileError, match="not a directory"):
+        keygen("bob", tmp_path / "file")
+
+
+def test_a_stale_public_key_never_shadows_a_new_secret(tmp_path):
+    keygen("zed", tmp_path, "x25519")
+    (tmp_path / "zed.key").unlink()
+    with pytest.raises(OutputExistsError, match="zed.pub"):      # NAME.pub would be looked up first
+        keygen("zed", tmp_path, "symmetric")
+    keygen("zed", tmp_path, "symmetric", force=True)
+    assert not (tmp_path / "zed.pub").exists()
+    assert load_recipient("zed", tmp_path).key_id == load_identity(tmp_path / "zed.key").key_id
+
+
+def test_a_public_key_that_does_not_match_the_secret_is_refused(tmp_path):
+    keygen("zed", tmp_path, "x25519")
+    keygen("other", tmp_path, "x25519")
+    (tmp_path / "zed.pub").write_bytes((tmp_path / "other.pub").read_bytes())
+    with pytest.raises(KeyFileError, match="not one key pair"):
+        load_recipient("zed", tmp_path)

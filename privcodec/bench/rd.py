@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import PrivcodecError
+
 CLASSICAL = {
     "JPEG": ("JPEG", [5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
     "WebP": ("WEBP", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
@@ -121,7 +123,7 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
 
     paths = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in {".png", ".jpg", ".ppm", ".bmp"})[:limit]
     if not paths:
-        raise SystemExit(f"no images in {dataset}")
+        raise PrivcodecError(f"no images (.png, .jpg, .ppm, .bmp) in {dataset}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     threads = codec.configure_threads()
     codec.load_codec()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .model import CodecConfig, GICodec
-from .weights_io import _resize_cdf_buffers, atomic_torch_save, export_weights
+from .weights_io import _resize_cdf_buffers, atomic_torch_save, export_weights, load_checkpoint
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -126,7 +126,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     torch.manual_seed(seed)
 
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(ckpt_path)
         model = GICodec(CodecConfig.from_dict(ckpt["config"]))
         _resize_cdf_buffers(model, ckpt["model"])  # CDF tables exist once an eval ran update()
         model.load_state_dict(ckpt["model"], strict=False)
@@ -137,9 +137,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
-            blob = torch.load(init, map_location="cpu", weights_only=False)
-            state = blob["model"] if "model" in blob else {
-                k: (v.float() if v.is_floating_point() else v) for k, v in blob["state"].items()}
+            state = load_checkpoint(init)["model"]
             _resize_cdf_buffers(model, state)
             model.load_state_dict(state, strict=False)
             log(f"initialised from {init}")

@@ -64,9 +64,28 @@ def weights_sha256(path: Path | str = DEFAULT_WEIGHTS) -> bytes:
 
 def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None) -> Path:
     """Training checkpoint (OUT/last.pt) -> shipped weights file."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(checkpoint)
     model = GICodec(CodecConfig.from_dict(ckpt["config"]))
     _resize_cdf_buffers(model, ckpt["model"])
     model.load_state_dict(ckpt["model"], strict=False)
     export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], **(meta or {})})
     return Path(path)
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A training checkpoint (or shipped weights file), read with torch's safe loader: a .pt
+    file is a pickle, and only tensors and plain containers may come out of it."""
+    from ..errors import PrivcodecError
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PrivcodecError(f"{path}: no such file") from None
+    except Exception:   # pickle, zip and torch all report a foreign file differently
+        raise PrivcodecError(f"{path}: not a privcodec checkpoint") from None
+    if not isinstance(blob, dict) or "config" not in blob or not ("model" in blob or "state" in blob):
+        raise PrivcodecError(f"{path}: not a privcodec checkpoint")
+    if "model" not in blob:
+        blob = {**blob, "model": {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state"].items()},
+                "iter": blob.get("meta", {}).get("iterations", 0)}
+    return blob

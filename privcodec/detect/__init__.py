@@ -33,7 +33,7 @@ DEFAULT_FACE = "face:centerface"
 OPTIONS = ("yolo_weights", "plate_weights", "min_score")
 _FIXED = ("face", "face:centerface", "face:mediapipe", "face:mtcnn", "person", "plate", "plate:cascade", "plate:yolo")
 
-__all__ = ["DEFAULT_FACE", "available_detectors", "detect", "get_detector", "load_regions", "parse_regions",
+__all__ = ["DEFAULT_FACE", "available_detectors", "detect", "detector_for_label", "get_detector", "load_regions", "parse_regions",
            "read_regions_json", "region_from_box", "region_from_polygon", "regions_from_json",
            "regions_from_label_png", "regions_to_json", "write_regions_json"]
 
@@ -41,6 +41,16 @@ __all__ = ["DEFAULT_FACE", "available_detectors", "detect", "get_detector", "loa
 def available_detectors() -> list[str]:
     """Every accepted name, except yolo:<class> (whatever the given weights know)."""
     return list(_FIXED) + [c for c in COCO_CLASSES if c != "person"]
+
+
+def detector_for_label(label: str) -> str | None:
+    """The detector name that finds objects of a policy class, or None (custom labels, "*")."""
+    key = label_of(label)
+    if key in ("face", "person"):
+        return key
+    if key == "license_plate":
+        return "plate"
+    return key if key in COCO_CLASSES else None
 
 
 def get_detector(name: str, **options):

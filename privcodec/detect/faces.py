@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import DetectorError
 from ..masks import Detection
 
+TINY_IMAGE = 12   # px: below this on the short side no detector is run (no face fits)
+
 
 def _missing(package: str, pin: str) -> DetectorError:
     return DetectorError(f"{package} is not installed: pip install --no-deps {pin} "
@@ -69,6 +71,8 @@ class CenterFaceFaces:
         import cv2
 
         h, w = image.shape[:2]
+        if min(h, w) < TINY_IMAGE:
+            return []   # nothing that small holds a face; the net answers noise there (8x8 black: 4 "faces")
         # The net runs at full resolution, so time and memory grow with the pixel count: huge photos
         # are shrunk to max_side (a 4000 px wide photo by 0.64, a 30 px face becomes 19 px).
         scale = min(1.0, self.max_side / max(h, w))

@@ -58,6 +58,10 @@ def region_from_polygon(points, label: str = "region") -> Detection:
     if len(pts) < 3:
         raise DetectorError(f"region {label!r}: a polygon needs at least 3 points, got {len(pts)}")
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    # shoelace: a polygon whose points lie on one line covers nothing, so it would protect nothing
+    area = abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(pts)))) / 2
+    if area == 0:
+        raise DetectorError(f"region {label!r}: the polygon has zero area (its points lie on one line)")
     return Detection(label, 1.0, (min(xs), min(ys), max(xs), max(ys)), polygon=pts)
 
 
@@ -223,8 +227,10 @@ def write_regions_json(path, detections: Iterable[Detection], width: int, height
 def read_regions_json(path, width: int | None = None, height: int | None = None) -> list[Detection]:
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DetectorError(f"{path}: cannot read regions file: {e}") from None
+    except OSError as e:
+        raise DetectorError(f"{path}: cannot read regions file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise DetectorError(f"{path}: a regions file must be UTF-8 JSON text") from None
     try:
         return regions_from_json(text, width, height)
     except DetectorError as e:
