@@ -301,17 +301,19 @@ def demo(out):
               help="Crop side in pixels (a multiple of 64).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads.")
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Peak learning rate (500-iteration warm-up, cosine decay over the last 15 %).")
+              help="Peak learning rate (500-iteration warm-up, then cosine decay; see --decay-frac).")
+@click.option("--decay-frac", default=0.15, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of --iters, at the end, over which the learning rate decays to 1/10.")
 @click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
 @click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32.")
-def train(data, out, iters, batch, crop, threads, lr, eval_dir, init, no_bf16):
+def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, no_bf16):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
     path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
-               bf16=not no_bf16, log=lambda s: click.echo(s))
+               bf16=not no_bf16, decay_frac=decay_frac, log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 
 

@@ -118,7 +118,7 @@ def evaluate(model: GICodec, images: list[np.ndarray], quality: float) -> tuple[
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
           lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
-          init: Path | None = None, log=print) -> Path:
+          init: Path | None = None, decay_frac: float = 0.15, log=print) -> Path:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
@@ -169,7 +169,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     stats, t_last = [], time.time()
     for it in range(start, iters):
         for group in opt.param_groups:
-            group["lr"] = lr_at(it, iters, lr, lr_floor)
+            group["lr"] = lr_at(it, iters, lr, lr_floor, decay_frac=decay_frac)
         x, gid = make_batch(photos, batch, crop, rng, max_groups)
         quality = torch.rand(batch) * 7 + 1
         out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
