@@ -71,15 +71,6 @@ def _container_bytes(data) -> bytes:
     raise PrivcodecError(f"expected .prvc data (bytes) or a file path, got {type(data).__name__}")
 
 
-def _names(value) -> list[str]:
-    """A list of names from one comma-separated string or an iterable of them."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    return [n.strip() for v in value for n in str(v).split(",") if n.strip()]
-
-
 def _unlock(c, identities: list) -> list:
     """Open what the keys allow.  Like age, several keys are fine as long as one of them opens
     something; keys of which none opens anything in a file with protected groups are the wrong
@@ -116,7 +107,6 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
     h, w = image.shape[:2]
     if isinstance(regions, str):
         regions = [regions]
-    detect = _names(detect)
     found = list(detectors.parse_regions(regions)) if regions else []
     for r in found:
         x0, y0, x1, y1 = r.box

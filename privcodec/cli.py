@@ -14,10 +14,6 @@ import click
 from .errors import PrivcodecError
 
 
-def _split_names(values) -> list[str]:
-    return [n.strip() for v in values for n in v.split(",") if n.strip()]
-
-
 STDIO = "-"   # as with age and most Unix tools: "-" is standard input / output
 
 
@@ -144,7 +140,7 @@ def protect(image, output, policy, keys_dir, quality, regions, regions_file, mas
     if no_detect and detect:
         raise PrivcodecError("--detect and --no-detect contradict each other")
     _check_output(output, force, inputs=[image, policy, regions_file, mask])
-    names = [] if no_detect else (_split_names(detect) or None)
+    names = [] if no_detect else (list(detect) or None)
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, **_detector_options(yolo_weights, plate_weights, min_score))
@@ -267,7 +263,7 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
         if out:
             _check_output(out, force, inputs=[image])
     pixels = load_image(image)
-    found = detectors.detect(pixels, _split_names(detect) or ["face"],
+    found = detectors.detect(pixels, list(detect) or ["face"],
                              **_detector_options(yolo_weights, plate_weights, min_score))
     for d in found:
         x0, y0, x1, y1 = d.box

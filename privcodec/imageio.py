@@ -164,8 +164,8 @@ def check_writable(path: str | os.PathLike, force: bool = False, *, inputs=()) -
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:      # either does not exist (yet)
         return False
 
 

@@ -46,11 +46,9 @@ def available_detectors() -> list[str]:
 def detector_for_label(label: str) -> str | None:
     """The detector name that finds objects of a policy class, or None (custom labels, "*")."""
     key = label_of(label)
-    if key in ("face", "person"):
-        return key
     if key == "license_plate":
         return "plate"
-    return key if key in COCO_CLASSES else None
+    return key if key == "face" or key in COCO_CLASSES else None
 
 
 def get_detector(name: str, **options):
@@ -93,15 +91,16 @@ def get_detector(name: str, **options):
 def detect(image: np.ndarray, names, **options) -> list[Detection]:
     """Run the named detectors on an RGB uint8 image; detections come in the order of ``names``.
 
-    ``names`` is a list of names or one comma-separated string.  YOLO classes share one pass.
+    ``names`` is a string or a list of strings, each a name or comma-separated names (as typed
+    after --detect).  YOLO classes share one pass.
     """
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
             and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ImageError(f"detectors need an RGB uint8 HxWx3 image, got {got}")
     if isinstance(names, str):
-        names = names.split(",")
-    names = [n.strip() for n in names if n.strip()]
+        names = [names]
+    names = [n.strip() for v in names for n in v.split(",") if n.strip()]
     detectors = []
     for n in dict.fromkeys(names):                      # duplicates run once
         det = get_detector(n, **options)

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DetectorError
 from ..masks import Detection
 
-TINY_IMAGE = 12   # px: below this on the short side no detector is run (no face fits)
+TINY_IMAGE = 12   # px: on a shorter side no face fits, and CenterFace answers noise there
 
 
 def _missing(package: str, pin: str) -> DetectorError:
