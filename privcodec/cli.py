@@ -303,13 +303,23 @@ def demo(out):
 @click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
 @click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
+@click.option("--warmup", default=500, show_default=True, type=click.IntRange(min=0),
+              help="Iterations of linear learning-rate warm-up.")
+@click.option("--ema-decay", default=0.999, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Weight EMA decay (0 = off); the EMA is evaluated and exported.")
+@click.option("--holdout-every", default=40, show_default=True, type=click.IntRange(min=0),
+              help="Hold out every N-th photo from training for evaluation (0 = none).")
+@click.option("--eval-every", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Iterations between real-bitstream evaluations.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32.")
-def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, no_bf16):
+def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
+          eval_every, no_bf16):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
     path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
-               bf16=not no_bf16, decay_frac=decay_frac, log=lambda s: click.echo(s))
+               bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
+               holdout_every=holdout_every, eval_every=eval_every, log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 
 

@@ -75,6 +75,12 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     import torch
 
     model = load_codec(weights)
-    x_hat, known = model.decompress(streams, torch.from_numpy(block_groups.astype(np.int64)), height, width, quality)
-    image = (torch.nan_to_num(x_hat) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(image), known.numpy()
+    crop, known_crop, (top, left) = model.decompress_region(
+        streams, torch.from_numpy(block_groups.astype(np.int64)), height, width, quality)
+    # The decoder ran on the decoded groups' region only; the rest of the canvas is uint8 zeros.
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    known = np.zeros((height, width), dtype=bool)
+    h, w = known_crop.shape
+    image[top:top + h, left:left + w] = (torch.nan_to_num(crop) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    known[top:top + h, left:left + w] = known_crop.numpy()
+    return image, known

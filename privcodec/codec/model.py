@@ -72,6 +72,24 @@ def _read_uvarint(buf: bytes, pos: int = 0):
         shift += 7
 
 
+# A hostile stream must fail cheaply.  Real streams use well under 1 byte per latent symbol
+# (white noise at q8: 0.44), so a longer stream is rejected before anything is allocated for
+# it; decoded symbols beyond ±2^20 cannot come from a real latent and are rejected before the
+# re-encode check (compressai's bypass coder loops forever on values near ±2^28).
+MAX_STREAM_BYTES_PER_SYMBOL = 2
+MAX_ABS_SYMBOL = 1 << 20
+
+
+def _check_stream_length(n_bytes: int, n_symbols: int) -> None:
+    if n_bytes > MAX_STREAM_BYTES_PER_SYMBOL * n_symbols + 256:
+        raise ValueError("group bitstream too long for its blocks")
+
+
+def _check_symbols(values) -> None:
+    if len(values) and (max(values) > MAX_ABS_SYMBOL or min(values) < -MAX_ABS_SYMBOL):
+        raise ValueError("group bitstream decodes to out-of-range symbols")
+
+
 def _padded(stream: bytes, n_symbols: int) -> bytes:
     """compressai's rANS decoder reads 32-bit words without bounds checks.  Zero padding
     bounds what a hostile stream can make it read: at most one word per symbol, plus
@@ -180,6 +198,8 @@ class GICodec(nn.Module):
             mu, sigma = em.slice_params(i, mu_h, sigma_h, prev)
             idx = gc.build_indexes(sigma)
             sym = torch.round(y_i - mu)
+            if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
+                raise ValueError("latent out of the coder's range")
             for grp in groups:
                 p = positions[grp]
                 encoders[grp].encode_with_indexes(
@@ -196,33 +216,69 @@ class GICodec(nn.Module):
         UNKNOWN_GROUP elsewhere; ``streams`` maps group -> bitstream.  Returns
         (image (3,H,W) float in [0,1], pixel mask of decoded pixels (H,W) bool).
         Raises ValueError on a malformed bitstream."""
+        crop, known, (y0, x0) = self.decompress_region(streams, block_groups, height, width, quality)
+        x_hat = torch.zeros(3, height, width)
+        known_px = torch.zeros(height, width, dtype=torch.bool)
+        x_hat[:, y0:y0 + crop.shape[1], x0:x0 + crop.shape[2]] = crop
+        known_px[y0:y0 + crop.shape[1], x0:x0 + crop.shape[2]] = known
+        return x_hat, known_px
+
+    def decoded_region(self, streams: dict, gid: torch.Tensor) -> tuple[int, int, int, int]:
+        """Block rows/cols (r0, r1, c0, c1) to run the decoder on: the bounding box of the decoded
+        groups, its top-left corner aligned to the attention window (and hence to the hyperprior
+        cells), so plain and shifted windows, cells and raster order are exactly those of the
+        whole grid.  Cost follows the decoded groups' area, not the declared image size."""
+        rows, cols = torch.nonzero(torch.isin(gid, torch.tensor(sorted(streams), dtype=gid.dtype)), as_tuple=True)
+        if rows.numel() == 0:
+            return 0, 0, 0, 0
+        align = math.lcm(self.config.window, CELL)
+        r0, c0 = int(rows.min()) // align * align, int(cols.min()) // align * align
+        return r0, int(rows.max()) + 1, c0, int(cols.max()) + 1
+
+    @torch.no_grad()
+    def decompress_region(self, streams: dict[int, bytes], block_groups: torch.Tensor, height: int, width: int,
+                          quality: float) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """As decompress, but only on the decoded groups' region: returns (pixels (3,h,w) float,
+        decoded-pixel mask (h,w), (top, left) of the region in the image)."""
         gid = block_groups.long()
         self._check_grid(gid, height, width)
+        for grp in streams:
+            if not bool((gid == grp).any()):
+                raise ValueError("group has no blocks")
+        r0, r1, c0, c1 = self.decoded_region(streams, gid)
+        gid = gid[r0:r1, c0:c1]
+        top, left = r0 * BLOCK, c0 * BLOCK
+        height, width = min(height - top, (r1 - r0) * BLOCK), min(width - left, (c1 - c0) * BLOCK)
+        if not streams:
+            return torch.zeros(3, 0, 0), torch.zeros(0, 0, dtype=torch.bool), (0, 0)
         em = self._entropy64()
         eb, gc = em.entropy_bottleneck, em.gaussian_conditional
         _, gid_c = self._pad_cells(None, gid)
         hc, wc = gid_c.shape
         from compressai.ans import BufferedRansEncoder, RansDecoder
 
+        medians = eb._get_medians().double()
         z_hat, decoders, positions, y_bytes = {}, {}, {}, {}
         for grp, stream in streams.items():
             m = gid_c == grp
-            if not bool(m.any()):
-                raise ValueError("group has no blocks")
             support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
             zlen, pos = _read_uvarint(stream)
             if pos + zlen > len(stream):
                 raise ValueError("truncated group bitstream")
-            n_cells = int(support.sum())
+            n_cells, n_y = int(support.sum()), int(m.sum()) * em.latent
             z_bytes, y_bytes[grp] = stream[pos:pos + zlen], stream[pos + zlen:]
+            _check_stream_length(len(z_bytes), n_cells * eb.channels)
+            _check_stream_length(len(y_bytes[grp]), n_y)
             z_sel = eb.decompress([_padded(z_bytes, n_cells * eb.channels)], (1, n_cells)).double()
+            if not bool(((z_sel - medians.reshape(1, -1, 1, 1)).abs() <= MAX_ABS_SYMBOL).all()):
+                raise ValueError("group bitstream decodes to out-of-range symbols")
             if eb.compress(z_sel)[0] != z_bytes:
                 raise ValueError("malformed group bitstream")
             z = torch.zeros(1, z_sel.shape[1], hc // CELL, wc // CELL, dtype=torch.float64)
             z[:, :, support] = z_sel[:, :, 0, :]
             z_hat[grp] = z
             dec = RansDecoder()
-            dec.set_stream(_padded(y_bytes[grp], int(m.sum()) * em.latent))
+            dec.set_stream(_padded(y_bytes[grp], n_y))
             decoders[grp], positions[grp] = dec, m
 
         mu_h, sigma_h = self._hyper(em, z_hat, gid_c)
@@ -240,6 +296,7 @@ class GICodec(nn.Module):
                 p = positions[grp]
                 indexes = idx[0][:, p].reshape(-1).int().tolist()
                 vals = dec.decode_stream(indexes, cdf, cdf_len, offset)
+                _check_symbols(vals)
                 decoded[grp][0].extend(vals)
                 decoded[grp][1].extend(indexes)
                 sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(em.slice_ch, -1)
@@ -256,7 +313,7 @@ class GICodec(nn.Module):
         x_hat = self.g_s.per_group((y_hat * ig.double()).float(), gid, set(streams))
         x_hat = x_hat[0, :, :height, :width].clamp(0, 1)
         known_px = known[:gid.shape[0], :gid.shape[1]].repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)
-        return x_hat, known_px[:height, :width]
+        return x_hat, known_px[:height, :width], (top, left)
 
     @staticmethod
     def _check_grid(gid, H, W):

@@ -5,6 +5,11 @@
     group's own bits) ─▶ Adam (+ aux step for the factorised prior)
 
 Variable rate: every sample draws a quality q ∈ [1, 8] and its λ.
+An exponential moving average (EMA) of the weights is kept and is what gets
+evaluated and exported: late in a run it is worth more than lowering the
+learning rate further.  Every --holdout-th photo is never trained on and gives
+the evaluation crops (real bitstreams, q2/q5/q8), so runs can be compared
+without touching Kodak.
 Checkpoints go to OUT/last.pt every --ckpt-every iterations (atomic), and a
 run resumes from it.  Never point --data at the evaluation set (Kodak).
 """
@@ -24,11 +29,24 @@ from .weights_io import _resize_cdf_buffers, atomic_torch_save, export_weights, 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
-def load_photos(folder: Path, max_short_side: int = 512, min_side: int = 128) -> list[np.ndarray]:
+def photo_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+
+
+def split_holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(training paths, held-out paths): every `every`-th photo (by sorted name) is held out."""
+    if every <= 0:
+        return list(paths), []
+    return ([p for i, p in enumerate(paths) if i % every != every // 2],
+            [p for i, p in enumerate(paths) if i % every == every // 2])
+
+
+def load_photos(folder: Path | list[Path], max_short_side: int = 512, min_side: int = 128) -> list[np.ndarray]:
     from PIL import Image, ImageOps
 
     photos = []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+    paths = photo_paths(folder) if isinstance(folder, (str, Path)) else folder
+    for path in paths:
         if "kodak" in str(path).lower() or path.name.lower().startswith("kodim"):
             raise SystemExit(f"refusing to train on the evaluation set: {path}")
         with Image.open(path) as im:
@@ -81,6 +99,7 @@ def make_batch(photos, batch: int, crop: int, rng: random.Random, max_groups: in
 
 
 def lr_at(it: int, total: int, peak: float, floor: float, warmup: int = 500, decay_frac: float = 0.15) -> float:
+    """Linear warm-up, constant, then cosine decay to `floor` over the last `decay_frac` of the run."""
     if it < warmup:
         return peak * (it + 1) / warmup
     start = int(total * (1 - decay_frac))
@@ -115,10 +134,42 @@ def evaluate(model: GICodec, images: list[np.ndarray], quality: float) -> tuple[
     return float(np.mean(bpps)), float(np.mean(psnrs))
 
 
+def center_crops(photos: list[np.ndarray], size: int = 256) -> list[np.ndarray]:
+    crops = []
+    for im in photos:
+        h, w = im.shape[:2]
+        if min(h, w) >= size:
+            y, x = (h - size) // 2, (w - size) // 2
+            crops.append(np.ascontiguousarray(im[y:y + size, x:x + size]))
+    return crops
+
+
+class WeightEMA:
+    """Exponential moving average of every float parameter and buffer (Polyak averaging)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict | None = None):
+        self.decay = decay
+        src = state if state is not None else model.state_dict()
+        self.shadow = {k: v.detach().clone().float() for k, v in src.items()
+                       if v.is_floating_point() and k in model.state_dict()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.shadow and self.shadow[k].shape == v.shape:
+                self.shadow[k].lerp_(v.detach().float(), 1 - self.decay)
+            elif v.is_floating_point():
+                self.shadow[k] = v.detach().clone().float()
+
+    def averaged_state(self, model: torch.nn.Module) -> dict:
+        return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
+
+
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
           lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
-          init: Path | None = None, decay_frac: float = 0.15, log=print) -> Path:
+          init: Path | None = None, decay_frac: float = 0.15, warmup: int = 500, ema_decay: float = 0.999,
+          holdout_every: int = 40, log=print) -> Path:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
@@ -149,15 +200,18 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         opt.load_state_dict(ckpt["opt"])
         aux_opt.load_state_dict(ckpt["aux_opt"])
         rng.setstate(ckpt["rng"])
+    ema = WeightEMA(model, ema_decay, ckpt.get("ema") if ckpt is not None else None) if ema_decay > 0 else None
 
     t0 = time.time()
-    photos = load_photos(data, min_side=crop)
+    train_paths, held_paths = split_holdout(photo_paths(data), holdout_every)
+    photos = load_photos(train_paths, min_side=crop)
     if not photos:
         from ..errors import PrivcodecError
 
         raise PrivcodecError(f"no photos with both sides >= {crop} px in {data}")
-    log(f"{len(photos)} training photos cached in {time.time() - t0:.0f}s; {sum(p.numel() for p in params)/1e6:.2f} M params")
-    eval_images = []
+    eval_images = center_crops(load_photos(held_paths, min_side=256))
+    log(f"{len(photos)} training photos cached in {time.time() - t0:.0f}s ({len(eval_images)} held out for eval); "
+        f"{sum(p.numel() for p in params)/1e6:.2f} M params")
     if eval_dir is not None:
         from PIL import Image
         for name in ("kodim01.png", "kodim05.png"):
@@ -165,11 +219,20 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             if p.exists():
                 eval_images.append(np.asarray(Image.open(p).convert("RGB"))[:256, :384].copy())
 
+    def evaluated_model() -> GICodec:
+        if ema is None:
+            return model
+        shadow = GICodec(model.config)
+        state = ema.averaged_state(model)
+        _resize_cdf_buffers(shadow, state)
+        shadow.load_state_dict(state, strict=False)
+        return shadow.eval()
+
     model.train()
     stats, t_last = [], time.time()
     for it in range(start, iters):
         for group in opt.param_groups:
-            group["lr"] = lr_at(it, iters, lr, lr_floor, decay_frac=decay_frac)
+            group["lr"] = lr_at(it, iters, lr, lr_floor, warmup=warmup, decay_frac=decay_frac)
         x, gid = make_batch(photos, batch, crop, rng, max_groups)
         quality = torch.rand(batch) * 7 + 1
         out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
@@ -182,6 +245,8 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         aux_opt.step()
+        if ema is not None:
+            ema.update(model)
         stats.append((loss.item(), bpp.item(), psnr.item()))
 
         done = it + 1
@@ -192,14 +257,18 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             stats, t_last = [], time.time()
         if done % ckpt_every == 0 or done == iters:
             atomic_torch_save({"config": model.config.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
-                               "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate()}, ckpt_path)
+                               "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate(),
+                               **({"ema": ema.shadow} if ema is not None else {})}, ckpt_path)
         if eval_images and (done % eval_every == 0 or done == iters):
             model.eval()
-            for q in (2.0, 5.0):
-                b, p = evaluate(model, eval_images, q)
-                log(f"eval iter {done} q{q:g}: {b:.3f} bpp {p:.2f} dB (real bitstreams, kodim01/05 crops)")
+            scored = evaluated_model()
+            for q in (2.0, 5.0, 8.0):
+                b, p = evaluate(scored, eval_images, q)
+                log(f"eval iter {done} q{q:g}: {b:.3f} bpp {p:.2f} dB (real bitstreams, {len(eval_images)} held-out crops"
+                    f"{', EMA' if ema is not None else ''})")
             model.train()
             t_last = time.time()
     model.eval()
-    export_weights(model, out / "gicodec.pt", {"iterations": iters, "crop": crop, "batch": batch})
+    export_weights(evaluated_model(), out / "gicodec.pt", {"iterations": iters, "crop": crop, "batch": batch,
+                                                           "ema_decay": ema_decay})
     return out / "gicodec.pt"
