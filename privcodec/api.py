@@ -46,6 +46,22 @@ class ViewResult:
     decoded: list[int] = field(default_factory=list)    # protected groups opened with the given keys
     missing: list[int] = field(default_factory=list)    # protected groups no given key opens (filled)
     redacted: bool = False            # the file has redacted (dropped) areas
+    signer: str | None = None         # key id of the verified Ed25519 signer, if the file is signed
+    authenticated: str = "none"       # what a key or signature vouches for: see Authenticity in SECURITY.md
+    version: int = 2                  # FORMAT version of the file
+
+
+def authenticity(c, opened: list) -> str:
+    """What the reader can trust beyond "the bytes are intact" (SECURITY.md, Authenticity).
+
+    "signed": the signer made every group and the layout; "key": a holder of a content key you
+    hold made the file (v2: all of it; v1: the layout and the public groups); "none": anyone
+    could have made or edited it."""
+    if c.signer is not None:
+        return "signed"
+    if opened:
+        return "key" if c.version >= 2 else "key-v1"
+    return "none"
 
 
 def _identities(keys) -> list:
@@ -73,11 +89,10 @@ def _container_bytes(data) -> bytes:
 
 def _unlock(c, identities: list) -> list:
     """Open what the keys allow.  Like age, several keys are fine as long as one of them opens
-    something; keys of which none opens anything in a file with protected groups are the wrong
-    keys: an error (a file without protected groups needs no key, so that is not one)."""
-    opened = {}
-    for ident in identities:
-        opened.update({g.index: g for g in c.unlock([ident])})
+    something; keys of which none opens anything in a file that declares protected groups are the
+    wrong keys, or the file was stripped or forged: an error either way (a file without protected
+    groups needs no key, so that is not one)."""
+    opened = {g.index: g for g in c.unlock(identities)}   # all identities at once: one overlap check
     if identities and not opened and c.protected_chunks:
         names = ", ".join(i.source or "key" for i in identities)
         raise DecryptionError(f"{names}: {'this key opens' if len(identities) == 1 else 'none of these keys open'} "
@@ -150,12 +165,42 @@ def load_recipients(policy, keys_dir) -> dict:
     return out
 
 
+def _signing_key(sign):
+    from .keys import SigningKey, load_signing_key
+
+    if sign is None or isinstance(sign, SigningKey):
+        return sign
+    return load_signing_key(Path(sign))
+
+
+def _verifying_key(signer):
+    from .keys import SigningKey, VerifyingKey, load_verifying_key
+
+    if signer is None or isinstance(signer, VerifyingKey):
+        return signer
+    if isinstance(signer, SigningKey):
+        return signer.verifying_key
+    return load_verifying_key(Path(signer))
+
+
+def _check_signer(c, require_signer) -> None:
+    """--require-signer: the file must carry a valid signature by exactly this key."""
+    wanted = _verifying_key(require_signer)
+    if wanted is None:
+        return
+    if c.signer is None:
+        raise FormatError(f"the file is not signed (required signer: {wanted.key_id})")
+    if c.signer.public_key != wanted.public_key:
+        raise FormatError(f"the file is signed by {c.signer.key_id}, not by the required signer {wanted.key_id}")
+
+
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
-            min_size: float = 0, pad: int | None = None, **detector_options) -> ProtectResult:
+            min_size: float = 0, pad: int | None = None, sign=None, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
-    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy.
+    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
+    ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group.
     ``detect=None`` (the default) with no regions, regions file or mask runs the detectors for
     the classes the policy names (``policy_detectors``); ``detect=[]`` runs none."""
     from . import codec, container
@@ -166,6 +211,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     if pad is not None and not 1 <= pad <= container.MAX_PAD:
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    signer = _signing_key(sign)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise ImageError(f"an image array must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
@@ -195,30 +241,31 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
             block_map[group_map.blocks == i] = container.REDACTED
     data = container.seal(width=group_map.width, height=group_map.height, block=codec.BLOCK,
                           codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(), quality=quality,
-                          block_map=block_map, public=public, protected=protected, pad=pad)
+                          block_map=block_map, public=public, protected=protected, pad=pad, signer=signer)
     return ProtectResult(data, group_map, [d.action for d in decisions])
 
 
-def _open(data: bytes):
+def _open(data: bytes, max_pixels: int | None = None):
     from . import codec, container
-    from .imageio import MAX_PIXELS
+    from .limits import MAX_PIXELS
 
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     c = container.open_container(data)
     if c.block != codec.BLOCK:
         raise FormatError(f"unsupported block size {c.block} (this privcodec codes {codec.BLOCK}-px blocks)")
-    if c.width * c.height > MAX_PIXELS:
-        raise FormatError(f"image is {c.width}x{c.height}, over the {MAX_PIXELS // 1_000_000} MP limit")
-    if c.codec_id != codec.CODEC_ID or c.weights_sha256 != codec.weights_digest():
-        raise FormatError(f"this file was made with another codec model ({c.codec_id}, weights "
-                          f"{c.weights_sha256.hex()[:12]}); this privcodec has {codec.CODEC_ID}, weights "
-                          f"{codec.weights_digest().hex()[:12]}")
+    if c.width * c.height > max_pixels:
+        raise FormatError(f"image is {c.width}x{c.height}, over the limit of {max_pixels:,} pixels (--max-pixels)")
+    c.weights_path = codec.weights_for(c.codec_id, c.weights_sha256)   # every released model stays decodable
     return c
 
 
-def view(data, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
+def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=None,
+         max_pixels: int | None = None) -> ViewResult:
     """Decode what ``keys`` allow; everything else is filled from public pixels only.
 
-    ``data``: the .prvc bytes or a path; ``keys``: one key file / Identity or several."""
+    ``data``: the .prvc bytes or a path; ``keys``: one key file / Identity or several;
+    ``require_signer``: an ed25519 .pub (or VerifyingKey) that must have signed the file;
+    ``max_pixels``: refuse larger images (default limits.MAX_PIXELS)."""
     from PIL import Image
 
     from . import codec, container
@@ -226,7 +273,8 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
 
     if fill not in FILLS:
         raise PrivcodecError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
-    c = _open(_container_bytes(data))
+    c = _open(_container_bytes(data), max_pixels)
+    _check_signer(c, require_signer)
     opened = _unlock(c, _identities(keys))
     grid = np.where(c.block_map >= 0, c.block_map, codec.UNKNOWN_GROUP).astype(np.int64)
     streams = {g.index: g.payload for g in c.public_groups}
@@ -234,7 +282,7 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
         grid[g.block_mask] = g.index
         streams[g.index] = g.payload
     try:
-        pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality)
+        pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality, weights=c.weights_path)
     except (ValueError, RuntimeError, IndexError, OverflowError):
         # the container verified its hashes, so this is a forged or re-checksummed payload
         raise FormatError(CORRUPT) from None
@@ -244,27 +292,32 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint") -> ViewResult:
     protected_ids = [ch.index for ch in c.protected_chunks]
     return ViewResult(Image.fromarray(pixels), pixels, sorted(opened_ids),
                       [i for i in protected_ids if i not in opened_ids],
-                      bool((c.block_map == container.REDACTED).any()))
+                      bool((c.block_map == container.REDACTED).any()),
+                      c.signer.key_id if c.signer else None, authenticity(c, opened), c.version)
 
 
-def inspect(data, keys: Iterable = ()) -> dict:
+def inspect(data, keys: Iterable = (), *, require_signer=None) -> dict:
     """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
     from . import container
 
     data = _container_bytes(data)
     c = container.open_container(data)
+    _check_signer(c, require_signer)
     opened = {g.index: g for g in _unlock(c, _identities(keys))}
     groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
                "bytes": len(g.payload), "blocks": int((c.block_map == g.index).sum())} for g in c.public_groups]
     for ch in c.protected_chunks:
+        # v2 recipients are anonymous: their number and key types only (v1 files list key ids)
         entry = {"index": ch.index, "access": "encrypted", "bytes": ch.length, "present": ch.present,
-                 "recipients": list(ch.key_ids)}
+                 "recipients": [r.key_id or r.kind for r in ch.recipients]}
         if ch.index in opened:
             g = opened[ch.index]
             entry.update({"class": g.label, "score": round(float(g.score), 4), "opened": True,
-                          "blocks": int(g.block_mask.sum())})
+                          "opened_by": g.opened_by, "blocks": int(g.block_mask.sum())})
         groups.append(entry)
     return {
+        "version": c.version, "signer": c.signer.key_id if c.signer else None,
+        "authenticated": authenticity(c, list(opened.values())),
         "width": c.width, "height": c.height, "block": c.block, "codec": c.codec_id,
         "weights_sha256": c.weights_sha256.hex(), "quality": round(float(c.quality), 3),
         "bytes": len(data),

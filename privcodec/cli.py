@@ -79,6 +79,8 @@ def _detector_options(yolo_weights, plate_weights, min_score) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
 
 
+REQUIRE_SIGNER = click.option("--require-signer", type=click.Path(path_type=Path), metavar="PUB",
+                              help="Fail unless the file is signed by this ed25519 key (its NAME.pub).")
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
                         help="Folder where recipient names are looked up.")
 
@@ -100,16 +102,18 @@ def cli():
 @click.argument("name")
 @click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(path_type=Path),
               help="Folder to write the key files to (created if missing).")
-@click.option("--type", "kind", type=click.Choice(["symmetric", "x25519"]), default="symmetric", show_default=True,
+@click.option("--type", "kind", type=click.Choice(["symmetric", "x25519", "ed25519"]), default="symmetric",
+              show_default=True,
               help="symmetric: one secret shared by all holders; x25519: a key pair whose NAME.pub others "
-                   "can encrypt to without being able to decrypt.")
+                   "can encrypt to without being able to decrypt; ed25519: a signing key pair (protect --sign, "
+                   "view --require-signer NAME.pub).")
 @FORCE
 def keygen(name, directory, kind, force):
-    """Create a key NAME.key (x25519 also writes the shareable NAME.pub)."""
-    from .keys import keygen as make_key, load_identity
+    """Create a key NAME.key (x25519 and ed25519 also write the shareable NAME.pub)."""
+    from .keys import keygen as make_key, load_identity, load_signing_key
 
     paths = make_key(name, directory, kind, force=force)
-    ident = load_identity(paths[0])
+    ident = load_signing_key(paths[0]) if kind == "ed25519" else load_identity(paths[0])
     for p in paths:
         click.echo(f"wrote {p}")
     click.echo(f"key id {ident.key_id}")
@@ -128,9 +132,11 @@ def keygen(name, directory, kind, force):
 @click.option("--mask", type=click.Path(path_type=Path), help="Label PNG: each non-zero value is a region.")
 @DETECT_OPTIONS
 @click.option("--pad", type=click.IntRange(min=1, max=1 << 20), help="Pad encrypted chunks to a multiple of this many bytes.")
+@click.option("--sign", type=click.Path(path_type=Path), metavar="KEY",
+              help="Sign the file with this ed25519 key (keygen --type ed25519): viewers can check who made it.")
 @FORCE
 def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, no_detect, yolo_weights,
-            plate_weights, min_score, shape, min_size, pad, force):
+            plate_weights, min_score, shape, min_size, pad, sign, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
 
     Objects come from --detect, --region, --regions and --mask; with none of these, the detectors
@@ -139,11 +145,12 @@ def protect(image, output, policy, keys_dir, quality, regions, regions_file, mas
 
     if no_detect and detect:
         raise PrivcodecError("--detect and --no-detect contradict each other")
-    _check_output(output, force, inputs=[image, policy, regions_file, mask])
+    _check_output(output, force, inputs=[image, policy, regions_file, mask, sign])
     names = [] if no_detect else (list(detect) or None)
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
-                         min_size=min_size, pad=pad, **_detector_options(yolo_weights, plate_weights, min_score))
+                         min_size=min_size, pad=pad, sign=sign,
+                         **_detector_options(yolo_weights, plate_weights, min_score))
     _write(output, result.data, force)
     counts = result.counts()
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
@@ -160,16 +167,19 @@ def protect(image, output, policy, keys_dir, quality, regions, regions_file, mas
 @KEYS
 @click.option("--fill", type=click.Choice(["inpaint", "solid"]), default="inpaint", show_default=True,
               help="How areas you cannot decode are filled (from public pixels only).")
+@REQUIRE_SIGNER
+@click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
+              help="Refuse images larger than N pixels (default 64,000,000).")
 @FORCE
-def view(container, output, keys, fill, force):
+def view(container, output, keys, fill, require_signer, max_pixels, force):
     """Decode what your keys allow; the rest is filled from public pixels only."""
     from . import api
     from .imageio import encode_image, image_format_for, save_image
 
     if not _is_stdio(output):
         image_format_for(output)
-    _check_output(output, force, inputs=[container])
-    result = api.view(_read(container), keys, fill=fill)
+    _check_output(output, force, inputs=[container, require_signer, *keys])
+    result = api.view(_read(container), keys, fill=fill, require_signer=require_signer, max_pixels=max_pixels)
     if _is_stdio(output):
         _write(output, encode_image(result.pixels, "PNG"), force)
     else:
@@ -181,22 +191,39 @@ def view(container, output, keys, fill, force):
                    f"{'are' if n > 1 else 'is'} filled", err=True)
     if result.redacted:
         click.echo("note: redacted areas (removed for good when the file was made) are filled", err=True)
+    _authenticity_note(result.authenticated, result.signer, bool(keys))
+
+
+def _authenticity_note(authenticated: str, signer: str | None, keyed: bool) -> None:
+    """Say what vouches for the file: intact bytes alone prove nothing about who made them."""
+    if signer:
+        click.echo(f"signed by {signer}: the signature covers every group and the layout", err=True)
+    elif authenticated == "key":
+        click.echo("authenticated by your key: the file was made by a holder of a key you hold "
+                   "(every group and the layout)", err=True)
+    elif authenticated == "key-v1":
+        click.echo("authenticated by your key: layout and public groups (a version-1 file: other protected "
+                   "groups and the recipient list are not covered)", err=True)
+    elif keyed:
+        click.echo("note: nothing in this file is authenticated by your key: anyone could have made it", err=True)
 
 
 @cli.command(short_help="Show a file's groups and recipients.")
 @click.argument("container", type=click.Path(path_type=Path))
 @KEYS
+@REQUIRE_SIGNER
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(container, keys, as_json):
-    """Show groups, the classes visible to you, sizes and recipients' key ids."""
+def inspect(container, keys, require_signer, as_json):
+    """Show groups, the classes visible to you, sizes, recipients and the signer."""
     from . import api
 
-    info = api.inspect(_read(container), keys)
+    info = api.inspect(_read(container), keys, require_signer=require_signer)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"{container}: {info['width']}x{info['height']}, {info['bytes']} bytes, codec {info['codec']} "
-               f"q{info['quality']:g}, {info['protected_blocks']} protected / {info['redacted_blocks']} redacted blocks")
+               f"q{info['quality']:g}, {info['protected_blocks']} protected / {info['redacted_blocks']} redacted blocks, "
+               f"format v{info['version']}, {'signed by ' + info['signer'] if info['signer'] else 'unsigned'}")
     for g in info["groups"]:
         cls = g.get("class", "?")
         extra = ""
@@ -204,6 +231,7 @@ def inspect(container, keys, as_json):
             state = "opened" if g.get("opened") else ("stripped" if not g["present"] else "locked")
             extra = f" [{state}] recipients: {', '.join(g['recipients']) or '-'}"
         click.echo(f"  group {g['index']:>2}  {g['access']:<9} {cls:<16} {g['bytes']:>8} B{extra}")
+    _authenticity_note(info["authenticated"], None, bool(keys))
 
 
 @cli.command(short_help="Drop the chunks your keys do not open.")

@@ -22,8 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .container.format import MAX_SIDE
 from .errors import ImageError, OutputExistsError, PrivcodecError
+from .limits import MAX_PIXELS
 
-MAX_PIXELS = 64_000_000          # default limit against decompression bombs
 # MAX_SIDE (65536): the longest side, in pixels, that a .prvc container can store.
 WHITE = (255, 255, 255)          # transparent pixels are composited over white
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}

@@ -1,8 +1,10 @@
 """Key files, identities (who can decrypt) and recipients (whom we encrypt to).
 
-    keygen NAME ─▶ NAME.key (secret, 0600) [+ NAME.pub for x25519]
+    keygen NAME ─▶ NAME.key (secret, 0600) [+ NAME.pub for x25519 and ed25519]
     NAME.key ─▶ load_identity ─▶ Identity          (unlock, strip, grant)
     NAME / path ─▶ load_recipient ─▶ Recipient     (seal, grant)
+    NAME.key (ed25519) ─▶ load_signing_key ─▶ SigningKey      (protect --sign)
+    NAME.pub (ed25519) ─▶ load_verifying_key ─▶ VerifyingKey  (view --require-signer)
 
 The text format is in FORMAT.md ("Key files").  Error messages name the file
 but never print key material.
@@ -19,14 +21,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .container import crypto
-from .container.crypto import SYMMETRIC, X25519, Random
+from .container.crypto import ED25519, SYMMETRIC, X25519, Random
 from .errors import KeyFileError, OutputExistsError
 
-KINDS = (SYMMETRIC, X25519)
+KINDS = (SYMMETRIC, X25519)              # keys that encrypt and decrypt
+KEYGEN_KINDS = KINDS + (ED25519,)        # ed25519 keys only sign
 PREFIXES = {
     "privcodec-symmetric-key-1": (SYMMETRIC, "secret"),
     "privcodec-x25519-secret-1": (X25519, "secret"),
     "privcodec-x25519-public-1": (X25519, "public"),
+    "privcodec-ed25519-secret-1": (ED25519, "secret"),
+    "privcodec-ed25519-public-1": (ED25519, "public"),
 }
 PREFIX_OF = {v: k for k, v in PREFIXES.items()}
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -61,6 +66,36 @@ class Identity:
         """The recipient this identity decrypts for (symmetric: itself; x25519: its public key)."""
         key = self.secret if self.kind == SYMMETRIC else crypto.x25519_public(self.secret)
         return Recipient(self.kind, key, self.source)
+
+
+@dataclass(frozen=True)
+class VerifyingKey:
+    """An Ed25519 public key: checks who signed a file."""
+    public_key: bytes = field(repr=False)
+    source: str = ""
+    key_id: str = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key_id", crypto.signing_key_id(self.public_key).hex())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 secret key: signs the files it protects (it opens nothing)."""
+    secret: bytes = field(repr=False)
+    source: str = ""
+
+    @property
+    def public_key(self) -> bytes:
+        return crypto.ed25519_public(self.secret)
+
+    @property
+    def verifying_key(self) -> VerifyingKey:
+        return VerifyingKey(self.public_key, self.source)
+
+    @property
+    def key_id(self) -> str:
+        return self.verifying_key.key_id
 
 
 def generate_identity(kind: str = SYMMETRIC, *, _random: Random = os.urandom) -> Identity:
@@ -116,12 +151,13 @@ def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = Fals
     if isinstance(name, str) and name.endswith((".key", ".pub")):
         name = name[:-4]
     _check_name(name)
-    identity = generate_identity(kind, _random=_random)
+    if kind not in KEYGEN_KINDS:
+        raise KeyFileError(f"unknown key type {kind!r}: use symmetric, x25519 or ed25519")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise KeyFileError(f"{directory}: not a directory")
     key_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
-    paths = [key_path, pub_path] if kind == X25519 else [key_path]
+    paths = [key_path, pub_path] if kind in (X25519, ED25519) else [key_path]
     for p in (key_path, pub_path):   # check both first so we never leave half a key pair
         if p.is_symlink() or (p.exists() and not p.is_file()):
             raise KeyFileError(f"{p} exists and is not a regular file")
@@ -129,6 +165,12 @@ def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = Fals
             raise OutputExistsError(f"{p} exists (use --force to overwrite)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        if kind == ED25519:
+            signer = SigningKey(_random(crypto.KEY_LEN))
+            _write_atomic(key_path, _key_text(ED25519, "secret", signer.secret, signer.key_id), 0o600, force)
+            _write_atomic(pub_path, _key_text(ED25519, "public", signer.public_key, signer.key_id), 0o644, force)
+            return paths
+        identity = generate_identity(kind, _random=_random)
         _write_atomic(key_path, identity_text(identity), 0o600, force)
         if kind == X25519:
             r = identity.recipient
@@ -167,14 +209,36 @@ def _read_key_file(path: Path) -> tuple[str, str, bytes]:
     if len(key) != crypto.KEY_LEN:
         raise KeyFileError(f"{path}: malformed key (expected base64 of {crypto.KEY_LEN} bytes)")
     kind, role = PREFIXES[prefix]
-    if role == "public" and not crypto.valid_x25519_public(key):
+    if role == "public" and kind == X25519 and not crypto.valid_x25519_public(key):
         raise KeyFileError(f"{path}: invalid X25519 public key")
     return kind, role, key
+
+
+def _not_signing(path, kind: str, use: str) -> None:
+    if kind == ED25519:
+        raise KeyFileError(f"{path}: is an ed25519 signing key: it signs files and cannot {use}")
+
+
+def load_signing_key(path) -> SigningKey:
+    """An ed25519 secret key file, for signing."""
+    kind, role, key = _read_key_file(Path(path))
+    if kind != ED25519 or role != "secret":
+        raise KeyFileError(f"{path}: not an ed25519 signing key (make one with: privcodec keygen NAME --type ed25519)")
+    return SigningKey(key, str(path))
+
+
+def load_verifying_key(path) -> VerifyingKey:
+    """An ed25519 public key file (NAME.pub) or its secret key file."""
+    kind, role, key = _read_key_file(Path(path))
+    if kind != ED25519:
+        raise KeyFileError(f"{path}: not an ed25519 key (a signer is named by its NAME.pub from keygen --type ed25519)")
+    return VerifyingKey(key, str(path)) if role == "public" else SigningKey(key, str(path)).verifying_key
 
 
 def load_identity(path) -> Identity:
     """A secret key file (symmetric or x25519), for decrypting."""
     kind, role, key = _read_key_file(Path(path))
+    _not_signing(path, kind, "decrypt")
     if role != "secret":
         raise KeyFileError(f"{path}: is a public key; decrypting needs the secret key file (.key)")
     return Identity(kind, key, str(path))
@@ -201,6 +265,7 @@ def load_recipient(spec: str, keys_dir: Path) -> Recipient:
             return from_pub
         path = pub if pub.exists() else secret
     kind, role, key = _read_key_file(path)
+    _not_signing(path, kind, "be encrypted to")
     if role == "public":
         return Recipient(kind, key, str(path))
     return Identity(kind, key, str(path)).recipient

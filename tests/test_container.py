@@ -92,14 +92,17 @@ def test_round_trip_symmetric_and_x25519():
     assert c.to_bytes() == DATA   # canonical: parse + serialize is the identity
 
 
-def test_keyless_reader_sees_public_groups_footprint_and_key_ids_only():
+def test_keyless_reader_sees_public_groups_footprint_and_recipient_types_only():
     c = open_container(DATA)
     assert c.unlock([]) == []
     assert [g.payload for g in c.public_groups] == [b"background bits", b"sign"]
     chunks = c.protected_chunks
     assert [(ch.index, ch.present) for ch in chunks] == [(1, True), (2, True)]
-    assert [(r.kind, r.key_id) for r in chunks[0].recipients] == [("symmetric", ALICE.key_id)]
-    assert [(r.kind, r.key_id) for r in chunks[1].recipients] == [("x25519", BOB.key_id)]
+    assert [(r.kind, r.key_id) for r in chunks[0].recipients] == [("symmetric", "")]
+    assert [(r.kind, r.key_id) for r in chunks[1].recipients] == [("x25519", "")]
+    # Recipients are anonymous (as in age): no static key id that would link files to a person.
+    for key in (ALICE, BOB):
+        assert bytes.fromhex(key.key_id) not in DATA
     assert all(ch.length == len(fmt._plaintext(g, None)) + 28 for ch, g in zip(chunks, [
         ProtectedGroup(1, "face", 0.87, FACE_MASK, b"face bits " * 5, []),
         ProtectedGroup(2, "person", 0.5, PERSON_MASK, b"person bits", [])]))
@@ -150,10 +153,10 @@ def test_flips_with_recomputed_checksum_never_change_what_a_key_holder_opens():
             opened = c.unlock([ALICE, BOB])
         except (FormatError, DecryptionError):
             continue
-        # Survivors: the core is untouched and every group opened is exactly as sealed (e.g. a key id was
-        # changed, so that group simply stays closed).
-        assert i >= core_len, f"core byte {i} changed silently"
+        # Survivors: every group opened is exactly as sealed, and some group stays closed (an X25519 stanza
+        # or a symmetric tag was changed; a changed core opens nothing at all, which view reports).
         assert len(opened) < len(original) and all(any(same(g, o) for o in original) for g in opened)
+        assert i >= core_len or opened == [], f"core byte {i} changed and a group still opened"
 
 
 def test_truncation_at_every_length_is_reported():
@@ -172,19 +175,19 @@ def test_trailing_garbage_is_reported():
 def test_magic_and_version():
     with pytest.raises(FormatError, match="^not a .prvc file$"):
         open_container(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 2$"):
-        open_container(DATA[:4] + b"\x02" + DATA[5:])
+    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 3$"):
+        open_container(DATA[:4] + b"\x03" + DATA[5:])
 
 
 def test_chunk_from_another_file_with_same_geometry_does_not_decrypt():
     a, b = open_container(make()), open_container(make())
     assert a.file_id != b.file_id
-    a._chunks[0].body = b._chunks[0].body                    # ciphertext only
-    with pytest.raises(DecryptionError):
+    a._chunks[0].body = b._chunks[0].body                    # ciphertext only: the core commits to each chunk
+    with pytest.raises(FormatError):
         open_container(rewrite(a)).unlock([ALICE])
     a, b = open_container(make()), open_container(make())
     a._chunks[0] = b._chunks[0]                              # ciphertext and stanzas
-    with pytest.raises(DecryptionError):
+    with pytest.raises((FormatError, DecryptionError)):
         open_container(rewrite(a)).unlock([ALICE])
 
 
@@ -192,7 +195,7 @@ def test_chunks_of_two_groups_swapped_within_a_file_do_not_decrypt():
     c = open_container(make(face_to=(ALICE,), person_to=(ALICE,), pad=256))   # equal lengths, so the swap parses
     face, person = c._chunks
     face.body, person.body = person.body, face.body
-    with pytest.raises(DecryptionError):
+    with pytest.raises(FormatError):
         open_container(rewrite(c)).unlock([ALICE])
     c = open_container(make(face_to=(ALICE,), person_to=(ALICE,), pad=256))
     face, person = c._chunks
@@ -214,7 +217,7 @@ def test_edited_public_group_breaks_protected_chunks_for_key_holders():
     c = open_container(DATA)
     c.public_groups[1].label = "stop"
     c._core = fmt._core(c.file_id, 64, 48, 16, "gicodec-1", c.weights_sha256, c.quality, c.block_map,
-                        c.public_groups, [(1, c._declared[1]), (2, c._declared[2])])
+                        c.public_groups, [(ch.index, c._declared[ch.index], fmt._sha(ch.body)) for ch in c._chunks])
     forged = open_container(rewrite(c))
     assert forged.public_groups[1].label == "stop"
     with pytest.raises(DecryptionError):
@@ -246,11 +249,14 @@ def test_grant_adds_a_recipient_without_reencrypting():
     c = open_container(DATA)
     granted = open_container(c.grant(ALICE, CAROL.recipient))
     assert granted._core == c._core and granted._chunks[0].body == c._chunks[0].body
-    assert [r.key_id for r in granted.protected_chunks[0].recipients] == [ALICE.key_id, CAROL.key_id]
+    assert sorted(r.kind for r in granted.protected_chunks[0].recipients) == ["symmetric", "x25519"]
     assert [g.index for g in granted.unlock([CAROL])] == [1]
     assert [g.index for g in granted.unlock([ALICE])] == [1]
-    again = open_container(granted.grant(ALICE, CAROL.recipient))   # already there: no duplicate stanza
-    assert len(again.protected_chunks[0].recipients) == 2
+    dave = generate_identity("symmetric")
+    once = open_container(granted.grant(ALICE, dave.recipient))
+    again = open_container(once.grant(ALICE, dave.recipient))   # a symmetric recipient is checked: no duplicate
+    assert len(again.protected_chunks[0].recipients) == 3
+    assert [g.index for g in again.unlock([dave])] == [1]
 
 
 def test_grant_by_a_key_that_opens_nothing_is_an_error():
@@ -263,7 +269,7 @@ def test_strip_keeps_exactly_public_and_opened_groups():
     stripped = open_container(c.strip([ALICE]))   # verifies
     assert stripped._core == c._core and stripped.public_groups == c.public_groups
     assert [(ch.index, ch.present) for ch in stripped.protected_chunks] == [(1, True), (2, False)]
-    assert [r.key_id for r in stripped.protected_chunks[0].recipients] == [ALICE.key_id, BOB.key_id]
+    assert sorted(r.kind for r in stripped.protected_chunks[0].recipients) == ["symmetric", "x25519"]
     assert [g.index for g in stripped.unlock([BOB])] == [1]   # BOB's other chunk is gone
     public_only = open_container(c.strip([]))
     assert [ch.present for ch in public_only.protected_chunks] == [False, False]
@@ -325,16 +331,17 @@ def test_limits_are_exported():
 
 
 VECTOR_KEY_SECRET = hashlib.sha256(b"privcodec test vector key").digest()
+VECTOR_SIGNING_SECRET = hashlib.sha256(b"privcodec test vector signing key").digest()
 
 
 def vector_container() -> bytes:
-    from privcodec.keys import Identity
+    from privcodec.keys import Identity, SigningKey
     key = Identity("symmetric", VECTOR_KEY_SECRET)
     return seal(width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
                 quality=4.0, block_map=np.array([[0, P]]),
                 public=[PublicGroup(0, "background", 1.0, b"public pixels")],
                 protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [key.recipient])],
-                _random=vector_random())
+                signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random())
 
 
 def format_md_block(tag: str) -> str:
@@ -342,6 +349,18 @@ def format_md_block(tag: str) -> str:
     m = re.search(r"```text " + tag + r"\n(.*?)```", text, re.S)
     assert m, f"FORMAT.md has no {tag} block"
     return m.group(1)
+
+
+def test_version_1_vector_from_the_old_format_md_still_opens():
+    data = (ROOT / "tests/fixtures/v1/format-md-vector.prvc").read_bytes()
+    key = load_identity(ROOT / "tests/fixtures/v1/format-md-vector.key")
+    c = open_container(data)
+    assert c.version == 1 and c.signer is None
+    [g] = c.unlock([key])
+    assert same(g, OpenedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels"))
+    assert open_container(c.strip([key])).version == 1                       # strip/grant keep the version
+    granted = open_container(c.grant(key, generate_identity("x25519").recipient))
+    assert granted.version == 1 and granted._core == c._core
 
 
 def test_format_md_vector_is_current_and_decrypts(tmp_path):
@@ -352,7 +371,11 @@ def test_format_md_vector_is_current_and_decrypts(tmp_path):
     key = load_identity(key_file)
     assert key.secret == VECTOR_KEY_SECRET
     c = open_container(data)
-    assert c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
+    assert c.version == 2 and c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
+    signer_file = tmp_path / "vector.pub"
+    signer_file.write_text(format_md_block("test-vector-signer"))
+    from privcodec.keys import load_verifying_key
+    assert c.signer.public_key == load_verifying_key(signer_file).public_key
     [g] = c.unlock([key])
     assert same(g, OpenedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels"))
 

@@ -35,8 +35,39 @@ def configure_threads() -> int:
     return n
 
 
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+# Every model privcodec ever released, by the SHA-256 of its weights file (the `weights_sha256`
+# in a file's header).  A user's archive must survive every upgrade: an entry is never removed,
+# and a newly shipped model moves the previous gicodec.pt to released/ and adds a line here.
+# Architecture changes get a new codec id and keep the old code path.
+RELEASED_MODELS = {
+    # sha256 of the weights file: (codec id, path under weights/, what it is)
+    "9a6cbd64dd27d439e0b22791634f33173dbac39b8a3c5b321b74554e5bb5f599":
+        ("gicodec-1", "released/gicodec-1-18k5.pt", "first release, 18.5k CPU iterations (2026-11-25)"),
+    "54cc03812cddbcf1dbe462f16160b192230aa2da6b3ab992c9bbbe72194a70e6":
+        ("gicodec-1", "gicodec.pt", "39.25k CPU iterations (2026-11-25)"),
+}
+CURRENT_MODEL = "54cc03812cddbcf1dbe462f16160b192230aa2da6b3ab992c9bbbe72194a70e6"
+
+
 def default_weights_path() -> Path:
-    return Path(os.environ.get("PRIVCODEC_WEIGHTS", Path(__file__).with_name("weights") / "gicodec.pt"))
+    """The weights new files are made with: PRIVCODEC_WEIGHTS, else the current release."""
+    env = os.environ.get("PRIVCODEC_WEIGHTS")
+    return Path(env) if env else WEIGHTS_DIR / RELEASED_MODELS[CURRENT_MODEL][1]
+
+
+def weights_for(codec_id: str, digest: bytes) -> str:
+    """Path of the weights a file was made with, by its header's codec id and weights hash."""
+    from ..errors import FormatError
+
+    entry = RELEASED_MODELS.get(digest.hex())
+    if entry is not None and entry[0] == codec_id:
+        return str(WEIGHTS_DIR / entry[1])
+    if codec_id == CODEC_ID and os.environ.get("PRIVCODEC_WEIGHTS") and weights_digest() == digest:
+        return str(default_weights_path())
+    raise FormatError(f"this file was made with a codec model this privcodec does not have ({codec_id}, weights "
+                      f"{digest.hex()[:12]}): it needs a newer privcodec")
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,7 +82,7 @@ def load_codec(path: str | None = None):
     return load_weights(path)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def weights_digest(path: str | None = None) -> bytes:
     from .weights_io import weights_sha256
 

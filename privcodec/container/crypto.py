@@ -1,18 +1,22 @@
-"""Chunk encryption and content-key wrapping for .prvc (FORMAT.md, "Crypto").
+"""Chunk encryption, content-key wrapping and signatures for .prvc (FORMAT.md, "Crypto").
 
-Primitives come only from `cryptography`: AES-256-GCM, X25519, HKDF-SHA256.
-Every key here encrypts exactly one message, which is why the wrap can use a
-fixed zero nonce (as age does).
+Primitives come only from `cryptography`: AES-256-GCM, X25519, HKDF-SHA256,
+HMAC-SHA256, Ed25519.  Every key here encrypts exactly one message, which is
+why the wrap can use a fixed zero nonce (as age does).  Version 1 labels are
+kept for reading files written by privcodec before FORMAT v2.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from typing import Callable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -21,6 +25,7 @@ Random = Callable[[int], bytes]
 
 SYMMETRIC = "symmetric"
 X25519 = "x25519"
+ED25519 = "ed25519"     # signing keys: they sign files, they never open anything
 TYPE_CODES = {SYMMETRIC: 1, X25519: 2}
 TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
 ARG_LEN = {SYMMETRIC: 16, X25519: 32}   # salt / ephemeral public key
@@ -32,19 +37,27 @@ KEY_ID_LEN = 8
 WRAPPED_LEN = KEY_LEN + TAG_LEN
 ZERO_NONCE = bytes(NONCE_LEN)
 
-INFO_SYMMETRIC = b"privcodec/v1 symmetric"
-INFO_X25519 = b"privcodec/v1 x25519"
 INFO_SYMMETRIC_ID = b"privcodec/v1 symmetric key id"
 KEY_ID_PREFIX = b"privcodec/v1 key id"
-CHUNK_AAD = b"privcodec/v1 chunk"
-STANZA_AAD = b"privcodec/v1 stanza"
+SIGNING_KEY_ID_PREFIX = b"privcodec/v2 signing key id"
+STANZA_TAG_LEN = 8   # v2 symmetric stanza tag
+MAC_LEN = 32         # v2 stanza-list MAC
+SIGNATURE_LEN = 64
+
+
+def labels(version: int) -> dict[str, bytes]:
+    """Domain-separation strings of one format version (FORMAT.md, "Crypto")."""
+    v = b"privcodec/v%d " % version
+    return {"symmetric": v + b"symmetric", "x25519": v + b"x25519", "chunk": v + b"chunk",
+            "stanza": v + b"stanza", "tag": v + b"symmetric tag", "mac key": v + b"stanza mac",
+            "stanzas": v + b"stanzas", "signature": v + b"signature"}
 
 
 @dataclass(frozen=True)
 class Stanza:
     """One recipient's wrapped copy of a chunk's content key."""
     kind: str          # SYMMETRIC or X25519
-    key_id: bytes      # 8 bytes
+    key_id: bytes      # v1: 8-byte key id; v2: symmetric per-file tag (8 bytes), x25519 none (b"")
     arg: bytes         # salt (symmetric) or ephemeral public key (x25519)
     wrapped: bytes     # AES-256-GCM(KEK, zero nonce, content key): 48 bytes
 
@@ -80,12 +93,47 @@ def valid_x25519_public(public: bytes) -> bool:
     return _x25519_shared(bytes([9]) * KEY_LEN, public) is not None
 
 
-def chunk_aad(core_hash: bytes, index: int) -> bytes:
-    return CHUNK_AAD + core_hash + struct.pack(">I", index)
+def chunk_aad(binding: bytes, index: int, version: int = 2) -> bytes:
+    """v1 binds a chunk to the core hash; v2 to the file id (the core commits to the chunk instead)."""
+    return labels(version)["chunk"] + binding + struct.pack(">I", index)
 
 
-def stanza_aad(core_hash: bytes, index: int) -> bytes:
-    return STANZA_AAD + core_hash + struct.pack(">I", index)
+def stanza_aad(binding: bytes, index: int, version: int = 2) -> bytes:
+    """v1 binds a wrapped key to the core hash; v2 to the file id (the stanza MAC covers the core)."""
+    return labels(version)["stanza"] + binding + struct.pack(">I", index)
+
+
+def symmetric_tag(secret: bytes, file_id: bytes, salt: bytes) -> bytes:
+    """v2: lets the holder find its stanza without a static key id (unlinkable across files)."""
+    tag_key = hkdf(secret, None, labels(2)["tag"])
+    return hmac.new(tag_key, file_id + salt, hashlib.sha256).digest()[:STANZA_TAG_LEN]
+
+
+def stanza_mac(content_key: bytes, core_hash: bytes, index: int, stanza_bytes: bytes) -> bytes:
+    """v2 header MAC over one chunk's stanza list: only a holder of the content key can change it."""
+    mac_key = hkdf(content_key, None, labels(2)["mac key"])
+    return hmac.new(mac_key, labels(2)["stanzas"] + core_hash + struct.pack(">I", index) + stanza_bytes,
+                    hashlib.sha256).digest()
+
+
+def signing_key_id(public: bytes) -> bytes:
+    return hashlib.sha256(SIGNING_KEY_ID_PREFIX + public).digest()[:KEY_ID_LEN]
+
+
+def ed25519_public(secret: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+
+
+def sign(secret: bytes, core_hash: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(secret).sign(labels(2)["signature"] + core_hash)
+
+
+def verify_signature(public: bytes, signature: bytes, core_hash: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, labels(2)["signature"] + core_hash)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
 
 
 def encrypt_chunk(content_key: bytes, plaintext: bytes, aad: bytes, rnd: Random) -> bytes:
@@ -100,34 +148,42 @@ def decrypt_chunk(content_key: bytes, chunk: bytes, aad: bytes) -> bytes | None:
         return None
 
 
-def wrap(kind: str, recipient_key: bytes, content_key: bytes, aad: bytes, rnd: Random) -> Stanza:
-    """recipient_key: the symmetric secret, or the recipient's X25519 public key."""
+def wrap(kind: str, recipient_key: bytes, content_key: bytes, aad: bytes, rnd: Random, *, version: int = 2,
+         file_id: bytes = b"") -> Stanza:
+    """recipient_key: the symmetric secret, or the recipient's X25519 public key.
+
+    v1 stanzas carry the recipient's static key id; v2 stanzas carry a per-file tag
+    (symmetric) or nothing (x25519), so files cannot be linked to a recipient."""
+    info = labels(version)
     if kind == SYMMETRIC:
         arg = rnd(ARG_LEN[SYMMETRIC])
-        kek = hkdf(recipient_key, arg, INFO_SYMMETRIC)
+        kek = hkdf(recipient_key, arg, info["symmetric"])
+        ident = key_id(kind, recipient_key) if version == 1 else symmetric_tag(recipient_key, file_id, arg)
     elif kind == X25519:
         eph_secret = rnd(KEY_LEN)
         arg = x25519_public(eph_secret)
         shared = _x25519_shared(eph_secret, recipient_key)
         if shared is None:
             raise ValueError("invalid X25519 recipient key")
-        kek = hkdf(shared, arg + recipient_key, INFO_X25519)
+        kek = hkdf(shared, arg + recipient_key, info["x25519"])
+        ident = key_id(kind, recipient_key) if version == 1 else b""
     else:
         raise ValueError(f"unknown key type {kind!r}")
-    return Stanza(kind, key_id(kind, recipient_key), arg, AESGCM(kek).encrypt(ZERO_NONCE, content_key, aad))
+    return Stanza(kind, ident, arg, AESGCM(kek).encrypt(ZERO_NONCE, content_key, aad))
 
 
-def unwrap(kind: str, secret: bytes, stanza: Stanza, aad: bytes) -> bytes | None:
+def unwrap(kind: str, secret: bytes, stanza: Stanza, aad: bytes, *, version: int = 2) -> bytes | None:
     """The content key, or None if this secret does not open the stanza."""
     if kind != stanza.kind:
         return None
+    info = labels(version)
     if kind == SYMMETRIC:
-        kek = hkdf(secret, stanza.arg, INFO_SYMMETRIC)
+        kek = hkdf(secret, stanza.arg, info["symmetric"])
     else:
         shared = _x25519_shared(secret, stanza.arg)
         if shared is None:
             return None
-        kek = hkdf(shared, stanza.arg + x25519_public(secret), INFO_X25519)
+        kek = hkdf(shared, stanza.arg + x25519_public(secret), info["x25519"])
     try:
         return AESGCM(kek).decrypt(ZERO_NONCE, stanza.wrapped, aad)
     except InvalidTag:

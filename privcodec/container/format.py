@@ -1,11 +1,14 @@
 """Byte layout of .prvc files: seal, parse, verify (FORMAT.md is the spec).
 
-    seal(groups, keys) ─▶ core ─▶ core_hash ─▶ chunks + stanzas ─▶ bytes
-    bytes ─▶ open_container (checksum, fields, hashes) ─▶ Container ─▶ unlock / strip / grant
+    seal(groups, keys[, signer]) ─▶ chunks ─▶ core (commits to every chunk) ─▶ core_hash
+                                 ─▶ signature, stanzas + stanza MACs ─▶ bytes
+    bytes ─▶ open_container (checksum, fields, hashes, signature) ─▶ Container ─▶ unlock / strip / grant
 
-Parsing is strict and canonical: one file, one encoding.  Every failure on
-untrusted bytes raises FormatError with a constant message, so the error says
-*that* the file is bad, never where (SECURITY.md).
+Version 2 is written; version 1 (privcodec before FORMAT v2) is still read, and
+strip/grant keep a file's version.  Parsing is strict and canonical: one file,
+one encoding.  Every failure on untrusted bytes raises FormatError with a
+constant message, so the error says *that* the file is bad, never where
+(SECURITY.md).
 """
 from __future__ import annotations
 
@@ -18,15 +21,17 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .. import limits
 from ..errors import DecryptionError, FormatError
 from . import crypto
 from .crypto import KEY_ID_LEN, NONCE_LEN, TAG_LEN, WRAPPED_LEN, Random, Stanza
 
 if TYPE_CHECKING:
-    from ..keys import Identity, Recipient
+    from ..keys import Identity, Recipient, SigningKey
 
 MAGIC = b"PRVC"
-VERSION = 1
+VERSION = 2              # what seal writes
+READABLE_VERSIONS = (1, 2)
 PROTECTED = -1   # block_map value: a block of some protected (encrypted) group
 REDACTED = -2    # block_map value: a block of a redacted group (nothing stored)
 
@@ -38,15 +43,19 @@ MAX_GROUPS = 4096          # group indices are 0..MAX_GROUPS-1
 MAX_LABEL = 255
 MAX_CODEC_ID = 64
 MAX_STANZAS = 256
+MAX_SIGNATURES = 1
 MAX_PAD = 1 << 20
 HASH_LEN = 32
 FILE_ID_LEN = 16
 MIN_CHUNK = NONCE_LEN + 1 + TAG_LEN
+SIG_ED25519 = 1
 
 CORRUPT = "not a valid .prvc file (corrupted or tampered)"
 NOT_PRVC = "not a .prvc file"
 CANNOT_DECRYPT = "a key matched a protected group but could not decrypt it (wrong key or tampered file)"
 OPENS_NOTHING = "the key opens no protected group in this file"
+TOO_MANY_TRIALS = (f"too many recipient stanzas to try with one key (more than {limits.MAX_FAILED_UNWRAPS} "
+                   "failed): refusing a possibly hostile file")
 
 
 @dataclass
@@ -74,12 +83,13 @@ class OpenedGroup:
     score: float
     block_mask: np.ndarray
     payload: bytes
+    opened_by: str = ""              # key id of the identity that opened it
 
 
 @dataclass(frozen=True)
 class RecipientInfo:
     kind: str                        # "symmetric" or "x25519"
-    key_id: str                      # 16 hex characters
+    key_id: str                      # v1: 16 hex characters; v2: "" (recipients are anonymous)
 
 
 @dataclass
@@ -99,6 +109,17 @@ class _Chunk:
     index: int
     body: bytes
     stanzas: list[Stanza]
+    mac: bytes = b""                 # v2 stanza-list MAC
+
+
+@dataclass(frozen=True)
+class Signature:
+    public_key: bytes                # Ed25519
+    signature: bytes
+
+    @property
+    def key_id(self) -> str:
+        return crypto.signing_key_id(self.public_key).hex()
 
 
 class _Bad(Exception):
@@ -141,23 +162,49 @@ def _rle(block_map: np.ndarray) -> bytes:
     return struct.pack(">I", runs.size) + runs.tobytes()
 
 
-def _core(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared) -> bytes:
-    out = [MAGIC, bytes([VERSION]), file_id, struct.pack(">IIH", width, height, block),
+def _core(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared,
+          version: int = VERSION) -> bytes:
+    """declared: (index, chunk_len, chunk_sha256) per protected group (v1: no hash)."""
+    out = [MAGIC, bytes([version]), file_id, struct.pack(">IIH", width, height, block),
            bytes([len(codec_id)]), codec_id.encode("ascii"), weights_sha256, struct.pack(">d", quality),
            _rle(block_map), struct.pack(">H", len(public))]
     for g in public:
         out += [struct.pack(">H", g.index), _label_bytes(g.label), struct.pack(">dI", g.score, len(g.payload)),
                 _sha(g.payload)]
     out.append(struct.pack(">H", len(declared)))
-    out += [struct.pack(">HI", index, length) for index, length in declared]
+    for index, length, digest in declared:
+        out.append(struct.pack(">HI", index, length) + (digest if version >= 2 else b""))
     return b"".join(out)
 
 
-def _assemble(core: bytes, public: Sequence[PublicGroup], chunks: Sequence[_Chunk]) -> bytes:
-    out = [core, struct.pack(">H", len(chunks))]
+def _stanza_bytes(s: Stanza, version: int) -> bytes:
+    ident = s.key_id if version == 1 or s.kind == crypto.SYMMETRIC else b""
+    return bytes([crypto.TYPE_CODES[s.kind]]) + ident + s.arg + s.wrapped
+
+
+def _canonical(stanzas: Sequence[Stanza], version: int) -> list[Stanza]:
+    """v2 stores a chunk's stanzas sorted by their bytes: one encoding, and no order to leak."""
+    return list(stanzas) if version == 1 else sorted(stanzas, key=lambda s: _stanza_bytes(s, version))
+
+
+def _signature_section(signatures: Sequence[Signature]) -> bytes:
+    return bytes([len(signatures)]) + b"".join(bytes([SIG_ED25519]) + s.public_key + s.signature for s in signatures)
+
+
+def _assemble(core: bytes, public: Sequence[PublicGroup], chunks: Sequence[_Chunk], version: int,
+              signatures: Sequence[Signature] = ()) -> bytes:
+    out = [core]
+    if version >= 2:
+        out.append(_signature_section(signatures))
+    out.append(struct.pack(">H", len(chunks)))
     for c in chunks:
-        out += [struct.pack(">H", c.index), _sha(c.body), struct.pack(">H", len(c.stanzas))]
-        out += [bytes([crypto.TYPE_CODES[s.kind]]) + s.key_id + s.arg + s.wrapped for s in c.stanzas]
+        out.append(struct.pack(">H", c.index))
+        if version == 1:
+            out.append(_sha(c.body))
+        out.append(struct.pack(">H", len(c.stanzas)))
+        out += [_stanza_bytes(s, version) for s in c.stanzas]
+        if version >= 2:
+            out.append(c.mac)
     out += [g.payload for g in public] + [c.body for c in chunks]
     body = b"".join(out)
     return body + _sha(body)
@@ -189,8 +236,9 @@ def _unique_recipients(recipients) -> list:
 
 def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: bytes, quality: float,
          block_map: np.ndarray, public: list[PublicGroup], protected: list[ProtectedGroup],
-         pad: int | None = None, _random: Random = os.urandom) -> bytes:
-    """Build a .prvc file. `_random` exists only for the deterministic test vector."""
+         pad: int | None = None, signer: SigningKey | None = None, _random: Random = os.urandom) -> bytes:
+    """Build a .prvc file (FORMAT v2), signed by ``signer`` if given.
+    `_random` exists only for the deterministic test vector."""
     _require(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE, "image size out of range")
     _require(1 <= block <= MAX_BLOCK, "block size out of range")
     grid = grid_shape(width, height, block)
@@ -198,7 +246,7 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
     _require(isinstance(codec_id, str) and 1 <= len(codec_id) <= MAX_CODEC_ID
              and all(0x21 <= ord(ch) <= 0x7E for ch in codec_id), "invalid codec id")
     _require(isinstance(weights_sha256, bytes) and len(weights_sha256) == HASH_LEN, "weights_sha256 must be 32 bytes")
-    _require(math.isfinite(quality), "quality must be finite")
+    _require(limits.valid_quality(quality), f"quality must be {limits.QUALITY_MIN:g}..{limits.QUALITY_MAX:g}")
     _require(pad is None or (isinstance(pad, int) and 1 <= pad <= MAX_PAD), f"pad must be 1..{MAX_PAD}")
     block_map = np.asarray(block_map)
     _require(block_map.shape == grid and np.issubdtype(block_map.dtype, np.integer), f"block_map must be an int array of shape {grid}")
@@ -228,19 +276,27 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
              "the PROTECTED blocks of block_map must be exactly the union of the protected masks")
 
     file_id = _random(FILE_ID_LEN)
-    plaintexts = [_plaintext(g, pad) for g in protected]
-    declared = [(g.index, NONCE_LEN + len(pt) + TAG_LEN) for g, pt in zip(protected, plaintexts)]
+    content_keys, bodies = [], []
+    for g in protected:
+        content_key = _random(crypto.KEY_LEN)   # fresh per group: used for this one chunk only
+        content_keys.append(content_key)
+        bodies.append(crypto.encrypt_chunk(content_key, _plaintext(g, pad), crypto.chunk_aad(file_id, g.index), _random))
+    declared = [(g.index, len(body), _sha(body)) for g, body in zip(protected, bodies)]
     core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
                  block_map.astype(np.int16), public, declared)
     core_hash = _sha(core)
     chunks = []
-    for g, pt in zip(protected, plaintexts):
-        content_key = _random(crypto.KEY_LEN)   # fresh per group: used for this one chunk only
-        body = crypto.encrypt_chunk(content_key, pt, crypto.chunk_aad(core_hash, g.index), _random)
-        stanzas = [crypto.wrap(r.kind, r.key, content_key, crypto.stanza_aad(core_hash, g.index), _random)
-                   for r in _unique_recipients(g.recipients)]
-        chunks.append(_Chunk(g.index, body, stanzas))
-    return _assemble(core, public, chunks)
+    for g, content_key, body in zip(protected, content_keys, bodies):
+        aad = crypto.stanza_aad(file_id, g.index)
+        stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=file_id)
+                              for r in _unique_recipients(g.recipients)], VERSION)
+        chunks.append(_Chunk(g.index, body, stanzas, _mac(content_key, core_hash, g.index, stanzas)))
+    signatures = [] if signer is None else [Signature(signer.public_key, crypto.sign(signer.secret, core_hash))]
+    return _assemble(core, public, chunks, VERSION, signatures)
+
+
+def _mac(content_key: bytes, core_hash: bytes, index: int, stanzas: Sequence[Stanza]) -> bytes:
+    return crypto.stanza_mac(content_key, core_hash, index, b"".join(_stanza_bytes(s, 2) for s in stanzas))
 
 
 # ---------------------------------------------------------------- reading
@@ -298,24 +354,34 @@ def _increasing(indices: list[int]) -> bool:
 
 
 def open_container(data: bytes) -> Container:
-    """Parse and verify a .prvc file: checksum, every field, every present body's hash."""
+    """Parse and verify a .prvc file: checksum, every field, every present body's hash, the signature."""
     data = bytes(data)
     if data[:4] != MAGIC:
         # A file cut inside the magic is still recognisably ours: report it as damaged.
         raise FormatError(CORRUPT if data and MAGIC.startswith(data) else NOT_PRVC)
     if len(data) < 5:
         raise FormatError(CORRUPT)
-    if data[4] != VERSION:
+    if data[4] not in READABLE_VERSIONS:
         raise FormatError(f"unsupported .prvc version {data[4]}")
     if len(data) < 5 + HASH_LEN or _sha(data[:-HASH_LEN]) != data[-HASH_LEN:]:
         raise FormatError(CORRUPT)
     try:
-        return _parse(data)
+        return _parse(data, data[4])
     except _Bad:
         raise FormatError(CORRUPT) from None
 
 
-def _parse(data: bytes) -> Container:
+def _read_stanza(r: _Reader, version: int) -> Stanza:
+    kind = crypto.TYPE_NAMES.get(r.u8())
+    _check(kind is not None)
+    if version == 1:
+        ident = r.take(KEY_ID_LEN)
+    else:
+        ident = r.take(crypto.STANZA_TAG_LEN) if kind == crypto.SYMMETRIC else b""
+    return Stanza(kind, ident, r.take(crypto.ARG_LEN[kind]), r.take(WRAPPED_LEN))
+
+
+def _parse(data: bytes, version: int) -> Container:
     r = _Reader(data, len(data) - HASH_LEN)
     r.take(5)
     file_id = r.take(FILE_ID_LEN)
@@ -327,6 +393,7 @@ def _parse(data: bytes) -> Container:
     _check(1 <= len(codec_raw) <= MAX_CODEC_ID and all(0x21 <= b <= 0x7E for b in codec_raw))
     weights_sha256 = r.take(HASH_LEN)
     quality = r.f64()
+    _check(limits.valid_quality(quality))
     block_map = _read_block_map(r, grid)
 
     public, public_hashes = [], []
@@ -334,31 +401,47 @@ def _parse(data: bytes) -> Container:
         index, label, score, length = r.u16(), r.label(), r.f64(), r.u32()
         public.append(PublicGroup(index, label, score, b""))
         public_hashes.append((length, r.take(HASH_LEN)))
-    declared = {}
+    declared, chunk_hashes = {}, {}
     for _ in range(r.u16()):
         index, length = r.unpack(">HI")
         _check(length >= MIN_CHUNK and index not in declared)
         declared[index] = length
+        if version >= 2:
+            chunk_hashes[index] = r.take(HASH_LEN)   # v2: the core commits to every chunk
     public_indices = [g.index for g in public]
     _check(_increasing(public_indices) and _increasing(list(declared)))
     _check(not set(public_indices) & set(declared))
     _check(bool(np.isin(block_map, public_indices + [PROTECTED, REDACTED]).all()))
     _check(bool(np.isin(public_indices, block_map).all()))   # every public group owns a cell
+    # Protected blocks and protected groups come together: a forger cannot empty the protected
+    # table and keep the holes (a key holder would see no group of theirs and no error).
+    n_protected_cells = int((block_map == PROTECTED).sum())
+    _check((n_protected_cells > 0) == (len(declared) > 0) and len(declared) <= n_protected_cells)
     core = data[:r.pos]
+    core_hash = _sha(core)
+
+    signatures = []
+    if version >= 2:
+        n_signatures = r.u8()
+        _check(n_signatures <= MAX_SIGNATURES)
+        for _ in range(n_signatures):
+            _check(r.u8() == SIG_ED25519)
+            sig = Signature(r.take(32), r.take(crypto.SIGNATURE_LEN))
+            _check(crypto.verify_signature(sig.public_key, sig.signature, core_hash))
+            signatures.append(sig)
 
     chunks, hashes = [], []
     for _ in range(r.u16()):
         index = r.u16()
         _check(index in declared)
-        hashes.append(r.take(HASH_LEN))
+        hashes.append(r.take(HASH_LEN) if version == 1 else chunk_hashes[index])
         n_stanzas = r.u16()
         _check(1 <= n_stanzas <= MAX_STANZAS)
-        stanzas = []
-        for _ in range(n_stanzas):
-            kind = crypto.TYPE_NAMES.get(r.u8())
-            _check(kind is not None)
-            stanzas.append(Stanza(kind, r.take(KEY_ID_LEN), r.take(crypto.ARG_LEN[kind]), r.take(WRAPPED_LEN)))
-        chunks.append(_Chunk(index, b"", stanzas))
+        stanzas = [_read_stanza(r, version) for _ in range(n_stanzas)]
+        if version >= 2:
+            encoded = [_stanza_bytes(s, version) for s in stanzas]
+            _check(all(a < b for a, b in zip(encoded, encoded[1:])))   # sorted, no duplicates
+        chunks.append(_Chunk(index, b"", stanzas, r.take(crypto.MAC_LEN) if version >= 2 else b""))
     _check(_increasing([c.index for c in chunks]))
 
     for g, (length, digest) in zip(public, public_hashes):
@@ -369,18 +452,20 @@ def _parse(data: bytes) -> Container:
         _check(_sha(c.body) == digest)
     _check(r.pos == r.end)   # nothing between the last body and the checksum
 
-    return Container(core=core, file_id=file_id, width=width, height=height, block=block,
+    return Container(core=core, version=version, file_id=file_id, width=width, height=height, block=block,
                      codec_id=codec_raw.decode("ascii"), weights_sha256=weights_sha256, quality=quality,
-                     block_map=block_map, public_groups=public, declared=declared, chunks=chunks)
+                     block_map=block_map, public_groups=public, declared=declared, chunks=chunks,
+                     signatures=signatures)
 
 
 class Container:
     """A parsed, verified .prvc file. Nothing here is decrypted until unlock()."""
 
-    def __init__(self, *, core, file_id, width, height, block, codec_id, weights_sha256, quality,
-                 block_map, public_groups, declared, chunks):
+    def __init__(self, *, core, version, file_id, width, height, block, codec_id, weights_sha256, quality,
+                 block_map, public_groups, declared, chunks, signatures=()):
         self._core = core
         self.core_hash = _sha(core)
+        self.version: int = version
         self.file_id: bytes = file_id
         self.width: int = width
         self.height: int = height
@@ -392,43 +477,81 @@ class Container:
         self.public_groups: list[PublicGroup] = public_groups
         self._declared: dict[int, int] = declared
         self._chunks: list[_Chunk] = chunks
+        self.signatures: list[Signature] = list(signatures)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
         return self.block_map.shape
 
     @property
+    def signer(self) -> Signature | None:
+        """The verified Ed25519 signature over the core (and so over every group), if any."""
+        return self.signatures[0] if self.signatures else None
+
+    @property
     def protected_chunks(self) -> list[ChunkInfo]:
         present = {c.index: c for c in self._chunks}
         return [ChunkInfo(index, length, index in present,
-                          [RecipientInfo(s.kind, s.key_id.hex()) for s in present[index].stanzas] if index in present else [])
+                          [RecipientInfo(s.kind, s.key_id.hex() if self.version == 1 else "")
+                           for s in present[index].stanzas] if index in present else [])
                 for index, length in self._declared.items()]
 
     def to_bytes(self) -> bytes:
-        return _assemble(self._core, self.public_groups, self._chunks)
+        return _assemble(self._core, self.public_groups, self._chunks, self.version, self.signatures)
+
+    def _stanza_aad(self, index: int) -> bytes:
+        """v1 binds a wrapped key to the core; v2 to the file id and group, and the stanza MAC (keyed by the
+        content key) binds the core: a holder whose stanza is intact then detects any change to the core
+        or to the recipient list as tampering, instead of a silent "not for you"."""
+        return crypto.stanza_aad(self.core_hash if self.version == 1 else self.file_id, index, self.version)
+
+    def _candidates(self, chunk: _Chunk, identity: Identity) -> list[Stanza]:
+        """Stanzas worth trying with this identity: v1 by key id; v2 symmetric by the per-file tag;
+        v2 x25519 stanzas are anonymous, so every one of them."""
+        stanzas = [s for s in chunk.stanzas if s.kind == identity.kind]
+        if self.version == 1:
+            return [s for s in stanzas if s.key_id.hex() == identity.key_id]
+        if identity.kind == crypto.SYMMETRIC:
+            return [s for s in stanzas if s.key_id == crypto.symmetric_tag(identity.secret, self.file_id, s.arg)]
+        return stanzas
 
     def _open(self, identities: Sequence[Identity]):
-        """Yield (chunk, content key, plaintext) for every chunk an identity opens."""
+        """Yield (chunk, content key, plaintext, identity) for every chunk an identity opens."""
+        failures = {id(i): 0 for i in identities}
         for chunk in self._chunks:
-            matches = [(i, s) for s in chunk.stanzas for i in identities
-                       if i.kind == s.kind and i.key_id == s.key_id.hex()]
-            if not matches:
+            aad = self._stanza_aad(chunk.index)
+            matched, content_key, opener = False, None, None
+            for ident in identities:
+                for stanza in self._candidates(chunk, ident):
+                    # a v1 id or a v2 tag that matches is a claim that this key opens the chunk
+                    matched |= self.version == 1 or ident.kind == crypto.SYMMETRIC
+                    content_key = crypto.unwrap(ident.kind, ident.secret, stanza, aad, version=self.version)
+                    if content_key is not None:
+                        opener = ident
+                        break
+                    failures[id(ident)] += 1
+                    if failures[id(ident)] > limits.MAX_FAILED_UNWRAPS:
+                        raise FormatError(TOO_MANY_TRIALS)
+                if content_key is not None:
+                    break
+            if content_key is None:
+                if matched:
+                    raise DecryptionError(CANNOT_DECRYPT)
                 continue   # not for us: stays closed, silently
-            aad = crypto.stanza_aad(self.core_hash, chunk.index)
-            content_key = next((k for i, s in matches
-                                if (k := crypto.unwrap(i.kind, i.secret, s, aad)) is not None), None)
-            plaintext = None if content_key is None else crypto.decrypt_chunk(
-                content_key, chunk.body, crypto.chunk_aad(self.core_hash, chunk.index))
+            if self.version >= 2 and not _constant_eq(_mac(content_key, self.core_hash, chunk.index, chunk.stanzas), chunk.mac):
+                raise DecryptionError(CANNOT_DECRYPT)   # the recipient list was changed
+            binding = self.core_hash if self.version == 1 else self.file_id
+            plaintext = crypto.decrypt_chunk(content_key, chunk.body, crypto.chunk_aad(binding, chunk.index, self.version))
             if plaintext is None:
                 raise DecryptionError(CANNOT_DECRYPT)
-            yield chunk, content_key, plaintext
+            yield chunk, content_key, plaintext, opener
 
     def unlock(self, identities: Sequence[Identity]) -> list[OpenedGroup]:
         """The protected groups these identities open; others are skipped silently."""
         footprint = self.block_map == PROTECTED
         taken = np.zeros_like(footprint)
         opened = []
-        for chunk, _, plaintext in self._open(identities):
+        for chunk, _, plaintext, opener in self._open(identities):
             try:
                 group = self._parse_plaintext(chunk.index, plaintext)
             except _Bad:
@@ -437,6 +560,7 @@ class Container:
             if not group.block_mask.any() or (group.block_mask & ~footprint).any() or (group.block_mask & taken).any():
                 raise FormatError(CORRUPT)
             taken |= group.block_mask
+            group.opened_by = opener.key_id
             opened.append(group)
         return opened
 
@@ -452,25 +576,41 @@ class Container:
         return OpenedGroup(index, label, score, bits[:cells].astype(bool).reshape(self.grid_shape), payload)
 
     def strip(self, identities: Sequence[Identity]) -> bytes:
-        """Keep the public groups and the chunks these identities open; drop the other chunks and their stanzas."""
-        keep = {chunk.index for chunk, _, _ in self._open(identities)}
-        return _assemble(self._core, self.public_groups, [c for c in self._chunks if c.index in keep])
+        """Keep the public groups and the chunks these identities open; drop the other chunks and their stanzas.
+        The core is unchanged, so a signature stays valid."""
+        keep = {chunk.index for chunk, _, _, _ in self._open(identities)}
+        return _assemble(self._core, self.public_groups, [c for c in self._chunks if c.index in keep], self.version,
+                         self.signatures)
 
     def grant(self, identity: Identity, recipient: Recipient, *, _random: Random = os.urandom) -> bytes:
-        """Add a stanza for `recipient` to every chunk `identity` opens. No re-encryption."""
+        """Add a stanza for `recipient` to every chunk `identity` opens. No re-encryption; the core (and a
+        signature) is unchanged.  A recipient is skipped only where one of its stanzas verifiably opens
+        the chunk: a symmetric recipient's own secret is tried; an X25519 stanza cannot be checked
+        without the recipient's secret, so an X25519 grant always adds a stanza."""
         new_chunks = {c.index: c for c in self._chunks}
         opened = 0
-        for chunk, content_key, _ in self._open([identity]):
+        for chunk, content_key, _, _ in self._open([identity]):
             opened += 1
-            if any(s.kind == recipient.kind and s.key_id.hex() == recipient.key_id for s in chunk.stanzas):
-                continue   # already a recipient
+            aad = self._stanza_aad(chunk.index)
+            if recipient.kind == crypto.SYMMETRIC and any(
+                    crypto.unwrap(recipient.kind, recipient.key, s, aad, version=self.version) == content_key
+                    for s in chunk.stanzas if s.kind == recipient.kind):
+                continue   # already a recipient (checked by opening, not by a claimed id)
             _check_stanza_room(chunk)
-            stanza = crypto.wrap(recipient.kind, recipient.key, content_key,
-                                 crypto.stanza_aad(self.core_hash, chunk.index), _random)
-            new_chunks[chunk.index] = _Chunk(chunk.index, chunk.body, chunk.stanzas + [stanza])
+            stanza = crypto.wrap(recipient.kind, recipient.key, content_key, aad, _random, version=self.version,
+                                 file_id=self.file_id)
+            stanzas = _canonical(chunk.stanzas + [stanza], self.version)
+            mac = _mac(content_key, self.core_hash, chunk.index, stanzas) if self.version >= 2 else b""
+            new_chunks[chunk.index] = _Chunk(chunk.index, chunk.body, stanzas, mac)
         if not opened:
             raise DecryptionError(OPENS_NOTHING)
-        return _assemble(self._core, self.public_groups, list(new_chunks.values()))
+        return _assemble(self._core, self.public_groups, list(new_chunks.values()), self.version, self.signatures)
+
+
+def _constant_eq(a: bytes, b: bytes) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a, b)
 
 
 def _check_stanza_room(chunk: _Chunk) -> None:
