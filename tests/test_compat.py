@@ -1,0 +1,50 @@
+"""Files an earlier privcodec wrote stay readable: every released codec model, every format version.
+
+The fixtures in tests/fixtures/v1 were written by earlier releases (tests/fixtures/make_v1_fixtures.py
+says how) and are never regenerated; their recorded views must come back pixel for pixel.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import privcodec
+from privcodec import codec
+from privcodec.errors import FormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests/fixtures"
+KEYS = FIXTURES / "keys"
+MODELS = ["gicodec-18k5", "gicodec-39k"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_file_from_each_released_model_decodes_to_its_recorded_pixels(name):
+    data = (FIXTURES / "v1" / f"{name}.prvc").read_bytes()
+    public = np.asarray(Image.open(FIXTURES / "v1" / f"{name}.public.png"))
+    keyed = np.asarray(Image.open(FIXTURES / "v1" / f"{name}.keyed.png"))
+    assert np.array_equal(privcodec.view(data, fill="solid").pixels, public)
+    for key in ("fixture-sym.key", "fixture-x25519.key"):
+        result = privcodec.view(data, keys=[KEYS / key], fill="solid")
+        assert np.array_equal(result.pixels, keyed) and result.version == 1
+
+
+def test_every_released_model_is_shipped_and_registered():
+    shipped = {p.relative_to(codec.WEIGHTS_DIR).as_posix() for p in codec.WEIGHTS_DIR.rglob("*.pt")}
+    assert shipped == {path for _, path, _ in codec.RELEASED_MODELS.values()}
+    for digest, (codec_id, path, _) in codec.RELEASED_MODELS.items():
+        assert hashlib.sha256((codec.WEIGHTS_DIR / path).read_bytes()).hexdigest() == digest
+        assert codec_id == codec.CODEC_ID
+    assert codec.CURRENT_MODEL in codec.RELEASED_MODELS
+    assert codec.weights_digest().hex() == codec.CURRENT_MODEL or codec.os.environ.get("PRIVCODEC_WEIGHTS")
+
+
+def test_a_model_this_privcodec_never_had_is_a_clear_error():
+    with pytest.raises(FormatError, match="codec model this privcodec does not have .* needs a newer privcodec"):
+        codec.weights_for(codec.CODEC_ID, hashlib.sha256(b"a future model").digest())
+    with pytest.raises(FormatError, match="does not have"):
+        codec.weights_for("gicodec-9", bytes.fromhex(codec.CURRENT_MODEL))
