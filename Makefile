@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install bench-rd bench-detect clean
+.PHONY: demo test install bench-rd bench-detect fuzz clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+fuzz: install   # 30 minutes of the structure-aware view-path fuzzer; failing inputs go to fuzz-crashes/
+	$(BIN)/python tests/fuzz/fuzz_view.py --seconds 1800
+
 bench-rd: install
 	$(BIN)/privcodec bench rd --dataset ../shared/data/kodak --out bench
 
@@ -28,4 +31,4 @@ bench-detect: install
 	$(BIN)/privcodec bench detect
 
 clean:
-	rm -rf demo bench .pytest_cache
+	rm -rf demo bench .pytest_cache fuzz-crashes

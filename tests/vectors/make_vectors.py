@@ -1,0 +1,158 @@
+"""Negative test vectors: one file per reader rule of FORMAT.md, each derived from the FORMAT.md test
+vector by one change (with the checksum recomputed, so the rule itself is what rejects the file).
+
+    PYTHONPATH=. python tests/vectors/make_vectors.py     # rewrites tests/vectors/negative/ and vectors.json
+
+vectors.json lists, per file, the rule it breaks and what a reader must do:
+  "not-prvc"  — reject: not a .prvc file          "version" — reject: unsupported version
+  "corrupt"   — reject as corrupted or tampered (the same message whatever the rule)
+  "decrypt"   — parses, but opening it with test-vector-key must fail (wrong key or tampering)
+Another implementation can run the same set: read each file, compare the outcome.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from test_container import VECTOR_KEY_SECRET, VECTOR_SIGNING_SECRET, vector_container, vector_random  # noqa: E402
+
+from privcodec.container import PROTECTED, ProtectedGroup, PublicGroup, open_container, seal  # noqa: E402
+from privcodec.container import crypto  # noqa: E402
+from privcodec.container import format as fmt  # noqa: E402
+from privcodec.keys import Identity, SigningKey  # noqa: E402
+
+KEY = Identity("symmetric", VECTOR_KEY_SECRET)
+BASE = vector_container()
+C = open_container(BASE)
+CORE = C._core
+CORE_LEN = len(CORE)
+# Offsets in the vector's core (FORMAT.md, "Core"): magic 0, version 4, file_id 5, width 21, height 25,
+# block 29, codec_id_len 31, codec_id 32..41, weights 42..73, quality 74..81, block map 82.
+W, H, BLK, CID_LEN, QUALITY, RUNS = 21, 25, 29, 31, 74, 82
+
+
+def checksummed(body: bytes) -> bytes:
+    return body + hashlib.sha256(body).digest()
+
+
+def with_core(core: bytes, signed_again: bool = True) -> bytes:
+    """Replace the core; re-sign it (so only the core rule is broken) and recompute the checksum."""
+    sigs = [fmt.Signature(s.public_key, crypto.sign(VECTOR_SIGNING_SECRET, hashlib.sha256(core).digest()))
+            for s in C.signatures] if signed_again else C.signatures
+    return fmt._assemble(core, C.public_groups, C._chunks, 2, sigs)
+
+
+def edit_core(offset: int, new: bytes) -> bytes:
+    return with_core(CORE[:offset] + new + CORE[offset + len(new):])
+
+
+def rest_after_core() -> bytes:
+    return BASE[CORE_LEN:-32]
+
+
+def edit_after_core(offset: int, new: bytes) -> bytes:
+    rest = rest_after_core()
+    return checksummed(CORE + rest[:offset] + new + rest[offset + len(new):])
+
+
+def sealed(**changes) -> bytes:
+    """A file sealed with writer checks off: for rules only a malicious sealer can break."""
+    require = fmt._require
+    fmt._require = lambda ok, message: None
+    try:
+        kwargs = dict(width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
+                      quality=4.0, block_map=np.array([[0, PROTECTED]]),
+                      public=[PublicGroup(0, "background", 1.0, b"public pixels")],
+                      protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [KEY.recipient])],
+                      signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random())
+        kwargs.update(changes)
+        return seal(**kwargs)
+    finally:
+        fmt._require = require
+
+
+def public_entry_offset() -> int:
+    return CORE.index(b"\x00\x00\x0abackground")   # u16 index 0, label length 10
+
+
+def vectors() -> dict[str, tuple[str, str, bytes]]:
+    sig_off = 0                    # signatures section: u8 n, u8 type, 32 pub, 64 sig
+    table_off = 1 + 1 + 32 + 64    # chunk table: u16 n, u16 index, u16 n_stanzas, stanza (73), mac (32)
+    stanza_off = table_off + 6
+    p = public_entry_offset()
+    runs = struct.pack(">I", 2) + struct.pack(">hI", 0, 1) + struct.pack(">hI", -1, 1)
+    assert CORE[RUNS:RUNS + len(runs)] == runs
+    out = {
+        "magic": ("not-prvc", "the file does not start with PRVC", b"PRVD" + BASE[4:]),
+        "version-3": ("version", "version is not 1 or 2", BASE[:4] + b"\x03" + BASE[5:]),
+        "checksum": ("corrupt", "the checksum does not match", BASE[:-1] + bytes([BASE[-1] ^ 1])),
+        "truncated": ("corrupt", "a length runs past the end", checksummed(BASE[:-33])),
+        "trailing-byte": ("corrupt", "bytes between the last body and the checksum", checksummed(BASE[:-32] + b"\0")),
+        "width-0": ("corrupt", "width is 1..65536", edit_core(W, struct.pack(">I", 0))),
+        "block-0": ("corrupt", "block is 1..1024", edit_core(BLK, struct.pack(">H", 0))),
+        "too-many-cells": ("corrupt", "cells ≤ 4194304",
+                           edit_core(W, struct.pack(">IIH", 65536, 65536, 1))),
+        "codec-id-control-char": ("corrupt", "codec id is ASCII 0x21..0x7E", edit_core(CID_LEN + 1, b"\x09")),
+        "quality-nan": ("corrupt", "quality is finite", edit_core(QUALITY, struct.pack(">d", float("nan")))),
+        "quality-9": ("corrupt", "1 ≤ quality ≤ 8", edit_core(QUALITY, struct.pack(">d", 9.0))),
+        "quality-100": ("corrupt", "1 ≤ quality ≤ 8", edit_core(QUALITY, struct.pack(">d", 100.0))),
+        "runs-short": ("corrupt", "run counts sum to cells", edit_core(RUNS + 4 + 6 + 2, struct.pack(">I", 2))),
+        "run-count-0": ("corrupt", "every count ≥ 1", edit_core(RUNS + 4 + 2, struct.pack(">I", 0))),
+        "runs-not-merged": ("corrupt", "adjacent runs differ", edit_core(RUNS + 4 + 6, struct.pack(">h", 0))),
+        "block-map-unknown-group": ("corrupt", "block map values are -1, -2 or a public index",
+                                    edit_core(RUNS + 4, struct.pack(">h", 7))),
+        "protected-blocks-without-group": ("corrupt", "protected blocks need a declared protected group",
+                                           with_core(CORE[:-(2 + 6 + 32)] + struct.pack(">H", 0))),
+        "label-control-char": ("corrupt", "labels are printable UTF-8", edit_core(p + 3, b"\x1b")),
+        "public-payload-hash": ("corrupt", "a public payload matches its hash",
+                                checksummed(BASE[:-32 - len(C._chunks[0].body) - 1] + b"X" + BASE[-32 - len(C._chunks[0].body):-32])),
+        "public-group-owns-no-cell": ("corrupt", "every public group owns a cell",
+                                      with_core(CORE[:RUNS] + struct.pack(">I", 1) + struct.pack(">hI", -1, 2)
+                                                + CORE[RUNS + len(runs):])),
+        "chunk-len-28": ("corrupt", "chunk_len ≥ 29", edit_core(CORE_LEN - 32 - 4, struct.pack(">I", 28))),
+        "chunk-hash": ("corrupt", "a chunk matches the hash in the core", checksummed(BASE[:-33] + bytes([BASE[-33] ^ 1]))),
+        "chunk-index-undeclared": ("corrupt", "chunk-table indices are declared", edit_after_core(table_off + 2, struct.pack(">H", 5))),
+        "stanza-type-3": ("corrupt", "stanza type is 1 or 2", edit_after_core(stanza_off, b"\x03")),
+        "zero-stanzas": ("corrupt", "n_stanzas is 1..256", edit_after_core(table_off + 4, struct.pack(">H", 0))),
+        "signature-invalid": ("corrupt", "a present signature verifies", edit_after_core(sig_off + 2 + 32, bytes([rest_after_core()[sig_off + 2 + 32] ^ 1]))),
+        "signature-type-2": ("corrupt", "signature type is 1", edit_after_core(sig_off + 1, b"\x02")),
+        "two-signatures": ("corrupt", "at most one signature", edit_after_core(sig_off, b"\x02")),
+        "stanza-mac": ("decrypt", "the stanza MAC verifies", edit_after_core(stanza_off + 73, bytes([rest_after_core()[stanza_off + 73] ^ 1]))),
+        "wrapped-key": ("decrypt", "the wrapped content key authenticates", edit_after_core(stanza_off + 30, bytes([rest_after_core()[stanza_off + 30] ^ 1]))),
+        "mask-outside-protected-cells": ("corrupt", "an opened mask lies inside the -1 cells (opened with the key)",
+                                         sealed(protected=[ProtectedGroup(1, "face", 0.5, np.array([[True, True]]), b"secret pixels",
+                                                                          [KEY.recipient])])),
+    }
+    # a duplicated stanza: sorted order must be strictly increasing
+    chunk = C._chunks[0]
+    dup = fmt._Chunk(chunk.index, chunk.body, chunk.stanzas * 2, chunk.mac)
+    out["duplicate-stanza"] = ("corrupt", "stanzas strictly increasing (sorted, unique)",
+                               fmt._assemble(CORE, C.public_groups, [dup], 2, C.signatures))
+    return out
+
+
+def main() -> None:
+    neg = HERE / "negative"
+    neg.mkdir(exist_ok=True)
+    for old in neg.glob("*.prvc"):
+        old.unlink()
+    index = {}
+    for name, (outcome, rule, data) in sorted(vectors().items()):
+        (neg / f"{name}.prvc").write_bytes(data)
+        index[name] = {"file": f"negative/{name}.prvc", "rule": rule, "expect": outcome,
+                       "when": "opening with test-vector-key (FORMAT.md)" if outcome == "decrypt" or "opened" in rule
+                       else "reading"}
+    (HERE / "vectors.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(index)} negative vectors")
+
+
+if __name__ == "__main__":
+    main()
