@@ -14,6 +14,7 @@ The common case is one call each::
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,6 +33,8 @@ class ProtectResult:
     data: bytes
     group_map: object                 # masks.GroupMap that was coded
     actions: list[str]                # per group of group_map: public | encrypt | redact
+    warnings: list[str] = field(default_factory=list)    # what may be left public that you meant to protect
+    file_index: dict[int, int] = field(default_factory=dict)   # group_map index -> group index in the file
 
     def counts(self) -> dict[str, int]:
         """How many groups that own at least one block got each action."""
@@ -64,15 +67,19 @@ def authenticity(c, opened: list) -> str:
     return "none"
 
 
-def _identities(keys) -> list:
-    """Keys as given by a caller: one path / Identity, or an iterable of them."""
-    from .keys import Identity, load_identity
+PASSPHRASE_RECIPIENT = "passphrase"   # in a policy's recipients: the passphrase given to protect
+
+
+def _identities(keys, passphrase=None) -> list:
+    """Keys as given by a caller: one path / Identity, or an iterable of them; plus a passphrase."""
+    from .keys import Identity, load_identity, passphrase_identity
 
     if keys is None:
-        return []
+        keys = []
     if isinstance(keys, (str, os.PathLike, Identity)):
         keys = [keys]
-    return [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
+    out = [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
+    return out + ([passphrase_identity(passphrase)] if passphrase is not None else [])
 
 
 def _container_bytes(data) -> bytes:
@@ -95,8 +102,8 @@ def _unlock(c, identities: list) -> list:
     opened = {g.index: g for g in c.unlock(identities)}   # all identities at once: one overlap check
     if identities and not opened and c.protected_chunks:
         names = ", ".join(i.source or "key" for i in identities)
-        raise DecryptionError(f"{names}: {'this key opens' if len(identities) == 1 else 'none of these keys open'} "
-                              "any protected group in this file")
+        raise DecryptionError(f"{names}: {'this key opens no' if len(identities) == 1 else 'none of these keys opens any'} "
+                              "protected group in this file")
     return [opened[i] for i in sorted(opened)]
 
 
@@ -112,10 +119,90 @@ def _check_quality(quality: float) -> float:
     return q
 
 
+@dataclass
+class Plan:
+    """What protect will do, before anything is coded or written (``protect --dry-run``)."""
+    group_map: object                 # masks.GroupMap
+    decisions: list                   # policy.Decision per group
+    warnings: list[str]
+    detectors: list[str]              # detector names that ran
+
+    def rows(self) -> list[dict]:
+        """One row per group that owns blocks: class, score, source, pixel box, blocks, action, recipients."""
+        gm, out = self.group_map, []
+        for i, g in enumerate(gm.groups):
+            m = gm.block_mask(i)
+            if not m.any():
+                continue
+            ys, xs = np.nonzero(m)
+            box = [int(xs.min()) * 16, int(ys.min()) * 16, min(gm.width, (int(xs.max()) + 1) * 16),
+                   min(gm.height, (int(ys.max()) + 1) * 16)]
+            d = self.decisions[i]
+            out.append({"group": i, "class": g.label, "score": round(float(g.score), 3), "source": g.source,
+                        "box": box, "blocks": int(m.sum()), "action": d.action, "recipients": list(d.recipients),
+                        "rule": None if d.rule is None else d.rule + 1})
+        return out
+
+
+def _plan_warnings(policy, gm, decisions, detectors_run: list[str], manual: list) -> list[str]:
+    """Everything that would leave something public that the policy means to protect."""
+    import difflib
+
+    from .detect import produced_label
+
+    warnings = []
+    producible = {produced_label(n) for n in detectors_run} | {r.label.strip().lower() for r in manual}
+    used_rules = {d.rule for i, d in enumerate(decisions) if gm.block_mask(i).any() and d.rule is not None}
+    named = {label for rule in policy.rules for label in rule.match}
+    for n, rule in enumerate(policy.rules):
+        if rule.action == "public":
+            continue
+        what = f"rule {n + 1} ({', '.join(rule.match)} → {rule.action})"
+        if "*" not in rule.match and not producible & set(rule.match):
+            warnings.append(f"{what}: no detector or region can produce {'/'.join(rule.match)}: such objects "
+                            "stay public (add --detect for it, or a --region with that label)")
+        elif n not in used_rules:
+            warnings.append(f"{what} matched nothing in this photo")
+    for label in sorted({r.label.strip().lower() for r in manual}):
+        if label not in named and "*" not in named:
+            guess = difflib.get_close_matches(label, sorted(named - {"*"}), 1, 0.7)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            warnings.append(f"region label {label!r} matches no rule{hint}: [default] decides it "
+                            f"({policy.default.action})")
+    return warnings
+
+
+def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None, detect: Sequence[str] | None = None,
+         shape: str = "box", min_size: float = 0, **detector_options) -> Plan:
+    """The groups protect makes and what each rule does to them — the same call protect uses.
+
+    ``detect=None`` runs the detectors for the classes the policy names, in addition to any regions
+    (a region for the face a detector missed must not switch the detector off); ``detect=[]`` runs
+    none (``--no-detect``)."""
+    from . import detect as detectors
+    from .imageio import load_image
+    from .policy import Policy, load_policy
+
+    policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    pixels = image if isinstance(image, np.ndarray) else load_image(image)
+    names = policy_detectors(policy) if detect is None else list(detect)
+    gm = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=names,
+                     shape=shape, min_size=min_size, **detector_options)
+    manual = list(detectors.parse_regions([regions] if isinstance(regions, str) else regions)) if regions else []
+    h, w = pixels.shape[:2]
+    if regions_file is not None:
+        manual += detectors.load_regions(regions_file, w, h)
+    if mask is not None:
+        manual += detectors.regions_from_label_png(mask, w, h)
+    decisions = [policy.decide(g.label) for g in gm.groups]
+    flat = [n.strip() for spec in names for n in str(spec).split(",") if n.strip()]
+    return Plan(gm, decisions, _plan_warnings(policy, gm, decisions, flat, manual), flat)
+
+
 def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_file=None, mask=None,
                 detect: Sequence[str] = (), shape: str = "box", min_size: float = 0, **detector_options):
     """image ─▶ GroupMap: manual regions, a regions JSON file, a label PNG and detectors;
-    overlaps resolved by the policy's precedence, margins and grouping per rule."""
+    overlaps resolved by the policy's precedence, scaled margins and grouping per rule."""
     from . import detect as detectors
     from . import masks
 
@@ -135,7 +222,7 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
     if detect:
         found += detectors.detect(image, detect, **detector_options)
     return masks.build_group_map(w, h, found, rank=policy.rank, grouping=policy.grouping, margin=policy.margin,
-                                 shape=shape, min_size=min_size)
+                                 scale=policy.scale, shape=shape, min_size=min_size)
 
 
 def policy_detectors(policy) -> list[str]:
@@ -147,16 +234,25 @@ def policy_detectors(policy) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def load_recipients(policy, keys_dir) -> dict:
+def load_recipients(policy, keys_dir, passphrase=None) -> dict:
     """Every recipient the policy names, loaded before any work: a missing or bad key is an error
-    even when no object of its rule is in this photo, and the message says where it came from."""
-    from .keys import load_recipient
+    even when no object of its rule is in this photo, and the message says where it came from.
+    The recipient ``passphrase`` is the passphrase given to protect (scrypt, as age)."""
+    from .keys import load_recipient, passphrase_identity
+    from .limits import MIN_PASSPHRASE
 
     out = {}
     decisions = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
     decisions.append(("[default]", policy.default.recipients))
     for where, specs in decisions:
         for spec in specs:
+            if spec == PASSPHRASE_RECIPIENT and spec not in out:
+                if passphrase is None:
+                    raise KeyFileError(f"{policy.path}: {where}: recipient 'passphrase' needs a passphrase "
+                                       "(--passphrase or --passphrase-file)")
+                if len(passphrase) < MIN_PASSPHRASE:
+                    raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
+                out[spec] = passphrase_identity(passphrase).recipient
             if spec not in out:
                 try:
                     out[spec] = load_recipient(spec, Path(keys_dir))
@@ -196,13 +292,16 @@ def _check_signer(c, require_signer) -> None:
 
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
-            min_size: float = 0, pad: int | None = None, sign=None, **detector_options) -> ProtectResult:
+            min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
+            **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
     ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group.
-    ``detect=None`` (the default) with no regions, regions file or mask runs the detectors for
-    the classes the policy names (``policy_detectors``); ``detect=[]`` runs none."""
+    ``detect=None`` (the default) runs the detectors for the classes the policy names
+    (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
+    the file are a random permutation with no gaps, so their order reveals neither class nor
+    how many groups were redacted."""
     from . import codec, container
     from .imageio import load_image
     from .policy import Policy, load_policy
@@ -218,31 +317,39 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
         pixels = image
     else:
         pixels = load_image(image)
-    recipients = load_recipients(policy, keys_dir)
-    if detect is None:
-        detect = [] if (regions or regions_file is not None or mask is not None) else policy_detectors(policy)
-    group_map = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect,
-                            shape=shape, min_size=min_size, **detector_options)
-    decisions = [policy.decide(g.label) for g in group_map.groups]
+    recipients = load_recipients(policy, keys_dir, passphrase)
+    planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
+                   min_size=min_size, **detector_options)
+    group_map, decisions = planned.group_map, planned.decisions
 
     present = [i for i in range(len(group_map.groups)) if group_map.block_mask(i).any()]
-    streams = codec.encode_groups(pixels, group_map.blocks, quality)
-    block_map = np.asarray(group_map.blocks, dtype=np.int32).copy()
+    kept = [i for i in present if decisions[i].action != "redact"]
+    secrets.SystemRandom().shuffle(kept)
+    # File indices: a random order without gaps; redacted groups are numbered after them only for
+    # coding (each stream depends on its own group's pixels and mask, not on the number).
+    index = {old: new for new, old in enumerate(kept + [i for i in present if i not in kept])}
+    lut = np.zeros(len(group_map.groups), dtype=np.int64)
+    for old, new in index.items():
+        lut[old] = new
+    coded = lut[group_map.blocks]
+    streams = codec.encode_groups(pixels, coded, quality)
+    block_map = coded.astype(np.int32)
     public, protected = [], []
     for i in present:
-        g, d = group_map.groups[i], decisions[i]
+        g, d, j = group_map.groups[i], decisions[i], index[i]
         if d.action == "public":
-            public.append(container.PublicGroup(i, g.label, g.score, streams[i]))
+            public.append(container.PublicGroup(j, g.label, g.score, streams[j]))
         elif d.action == "encrypt":
-            block_map[group_map.blocks == i] = container.PROTECTED
-            protected.append(container.ProtectedGroup(i, g.label, g.score, group_map.block_mask(i), streams[i],
+            block_map[coded == j] = container.PROTECTED
+            protected.append(container.ProtectedGroup(j, g.label, g.score, group_map.block_mask(i), streams[j],
                                                       [recipients[r] for r in d.recipients]))
         else:  # redact: not even ciphertext leaves this function
-            block_map[group_map.blocks == i] = container.REDACTED
+            block_map[coded == j] = container.REDACTED
     data = container.seal(width=group_map.width, height=group_map.height, block=codec.BLOCK,
                           codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(), quality=quality,
                           block_map=block_map, public=public, protected=protected, pad=pad, signer=signer)
-    return ProtectResult(data, group_map, [d.action for d in decisions])
+    return ProtectResult(data, group_map, [d.action for d in decisions], planned.warnings,
+                         {i: index[i] for i in kept})
 
 
 def _open(data: bytes, max_pixels: int | None = None):
@@ -260,7 +367,7 @@ def _open(data: bytes, max_pixels: int | None = None):
 
 
 def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=None,
-         max_pixels: int | None = None) -> ViewResult:
+         max_pixels: int | None = None, passphrase: str | None = None) -> ViewResult:
     """Decode what ``keys`` allow; everything else is filled from public pixels only.
 
     ``data``: the .prvc bytes or a path; ``keys``: one key file / Identity or several;
@@ -275,7 +382,7 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
         raise PrivcodecError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
     c = _open(_container_bytes(data), max_pixels)
     _check_signer(c, require_signer)
-    opened = _unlock(c, _identities(keys))
+    opened = _unlock(c, _identities(keys, passphrase))
     grid = np.where(c.block_map >= 0, c.block_map, codec.UNKNOWN_GROUP).astype(np.int64)
     streams = {g.index: g.payload for g in c.public_groups}
     for g in opened:
@@ -296,14 +403,14 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
                       c.signer.key_id if c.signer else None, authenticity(c, opened), c.version)
 
 
-def inspect(data, keys: Iterable = (), *, require_signer=None) -> dict:
+def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str | None = None) -> dict:
     """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
     from . import container
 
     data = _container_bytes(data)
     c = container.open_container(data)
     _check_signer(c, require_signer)
-    opened = {g.index: g for g in _unlock(c, _identities(keys))}
+    opened = {g.index: g for g in _unlock(c, _identities(keys, passphrase))}
     groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
                "bytes": len(g.payload), "blocks": int((c.block_map == g.index).sum())} for g in c.public_groups]
     for ch in c.protected_chunks:
@@ -327,22 +434,34 @@ def inspect(data, keys: Iterable = (), *, require_signer=None) -> dict:
     }
 
 
-def strip(data, keys: Iterable = ()) -> bytes:
+def strip(data, keys: Iterable = (), *, passphrase: str | None = None) -> bytes:
     """Keep the public groups and the protected groups ``keys`` open; drop the rest."""
     from . import container
 
     c = container.open_container(_container_bytes(data))
-    identities = _identities(keys)
+    identities = _identities(keys, passphrase)
     _unlock(c, identities)  # a key that opens nothing is a mistake, not a request to drop everything
     return c.strip(identities)
 
 
-def grant(data, key, to: str, *, keys_dir="keys") -> bytes:
-    """Let recipient ``to`` open every group that ``key`` opens (no re-encoding)."""
+def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> bytes:
+    """Let recipient ``to`` (a key name, a key file, a Recipient, or "passphrase" with ``passphrase``)
+    open every group that ``key`` (one key file or Identity) opens — no re-encoding.  A file with no
+    protected group has nothing to grant and comes back unchanged."""
     from . import container
-    from .keys import load_recipient
+    from .keys import Recipient, load_recipient, passphrase_identity
 
     identities = _identities(key)
     if len(identities) != 1:
         raise KeyFileError("grant needs exactly one key (yours)")
-    return container.open_container(_container_bytes(data)).grant(identities[0], load_recipient(to, Path(keys_dir)))
+    if isinstance(to, Recipient):
+        recipient = to
+    elif str(to) == PASSPHRASE_RECIPIENT and passphrase is not None:
+        recipient = passphrase_identity(passphrase).recipient
+    else:
+        recipient = load_recipient(to, Path(keys_dir))
+    data = _container_bytes(data)
+    c = container.open_container(data)
+    if not c.protected_chunks:
+        return data
+    return c.grant(identities[0], recipient)

@@ -79,6 +79,30 @@ def _detector_options(yolo_weights, plate_weights, min_score) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
 
 
+def PASSPHRASE_OPTIONS(f):
+    f = click.option("--passphrase-file", type=click.Path(path_type=Path), metavar="FILE",
+                     help="Read the passphrase from the first line of FILE (for scripts).")(f)
+    return click.option("--passphrase", "ask_passphrase", is_flag=True,
+                        help="Ask for a passphrase (policy recipient \"passphrase\"; scrypt, as age).")(f)
+
+
+def _passphrase(ask: bool, path, confirm: bool = False) -> str | None:
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                if not Path(path).is_file():
+                    raise PrivcodecError(f"{path}: not a regular file")
+                line = f.read(4097).split(b"\n", 1)[0].rstrip(b"\r")
+        except OSError as e:
+            raise PrivcodecError(f"cannot read {path}: {e.strerror or e}") from None
+        if not line:
+            raise PrivcodecError(f"{path}: empty passphrase")
+        return line.decode("utf-8", "strict")
+    if ask:
+        return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    return None
+
+
 REQUIRE_SIGNER = click.option("--require-signer", type=click.Path(path_type=Path), metavar="PUB",
                               help="Fail unless the file is signed by this ed25519 key (its NAME.pub).")
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
@@ -121,8 +145,9 @@ def keygen(name, directory, kind, force):
 
 @cli.command(short_help="Encrypt or drop the groups a policy names.")
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .prvc file ('-': standard output).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .prvc file ('-': standard output).")
 @click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
+@click.option("--dry-run", is_flag=True, help="Show what each rule does to which region; write nothing.")
 @KEYS_DIR
 @click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
@@ -134,30 +159,55 @@ def keygen(name, directory, kind, force):
 @click.option("--pad", type=click.IntRange(min=1, max=1 << 20), help="Pad encrypted chunks to a multiple of this many bytes.")
 @click.option("--sign", type=click.Path(path_type=Path), metavar="KEY",
               help="Sign the file with this ed25519 key (keygen --type ed25519): viewers can check who made it.")
+@PASSPHRASE_OPTIONS
 @FORCE
-def protect(image, output, policy, keys_dir, quality, regions, regions_file, mask, detect, no_detect, yolo_weights,
-            plate_weights, min_score, shape, min_size, pad, sign, force):
+def protect(image, output, policy, dry_run, keys_dir, quality, regions, regions_file, mask, detect, no_detect,
+            yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, ask_passphrase, passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
 
-    Objects come from --detect, --region, --regions and --mask; with none of these, the detectors
-    for the classes the policy names run (face, person, plates, COCO classes)."""
+    Objects come from the detectors for the classes the policy names (or --detect), plus any
+    --region, --regions and --mask; --no-detect codes only the regions you give."""
     from . import api
 
     if no_detect and detect:
         raise PrivcodecError("--detect and --no-detect contradict each other")
-    _check_output(output, force, inputs=[image, policy, regions_file, mask, sign])
     names = [] if no_detect else (list(detect) or None)
+    if dry_run:
+        _dry_run(api.plan(_read(image) if _is_stdio(image) else image, policy, regions=regions,
+                          regions_file=regions_file, mask=mask, detect=names, shape=shape, min_size=min_size,
+                          **_detector_options(yolo_weights, plate_weights, min_score)))
+        return
+    if output is None:
+        raise click.UsageError("Missing option '-o' / '--output' (or use --dry-run).")
+    _check_output(output, force, inputs=[image, policy, regions_file, mask, sign])
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign,
+                         passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
     _write(output, result.data, force)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
     counts = result.counts()
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     _wrote(output, f" ({len(result.data)} bytes; groups: {summary})")
     if set(counts) <= {"public"}:
         click.echo("note: nothing in the image matched a rule that encrypts or redacts; "
                    "the whole image is public", err=True)
+
+
+def _dry_run(planned) -> None:
+    rows = planned.rows()
+    click.echo(f"detectors: {', '.join(planned.detectors) or 'none'}")
+    for r in rows:
+        who = f" for {', '.join(r['recipients'])}" if r["recipients"] else ""
+        rule = f"rule {r['rule']}" if r["rule"] else "[default]"
+        x0, y0, x1, y1 = r["box"]
+        click.echo(f"  group {r['group']:>2}  {r['class']:<14} {r['score']:.2f}  {x0},{y0},{x1},{y1}  "
+                   f"{r['blocks']:>5} blocks  {r['action']}{who} ({rule})")
+    for w in planned.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo("dry run: nothing written")
 
 
 @cli.command(short_help="Decode what your keys allow.")
@@ -170,8 +220,9 @@ def protect(image, output, policy, keys_dir, quality, regions, regions_file, mas
 @REQUIRE_SIGNER
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
               help="Refuse images larger than N pixels (default 64,000,000).")
+@PASSPHRASE_OPTIONS
 @FORCE
-def view(container, output, keys, fill, require_signer, max_pixels, force):
+def view(container, output, keys, fill, require_signer, max_pixels, ask_passphrase, passphrase_file, force):
     """Decode what your keys allow; the rest is filled from public pixels only."""
     from . import api
     from .imageio import encode_image, image_format_for, save_image
@@ -179,11 +230,14 @@ def view(container, output, keys, fill, require_signer, max_pixels, force):
     if not _is_stdio(output):
         image_format_for(output)
     _check_output(output, force, inputs=[container, require_signer, *keys])
-    result = api.view(_read(container), keys, fill=fill, require_signer=require_signer, max_pixels=max_pixels)
+    passphrase = _passphrase(ask_passphrase, passphrase_file)
+    result = api.view(_read(container), keys, fill=fill, require_signer=require_signer, max_pixels=max_pixels,
+                      passphrase=passphrase)
     if _is_stdio(output):
         _write(output, encode_image(result.pixels, "PNG"), force)
     else:
-        save_image(result.pixels, output, force=force)
+        # a keyed view shows what was protected: readable by its owner only
+        save_image(result.pixels, output, force=force, mode=0o600 if result.decoded else None)
     _wrote(output)
     if result.missing:
         n = len(result.missing)
@@ -191,7 +245,7 @@ def view(container, output, keys, fill, require_signer, max_pixels, force):
                    f"{'are' if n > 1 else 'is'} filled", err=True)
     if result.redacted:
         click.echo("note: redacted areas (removed for good when the file was made) are filled", err=True)
-    _authenticity_note(result.authenticated, result.signer, bool(keys))
+    _authenticity_note(result.authenticated, result.signer, bool(keys) or passphrase is not None)
 
 
 def _authenticity_note(authenticated: str, signer: str | None, keyed: bool) -> None:
@@ -212,12 +266,14 @@ def _authenticity_note(authenticated: str, signer: str | None, keyed: bool) -> N
 @click.argument("container", type=click.Path(path_type=Path))
 @KEYS
 @REQUIRE_SIGNER
+@PASSPHRASE_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(container, keys, require_signer, as_json):
+def inspect(container, keys, require_signer, ask_passphrase, passphrase_file, as_json):
     """Show groups, the classes visible to you, sizes, recipients and the signer."""
     from . import api
 
-    info = api.inspect(_read(container), keys, require_signer=require_signer)
+    passphrase = _passphrase(ask_passphrase, passphrase_file)
+    info = api.inspect(_read(container), keys, require_signer=require_signer, passphrase=passphrase)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -231,20 +287,21 @@ def inspect(container, keys, require_signer, as_json):
             state = "opened" if g.get("opened") else ("stripped" if not g["present"] else "locked")
             extra = f" [{state}] recipients: {', '.join(g['recipients']) or '-'}"
         click.echo(f"  group {g['index']:>2}  {g['access']:<9} {cls:<16} {g['bytes']:>8} B{extra}")
-    _authenticity_note(info["authenticated"], None, bool(keys))
+    _authenticity_note(info["authenticated"], None, bool(keys) or passphrase is not None)
 
 
 @cli.command(short_help="Drop the chunks your keys do not open.")
 @click.argument("container", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=OUTPUT)
 @KEYS
+@PASSPHRASE_OPTIONS
 @FORCE
-def strip(container, output, keys, force):
+def strip(container, output, keys, ask_passphrase, passphrase_file, force):
     """Keep public groups and those your keys open; drop the other chunks."""
     from . import api
 
-    _check_output(output, force, inputs=[container])
-    _write(output, api.strip(_read(container), keys), force)
+    _check_output(output, force, inputs=[container, *keys])
+    _write(output, api.strip(_read(container), keys, passphrase=_passphrase(ask_passphrase, passphrase_file)), force)
     _wrote(output)
 
 
@@ -252,18 +309,25 @@ def strip(container, output, keys, force):
 @click.argument("container", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=OUTPUT)
 @click.option("--key", required=True, type=click.Path(path_type=Path), metavar="FILE", help="Your secret key file.")
-@click.option("--to", "recipient", required=True, help="Recipient key name (in --keys-dir) or .pub/.key path.")
+@click.option("--to", "recipient", required=True,
+              help="Recipient key name (in --keys-dir), .pub/.key path, or 'passphrase' (with --passphrase[-file]).")
 @KEYS_DIR
+@PASSPHRASE_OPTIONS
 @FORCE
-def grant(container, output, key, recipient, keys_dir, force):
+def grant(container, output, key, recipient, keys_dir, ask_passphrase, passphrase_file, force):
     """Let the --to recipient open what your key opens (no re-encoding)."""
     from . import api
+    from .container import open_container
 
-    _check_output(output, force, inputs=[container])
+    _check_output(output, force, inputs=[container, key])
     data = _read(container)
-    granted = api.grant(data, key, recipient, keys_dir=keys_dir)
+    passphrase = _passphrase(ask_passphrase, passphrase_file, confirm=True) if recipient == "passphrase" else None
+    granted = api.grant(data, key, recipient, keys_dir=keys_dir, passphrase=passphrase)
     if granted == data:
-        click.echo(f"note: {recipient} can already open every group your key opens", err=True)
+        if not open_container(data).protected_chunks:
+            click.echo("note: the file has no protected group: nothing to grant", err=True)
+        else:
+            click.echo(f"note: {recipient} can already open every group your key opens", err=True)
     _write(output, granted, force)
     _wrote(output)
 
@@ -273,9 +337,11 @@ def grant(container, output, key, recipient, keys_dir, force):
 @DETECT_OPTIONS
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write detections as a regions JSON file.")
 @click.option("--preview", type=click.Path(path_type=Path), help="Write the block groups drawn over the photo.")
+@click.option("--policy", type=click.Path(path_type=Path),
+              help="Run the policy's detectors and preview exactly the groups protect would make.")
 @FORCE
 def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, shape, min_size, json_out, preview,
-           force):
+           policy, force):
     """Find faces, people, plates… (default: --detect face) and show the block groups they become."""
     from . import detect as detectors
     from . import masks
@@ -291,6 +357,17 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
         if out:
             _check_output(out, force, inputs=[image])
     pixels = load_image(image)
+    if policy is not None:
+        from . import api
+
+        planned = api.plan(pixels, policy, detect=list(detect) or None, shape=shape, min_size=min_size,
+                           **_detector_options(yolo_weights, plate_weights, min_score))
+        _dry_run(planned)
+        if json_out:
+            raise PrivcodecError("--json lists detections; with --policy use --preview")
+        if preview:
+            save_image(masks.render_preview(pixels, planned.group_map), preview, force=force)
+        return
     found = detectors.detect(pixels, list(detect) or ["face"],
                              **_detector_options(yolo_weights, plate_weights, min_score))
     for d in found:
@@ -396,7 +473,20 @@ def bench_detect():
     run()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # privcodec's own warnings are one line for the user; others keep Python's format
+    if category.__module__.startswith("privcodec"):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv=None) -> None:
+    import warnings
+
+    global _python_showwarning
+    _python_showwarning = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         rc = cli.main(args=argv, prog_name="privcodec", standalone_mode=False)
     except PrivcodecError as e:

@@ -114,13 +114,14 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> None:
-    """Write a uint8 (H, W, 3) RGB array atomically, format by extension (.png default), no metadata."""
+def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False, mode: int | None = None) -> None:
+    """Write a uint8 (H, W, 3) RGB array atomically, format by extension (.png default), no metadata.
+    ``mode``: exact permission bits (keyed views are written 0600: they hold what was protected)."""
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
     path = Path(path)
-    atomic_write(path, encode_image(array, image_format_for(path)), force=force)
+    atomic_write(path, encode_image(array, image_format_for(path)), force=force, mode=mode)
 
 
 def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -156,10 +157,24 @@ def check_writable(path: str | os.PathLike, force: bool = False, *, inputs=()) -
             raise PrivcodecError(f"{path}: the output would overwrite the input")
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise PrivcodecError(f"{path} exists and is not a regular file; refusing to replace it")
+    if path.exists() and _is_key_file(path):
+        # even with --force: it may be the only key that opens the very file being written
+        raise PrivcodecError(f"{path} is a privcodec key file; refusing to replace it")
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists (use --force to overwrite)")
     if not path.parent.is_dir():
         raise PrivcodecError(f"cannot write {path}: no such directory {path.parent}")
+
+
+def _is_key_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    markers = (b"-key-1:", b"-secret-1:", b"-public-1:")
+    return any(line.strip().startswith(b"privcodec-") and any(m in line for m in markers)
+               for line in head.splitlines())
 
 
 def _same_file(a: Path, b: Path) -> bool:

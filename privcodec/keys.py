@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .container import crypto
-from .container.crypto import ED25519, SYMMETRIC, X25519, Random
+from .container.crypto import ED25519, PASSPHRASE, SYMMETRIC, X25519, Random
 from .errors import KeyFileError, OutputExistsError
 
 KINDS = (SYMMETRIC, X25519)              # keys that encrypt and decrypt
@@ -47,7 +47,20 @@ class Recipient:
     key_id: str = field(init=False)  # 16 hex characters
 
     def __post_init__(self):
-        object.__setattr__(self, "key_id", crypto.key_id(self.kind, self.key).hex())
+        object.__setattr__(self, "key_id", _key_id(self.kind, self.key))
+
+
+def _key_id(kind: str, key: bytes) -> str:
+    # a passphrase has no id: even a truncated hash of it could be brute-forced
+    return PASSPHRASE if kind == PASSPHRASE else crypto.key_id(kind, key).hex()
+
+
+def passphrase_identity(passphrase: str | bytes, source: str = "passphrase") -> "Identity":
+    """A passphrase as a recipient and identity (scrypt stanzas, FORMAT.md)."""
+    raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    if not raw:
+        raise KeyFileError("empty passphrase")
+    return Identity(PASSPHRASE, raw, source)
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,8 @@ class Identity:
 
     @property
     def recipient(self) -> Recipient:
-        """The recipient this identity decrypts for (symmetric: itself; x25519: its public key)."""
-        key = self.secret if self.kind == SYMMETRIC else crypto.x25519_public(self.secret)
+        """The recipient this identity decrypts for (symmetric, passphrase: itself; x25519: its public key)."""
+        key = crypto.x25519_public(self.secret) if self.kind == X25519 else self.secret
         return Recipient(self.kind, key, self.source)
 
 
@@ -182,13 +195,32 @@ def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = Fals
     return paths
 
 
+class KeyPermissionWarning(UserWarning):
+    """A secret key file others can read."""
+
+
 def _read_key_file(path: Path) -> tuple[str, str, bytes]:
     """(kind, role, 32 key bytes) from a key file; KeyFileError naming the file otherwise."""
+    import stat
+    import warnings
+
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO given as a key must not block forever; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            fd = None
             raw = f.read(MAX_KEY_FILE + 1)
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read key file: {e.strerror or e}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
     bad = KeyFileError(f"{path}: not a privcodec key file (expected one line like privcodec-symmetric-key-1:<base64>)")
     if len(raw) > MAX_KEY_FILE:
         raise bad
@@ -209,8 +241,12 @@ def _read_key_file(path: Path) -> tuple[str, str, bytes]:
     if len(key) != crypto.KEY_LEN:
         raise KeyFileError(f"{path}: malformed key (expected base64 of {crypto.KEY_LEN} bytes)")
     kind, role = PREFIXES[prefix]
-    if role == "public" and kind == X25519 and not crypto.valid_x25519_public(key):
+    if role == "public" and kind == X25519 and (key[31] & 0x80 or not crypto.valid_x25519_public(key)):
+        # bit 255 set: a non-canonical encoding that nobody's secret key produces
         raise KeyFileError(f"{path}: invalid X25519 public key")
+    if role == "secret" and st.st_mode & 0o077:
+        warnings.warn(f"{path}: secret key readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                      f"run: chmod 600 {path}", KeyPermissionWarning, stacklevel=3)
     return kind, role, key
 
 

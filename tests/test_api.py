@@ -36,7 +36,8 @@ def test_keyed_view_decodes_everything_and_keyless_view_matches_it_on_public_pix
 def test_round_trip_with_either_kind_of_key(photo_path, keys_dir, face_policy, key):
     res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
     full = privcodec.view(res.data, [keys_dir / key])
-    assert full.decoded == [1] and full.missing == []
+    face = next(res.file_index[i] for i, a in enumerate(res.actions) if a == "encrypt")
+    assert full.decoded == [face] and full.missing == []
 
 
 def test_public_chunks_are_a_function_of_public_pixels_only(tmp_path, keys_dir, face_policy):
@@ -52,14 +53,20 @@ def test_public_chunks_are_a_function_of_public_pixels_only(tmp_path, keys_dir, 
     ca, cb = (container.open_container(privcodec.protect(p, face_policy, keys_dir=keys_dir, regions=[FACE]).data)
               for p in paths)
     assert [g.payload for g in ca.public_groups] == [g.payload for g in cb.public_groups]
-    assert np.array_equal(ca.block_map, cb.block_map)
+    # group numbers are fresh randomness per file (so their order reveals nothing): compare the
+    # maps with each public index replaced by its group's label
+    def by_label(c):
+        names = {g.index: g.label for g in c.public_groups}
+        return [[names.get(int(v), int(v)) for v in row] for row in c.block_map]
+    assert by_label(ca) == by_label(cb)
 
 
 def test_redacted_groups_leave_no_ciphertext(photo_path, keys_dir, face_policy):
     res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE, PLATE])
     info = privcodec.inspect(res.data, [keys_dir / "family.key"])
     assert info["redacted_blocks"] == 6
-    assert [g["index"] for g in info["groups"] if g["access"] == "encrypted"] == [1]
+    assert len([g for g in info["groups"] if g["access"] == "encrypted"]) == 1
+    assert sorted(g["index"] for g in info["groups"]) == [0, 1]     # no gap where the plate was
     full = privcodec.view(res.data, [keys_dir / "family.key"])
     assert full.redacted
 
@@ -75,13 +82,13 @@ def test_keyless_inspect_hides_classes_of_protected_groups(photo_path, keys_dir,
 def test_strip_then_grant(photo_path, keys_dir, face_policy):
     res = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE])
     granted = privcodec.grant(res.data, keys_dir / "alice.key", "stranger", keys_dir=keys_dir)
-    assert privcodec.view(granted, [keys_dir / "stranger.key"]).decoded == [1]
+    assert len(privcodec.view(granted, [keys_dir / "stranger.key"]).decoded) == 1
     stripped = privcodec.strip(res.data, [])
-    assert privcodec.view(stripped).missing == [1]
+    assert len(privcodec.view(stripped).missing) == 1
     with pytest.raises(DecryptionError):                 # the face chunk is gone: the key opens nothing
         privcodec.view(stripped, [keys_dir / "family.key"])
     kept = privcodec.strip(res.data, [keys_dir / "family.key"])
-    assert privcodec.view(kept, [keys_dir / "alice.key"]).decoded == [1]
+    assert len(privcodec.view(kept, [keys_dir / "alice.key"]).decoded) == 1
     with pytest.raises(DecryptionError):
         privcodec.grant(res.data, keys_dir / "stranger.key", "family", keys_dir=keys_dir)
 
@@ -90,9 +97,11 @@ def test_a_key_that_opens_nothing_is_an_error_but_missing_keys_are_not(photo_pat
     policy = tmp_path / "two.toml"
     policy.write_text('[[rule]]\nmatch = ["a"]\naction = "encrypt"\nrecipients = ["family"]\n'
                       '[[rule]]\nmatch = ["b"]\naction = "encrypt"\nrecipients = ["alice"]\n')
-    data = privcodec.protect(photo_path, policy, keys_dir=keys_dir, regions=["0,0,40,40:a", "64,32,128,96:b"]).data
+    res = privcodec.protect(photo_path, policy, keys_dir=keys_dir, regions=["0,0,40,40:a", "64,32,128,96:b"])
+    data = res.data
+    a, b = (res.file_index[i] for i, g in enumerate(res.group_map.groups) if g.label in ("a", "b"))
     some = privcodec.view(data, [keys_dir / "family.key"])
-    assert some.decoded == [1] and some.missing == [2]
+    assert some.decoded == [a] and some.missing == [b]
     for verb in (privcodec.view, privcodec.inspect, privcodec.strip):
         with pytest.raises(DecryptionError, match="stranger.key"):
             verb(data, [keys_dir / "stranger.key"])
@@ -147,14 +156,14 @@ def test_paths_and_single_keys_are_accepted_where_bytes_and_lists_are(photo_path
     path = tmp_path / "photo.prvc"
     path.write_bytes(privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=FACE, detect=[]).data)
     for data in (path, str(path)):
-        assert privcodec.view(data, keys_dir / "family.key").decoded == [1]
-        assert privcodec.view(data, str(keys_dir / "family.key")).decoded == [1]
+        assert len(privcodec.view(data, keys_dir / "family.key").decoded) == 1
+        assert len(privcodec.view(data, str(keys_dir / "family.key")).decoded) == 1
         assert privcodec.inspect(data)["groups"][1]["access"] == "encrypted"
 
 
 def test_several_keys_work_when_one_opens_something(photo_path, keys_dir, face_policy):
     data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE]).data
-    assert privcodec.view(data, [keys_dir / "stranger.key", keys_dir / "family.key"]).decoded == [1]
+    assert len(privcodec.view(data, [keys_dir / "stranger.key", keys_dir / "family.key"]).decoded) == 1
     with pytest.raises(DecryptionError, match="none of these keys"):
         privcodec.view(data, [keys_dir / "stranger.key", keys_dir / "stranger.key"])
 

@@ -229,7 +229,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         return shadow.eval()
 
     model.train()
-    stats, t_last = [], time.time()
+    stats, t_last, skipped = [], time.time(), 0
     for it in range(start, iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, iters, lr, lr_floor, warmup=warmup, decay_frac=decay_frac)
@@ -238,8 +238,20 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
         loss, bpp, psnr = rd_loss(model, out_, x, quality)
         opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            # One bad batch (bf16 overflow on an odd crop) must not poison the weights, the
+            # Adam moments and the EMA: skip it.  Many in a row means the run itself diverged.
+            skipped += 1
+            if skipped > 50:
+                raise RuntimeError("training diverged: 50 non-finite losses in a row")
+            continue
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if not torch.isfinite(grad_norm):
+            skipped += 1
+            opt.zero_grad(set_to_none=True)
+            continue
+        skipped = 0
         opt.step()
         aux = model.aux_loss()
         aux_opt.zero_grad(set_to_none=True)

@@ -25,10 +25,13 @@ Random = Callable[[int], bytes]
 
 SYMMETRIC = "symmetric"
 X25519 = "x25519"
+PASSPHRASE = "passphrase"   # scrypt, as age: for people who will not manage key files
 ED25519 = "ed25519"     # signing keys: they sign files, they never open anything
-TYPE_CODES = {SYMMETRIC: 1, X25519: 2}
+TYPE_CODES = {SYMMETRIC: 1, X25519: 2, PASSPHRASE: 3}
 TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
-ARG_LEN = {SYMMETRIC: 16, X25519: 32}   # salt / ephemeral public key
+ARG_LEN = {SYMMETRIC: 16, X25519: 32, PASSPHRASE: 17}   # salt / ephemeral public key / scrypt salt + log2 N
+SCRYPT_LOG_N = 18            # what privcodec writes (age's default); ~0.5 s and 256 MiB per passphrase and file
+SCRYPT_MAX_LOG_N = 20        # what a reader accepts: a hostile file cannot ask for more work
 
 KEY_LEN = 32
 NONCE_LEN = 12
@@ -50,7 +53,8 @@ def labels(version: int) -> dict[str, bytes]:
     v = b"privcodec/v%d " % version
     return {"symmetric": v + b"symmetric", "x25519": v + b"x25519", "chunk": v + b"chunk",
             "stanza": v + b"stanza", "tag": v + b"symmetric tag", "mac key": v + b"stanza mac",
-            "stanzas": v + b"stanzas", "signature": v + b"signature"}
+            "stanzas": v + b"stanzas", "signature": v + b"signature", "scrypt": v + b"scrypt ",
+            "passphrase": v + b"passphrase "}
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,21 @@ def decrypt_chunk(content_key: bytes, chunk: bytes, aad: bytes) -> bytes | None:
         return None
 
 
+def scrypt_master(passphrase: bytes, salt: bytes, log_n: int) -> bytes:
+    """The passphrase's key for one file: scrypt(N = 2^log_n, r = 8, p = 1), salted per file."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=labels(2)["scrypt"] + salt, length=KEY_LEN, n=1 << log_n, r=8, p=1).derive(passphrase)
+
+
+def passphrase_kek(master: bytes, file_id: bytes, aad: bytes) -> bytes:
+    """One KEK per stanza from the file's scrypt output: the wrap AAD names the file and group,
+    so no two stanzas share a KEK (the zero-nonce rule holds)."""
+    return hkdf(master, file_id, labels(2)["passphrase"] + aad)
+
+
 def wrap(kind: str, recipient_key: bytes, content_key: bytes, aad: bytes, rnd: Random, *, version: int = 2,
-         file_id: bytes = b"") -> Stanza:
+         file_id: bytes = b"", scrypt_cache: dict | None = None) -> Stanza:
     """recipient_key: the symmetric secret, or the recipient's X25519 public key.
 
     v1 stanzas carry the recipient's static key id; v2 stanzas carry a per-file tag
@@ -167,17 +184,35 @@ def wrap(kind: str, recipient_key: bytes, content_key: bytes, aad: bytes, rnd: R
             raise ValueError("invalid X25519 recipient key")
         kek = hkdf(shared, arg + recipient_key, info["x25519"])
         ident = key_id(kind, recipient_key) if version == 1 else b""
+    elif kind == PASSPHRASE and version >= 2:
+        # one scrypt run per passphrase and file: the caller's cache holds (salt, master)
+        cache = scrypt_cache if scrypt_cache is not None else {}
+        if recipient_key not in cache:
+            salt = rnd(16)
+            cache[recipient_key] = (salt, scrypt_master(recipient_key, salt, SCRYPT_LOG_N))
+        salt, master = cache[recipient_key]
+        arg = salt + bytes([SCRYPT_LOG_N])
+        kek, ident = passphrase_kek(master, file_id, aad), b""
     else:
         raise ValueError(f"unknown key type {kind!r}")
     return Stanza(kind, ident, arg, AESGCM(kek).encrypt(ZERO_NONCE, content_key, aad))
 
 
-def unwrap(kind: str, secret: bytes, stanza: Stanza, aad: bytes, *, version: int = 2) -> bytes | None:
+def unwrap(kind: str, secret: bytes, stanza: Stanza, aad: bytes, *, version: int = 2, file_id: bytes = b"",
+           scrypt_cache: dict | None = None) -> bytes | None:
     """The content key, or None if this secret does not open the stanza."""
     if kind != stanza.kind:
         return None
     info = labels(version)
-    if kind == SYMMETRIC:
+    if kind == PASSPHRASE:
+        salt, log_n = stanza.arg[:16], stanza.arg[16]
+        if version < 2 or not 1 <= log_n <= SCRYPT_MAX_LOG_N:
+            return None
+        cache = scrypt_cache if scrypt_cache is not None else {}
+        if (secret, salt, log_n) not in cache:
+            cache[(secret, salt, log_n)] = scrypt_master(secret, salt, log_n)
+        kek = passphrase_kek(cache[(secret, salt, log_n)], file_id, aad)
+    elif kind == SYMMETRIC:
         kek = hkdf(secret, stanza.arg, info["symmetric"])
     else:
         shared = _x25519_shared(secret, stanza.arg)

@@ -210,13 +210,27 @@ def _assemble(core: bytes, public: Sequence[PublicGroup], chunks: Sequence[_Chun
     return body + _sha(body)
 
 
+def padme(length: int) -> int:
+    """PADMÉ (Nikitin et al., PETS 2019): round up so that at most O(log log L) bits of the length
+    remain, with at most 12 % overhead."""
+    if length < 2:
+        return length
+    e = length.bit_length() - 1
+    s = e.bit_length()
+    mask = (1 << (e - s)) - 1
+    return (length + mask) & ~mask
+
+
 def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
+    """Chunk plaintext, padded with zeros: always to the PADMÉ length (a chunk's exact length would
+    tell an observer which candidate crop it holds), then to a multiple of ``pad`` if given."""
     pt = (_label_bytes(group.label) + struct.pack(">d", group.score) + np.packbits(group.block_mask.ravel()).tobytes()
           + struct.pack(">I", len(group.payload)) + group.payload)
+    natural = NONCE_LEN + len(pt) + TAG_LEN
+    target = padme(natural)
     if pad:
-        natural = NONCE_LEN + len(pt) + TAG_LEN
-        pt += bytes(-natural % pad)   # chunk length becomes the next multiple of pad
-    return pt
+        target += -target % pad
+    return pt + bytes(target - natural)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -285,10 +299,11 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
     core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
                  block_map.astype(np.int16), public, declared)
     core_hash = _sha(core)
-    chunks = []
+    chunks, scrypt_cache = [], {}
     for g, content_key, body in zip(protected, content_keys, bodies):
         aad = crypto.stanza_aad(file_id, g.index)
-        stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=file_id)
+        stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=file_id,
+                                          scrypt_cache=scrypt_cache)
                               for r in _unique_recipients(g.recipients)], VERSION)
         chunks.append(_Chunk(g.index, body, stanzas, _mac(content_key, core_hash, g.index, stanzas)))
     signatures = [] if signer is None else [Signature(signer.public_key, crypto.sign(signer.secret, core_hash))]
@@ -373,7 +388,7 @@ def open_container(data: bytes) -> Container:
 
 def _read_stanza(r: _Reader, version: int) -> Stanza:
     kind = crypto.TYPE_NAMES.get(r.u8())
-    _check(kind is not None)
+    _check(kind is not None and (version >= 2 or kind != crypto.PASSPHRASE))
     if version == 1:
         ident = r.take(KEY_ID_LEN)
     else:
@@ -513,11 +528,12 @@ class Container:
             return [s for s in stanzas if s.key_id.hex() == identity.key_id]
         if identity.kind == crypto.SYMMETRIC:
             return [s for s in stanzas if s.key_id == crypto.symmetric_tag(identity.secret, self.file_id, s.arg)]
-        return stanzas
+        return stanzas   # X25519 and passphrase stanzas are anonymous: try each
 
     def _open(self, identities: Sequence[Identity]):
         """Yield (chunk, content key, plaintext, identity) for every chunk an identity opens."""
         failures = {id(i): 0 for i in identities}
+        scrypt_cache: dict = {}
         for chunk in self._chunks:
             aad = self._stanza_aad(chunk.index)
             matched, content_key, opener = False, None, None
@@ -525,7 +541,11 @@ class Container:
                 for stanza in self._candidates(chunk, ident):
                     # a v1 id or a v2 tag that matches is a claim that this key opens the chunk
                     matched |= self.version == 1 or ident.kind == crypto.SYMMETRIC
-                    content_key = crypto.unwrap(ident.kind, ident.secret, stanza, aad, version=self.version)
+                    if ident.kind == crypto.PASSPHRASE and (ident.secret, stanza.arg[:16], stanza.arg[16]) not in scrypt_cache \
+                            and len(scrypt_cache) >= limits.MAX_SCRYPT_RUNS:
+                        raise FormatError(TOO_MANY_TRIALS)   # each try costs a second of scrypt
+                    content_key = crypto.unwrap(ident.kind, ident.secret, stanza, aad, version=self.version,
+                                                file_id=self.file_id, scrypt_cache=scrypt_cache)
                     if content_key is not None:
                         opener = ident
                         break
@@ -588,7 +608,7 @@ class Container:
         the chunk: a symmetric recipient's own secret is tried; an X25519 stanza cannot be checked
         without the recipient's secret, so an X25519 grant always adds a stanza."""
         new_chunks = {c.index: c for c in self._chunks}
-        opened = 0
+        opened, scrypt_cache = 0, {}
         for chunk, content_key, _, _ in self._open([identity]):
             opened += 1
             aad = self._stanza_aad(chunk.index)
@@ -597,8 +617,10 @@ class Container:
                     for s in chunk.stanzas if s.kind == recipient.kind):
                 continue   # already a recipient (checked by opening, not by a claimed id)
             _check_stanza_room(chunk)
+            if recipient.kind == crypto.PASSPHRASE and self.version < 2:
+                raise FormatError("a version-1 file cannot hold passphrase recipients: protect the original again")
             stanza = crypto.wrap(recipient.kind, recipient.key, content_key, aad, _random, version=self.version,
-                                 file_id=self.file_id)
+                                 file_id=self.file_id, scrypt_cache=scrypt_cache)
             stanzas = _canonical(chunk.stanzas + [stanza], self.version)
             mac = _mac(content_key, self.core_hash, chunk.index, stanzas) if self.version >= 2 else b""
             new_chunks[chunk.index] = _Chunk(chunk.index, chunk.body, stanzas, mac)

@@ -33,7 +33,8 @@ DEFAULT_FACE = "face:centerface"
 OPTIONS = ("yolo_weights", "plate_weights", "min_score")
 _FIXED = ("face", "face:centerface", "face:mediapipe", "face:mtcnn", "person", "plate", "plate:cascade", "plate:yolo")
 
-__all__ = ["DEFAULT_FACE", "available_detectors", "detect", "detector_for_label", "get_detector", "load_regions", "parse_regions",
+__all__ = ["DEFAULT_FACE", "available_detectors", "detect", "detector_for_label", "get_detector", "load_regions",
+           "parse_regions", "produced_label",
            "read_regions_json", "region_from_box", "region_from_polygon", "regions_from_json",
            "regions_from_label_png", "regions_to_json", "write_regions_json"]
 
@@ -41,6 +42,16 @@ __all__ = ["DEFAULT_FACE", "available_detectors", "detect", "detector_for_label"
 def available_detectors() -> list[str]:
     """Every accepted name, except yolo:<class> (whatever the given weights know)."""
     return list(_FIXED) + [c for c in COCO_CLASSES if c != "person"]
+
+
+def produced_label(name: str) -> str:
+    """The class label a detector name gives its objects (what policy rules match)."""
+    key = name.strip().lower()
+    if key == "face" or key.startswith("face:"):
+        return "face"
+    if key == "plate" or key.startswith("plate:"):
+        return "license_plate"
+    return label_of(key[5:] if key.startswith("yolo:") else key)
 
 
 def detector_for_label(label: str) -> str | None:
