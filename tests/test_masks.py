@@ -51,9 +51,11 @@ def test_callable_margin_per_label():
 def test_shapes_box_ellipse_exact():
     box = (0, 0, 128, 128)
     assert len(claimed(build_group_map(128, 128, [det("face", box)], margin=0, shape="box"))) == 64
-    ellipse = claimed(build_group_map(128, 128, [det("face", box)], margin=0, shape="ellipse"))
-    assert (0, 0) not in ellipse and (7, 7) not in ellipse       # corners cut off
-    assert rect(2, 6, 2, 6) <= ellipse and (0, 3) in ellipse and len(ellipse) < 64
+    # the ellipse goes through the box's corners: it contains the whole box, rounder beyond it
+    inner = (64, 64, 192, 192)
+    ellipse = claimed(build_group_map(256, 256, [det("face", inner)], margin=0, shape="ellipse"))
+    assert rect(4, 12, 4, 12) <= ellipse
+    assert (2, 2) not in ellipse and (13, 13) not in ellipse and (2, 7) in ellipse   # its own corners cut off
 
     mask = np.zeros((128, 128), bool)
     mask[32:36, 32:36] = True                                    # a 4 px blob inside block (2, 2)
