@@ -9,10 +9,13 @@ so `import privcodec` does not load torch.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["protect", "view", "inspect", "strip", "grant", "keygen", "load_policy", "PrivcodecError"]
+__all__ = ["protect", "plan", "view", "inspect", "strip", "grant", "to_carrier", "keygen", "load_policy",
+           "PrivcodecError"]
 
 _LAZY = {
     "protect": ("api", "protect"),
+    "plan": ("api", "plan"),
+    "to_carrier": ("api", "to_carrier"),
     "view": ("api", "view"),
     "inspect": ("api", "inspect"),
     "strip": ("api", "strip"),

@@ -82,8 +82,7 @@ def _identities(keys, passphrase=None) -> list:
     return out + ([passphrase_identity(passphrase)] if passphrase is not None else [])
 
 
-def _container_bytes(data) -> bytes:
-    """A container as bytes, or the path of a .prvc file."""
+def _raw_bytes(data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
@@ -92,6 +91,37 @@ def _container_bytes(data) -> bytes:
         except OSError as e:
             raise PrivcodecError(f"cannot read {os.fspath(data)}: {e.strerror or e}") from None
     raise PrivcodecError(f"expected .prvc data (bytes) or a file path, got {type(data).__name__}")
+
+
+def _container_bytes(data) -> bytes:
+    """A container as bytes or a path: a .prvc file, or a JPEG/PNG carrier (its embedded .prvc)."""
+    from .container import carrier
+
+    raw = _raw_bytes(data)
+    return carrier.extract(raw) if carrier.kind_of(raw) else raw
+
+
+def _same_form(original: bytes, container: bytes) -> bytes:
+    """strip/grant give back what they were given: a carrier stays a carrier with the same pixels
+    (the public view does not change), a .prvc stays a .prvc."""
+    from .container import carrier
+
+    return carrier.replace(original, container) if carrier.kind_of(original) else container
+
+
+def to_carrier(data, kind: str = "jpeg", *, quality: int = 90) -> bytes:
+    """An ordinary JPEG or PNG whose pixels are the keyless view, with the whole .prvc inside.
+
+    Every viewer shows the public view; privcodec (and ``privcodec.pillow.open`` with keys)
+    decodes the embedded container, never the visible pixels."""
+    from .container import carrier
+    from .imageio import encode_image
+
+    if kind not in carrier.CARRIER_KINDS:
+        raise PrivcodecError(f"carrier must be one of {', '.join(carrier.CARRIER_KINDS)}, not {kind!r}")
+    container = _container_bytes(data)
+    public = view(container).pixels
+    return carrier.embed(encode_image(public, "JPEG" if kind == "jpeg" else "PNG", quality=quality), container)
 
 
 def _unlock(c, identities: list) -> list:
@@ -407,7 +437,10 @@ def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str |
     """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
     from . import container
 
-    data = _container_bytes(data)
+    from .container import carrier
+
+    raw = _raw_bytes(data)
+    data = _container_bytes(raw)
     c = container.open_container(data)
     _check_signer(c, require_signer)
     opened = {g.index: g for g in _unlock(c, _identities(keys, passphrase))}
@@ -423,7 +456,7 @@ def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str |
                           "opened_by": g.opened_by, "blocks": int(g.block_mask.sum())})
         groups.append(entry)
     return {
-        "version": c.version, "signer": c.signer.key_id if c.signer else None,
+        "version": c.version, "signer": c.signer.key_id if c.signer else None, "carrier": carrier.kind_of(raw),
         "authenticated": authenticity(c, list(opened.values())),
         "width": c.width, "height": c.height, "block": c.block, "codec": c.codec_id,
         "weights_sha256": c.weights_sha256.hex(), "quality": round(float(c.quality), 3),
@@ -435,13 +468,15 @@ def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str |
 
 
 def strip(data, keys: Iterable = (), *, passphrase: str | None = None) -> bytes:
-    """Keep the public groups and the protected groups ``keys`` open; drop the rest."""
+    """Keep the public groups and the protected groups ``keys`` open; drop the rest.
+    A carrier comes back as a carrier."""
     from . import container
 
-    c = container.open_container(_container_bytes(data))
+    raw = _raw_bytes(data)
+    c = container.open_container(_container_bytes(raw))
     identities = _identities(keys, passphrase)
     _unlock(c, identities)  # a key that opens nothing is a mistake, not a request to drop everything
-    return c.strip(identities)
+    return _same_form(raw, c.strip(identities))
 
 
 def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> bytes:
@@ -460,8 +495,8 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> b
         recipient = passphrase_identity(passphrase).recipient
     else:
         recipient = load_recipient(to, Path(keys_dir))
-    data = _container_bytes(data)
-    c = container.open_container(data)
+    raw = _raw_bytes(data)
+    c = container.open_container(_container_bytes(raw))
     if not c.protected_chunks:
-        return data
-    return c.grant(identities[0], recipient)
+        return raw
+    return _same_form(raw, c.grant(identities[0], recipient))

@@ -145,7 +145,10 @@ def keygen(name, directory, kind, force):
 
 @cli.command(short_help="Encrypt or drop the groups a policy names.")
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .prvc file ('-': standard output).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output: .prvc, or .jpg/.png for a carrier any viewer opens ('-': standard output).")
+@click.option("--carrier", type=click.Choice(["prvc", "jpeg", "png"]),
+              help="Output kind when the name does not say (default: by extension, else prvc).")
 @click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
 @click.option("--dry-run", is_flag=True, help="Show what each rule does to which region; write nothing.")
 @KEYS_DIR
@@ -161,7 +164,7 @@ def keygen(name, directory, kind, force):
               help="Sign the file with this ed25519 key (keygen --type ed25519): viewers can check who made it.")
 @PASSPHRASE_OPTIONS
 @FORCE
-def protect(image, output, policy, dry_run, keys_dir, quality, regions, regions_file, mask, detect, no_detect,
+def protect(image, output, carrier, policy, dry_run, keys_dir, quality, regions, regions_file, mask, detect, no_detect,
             yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, ask_passphrase, passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
 
@@ -185,15 +188,23 @@ def protect(image, output, policy, dry_run, keys_dir, quality, regions, regions_
                          min_size=min_size, pad=pad, sign=sign,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
-    _write(output, result.data, force)
+    kind = carrier or _carrier_kind(output)
+    data = result.data if kind == "prvc" else api.to_carrier(result.data, kind)
+    _write(output, data, force)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     counts = result.counts()
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
-    _wrote(output, f" ({len(result.data)} bytes; groups: {summary})")
+    what = "" if kind == "prvc" else f"{kind} carrier, "
+    _wrote(output, f" ({what}{len(data)} bytes; groups: {summary})")
     if set(counts) <= {"public"}:
         click.echo("note: nothing in the image matched a rule that encrypts or redacts; "
                    "the whole image is public", err=True)
+
+
+def _carrier_kind(output) -> str:
+    suffix = Path(str(output)).suffix.lower()
+    return {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "prvc")
 
 
 def _dry_run(planned) -> None:
@@ -220,9 +231,11 @@ def _dry_run(planned) -> None:
 @REQUIRE_SIGNER
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
               help="Refuse images larger than N pixels (default 64,000,000).")
+@click.option("--quality", "out_quality", type=click.IntRange(1, 100), help="Quality of a .jpg/.webp/.avif output.")
 @PASSPHRASE_OPTIONS
 @FORCE
-def view(container, output, keys, fill, require_signer, max_pixels, ask_passphrase, passphrase_file, force):
+def view(container, output, keys, fill, require_signer, max_pixels, out_quality, ask_passphrase, passphrase_file,
+         force):
     """Decode what your keys allow; the rest is filled from public pixels only."""
     from . import api
     from .imageio import encode_image, image_format_for, save_image
@@ -230,15 +243,21 @@ def view(container, output, keys, fill, require_signer, max_pixels, ask_passphra
     if not _is_stdio(output):
         image_format_for(output)
     _check_output(output, force, inputs=[container, require_signer, *keys])
+    from .container import carrier
+
     passphrase = _passphrase(ask_passphrase, passphrase_file)
-    result = api.view(_read(container), keys, fill=fill, require_signer=require_signer, max_pixels=max_pixels,
+    raw = _read(container)
+    result = api.view(raw, keys, fill=fill, require_signer=require_signer, max_pixels=max_pixels,
                       passphrase=passphrase)
     if _is_stdio(output):
         _write(output, encode_image(result.pixels, "PNG"), force)
     else:
         # a keyed view shows what was protected: readable by its owner only
-        save_image(result.pixels, output, force=force, mode=0o600 if result.decoded else None)
+        save_image(result.pixels, output, force=force, mode=0o600 if result.decoded else None, quality=out_quality)
     _wrote(output)
+    if carrier.kind_of(raw):
+        click.echo("note: decoded from the privcodec data inside the image; its visible pixels are not "
+                   "authenticated and were not used", err=True)
     if result.missing:
         n = len(result.missing)
         click.echo(f"note: {n} protected group{'s' if n > 1 else ''} not opened by your keys "

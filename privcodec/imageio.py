@@ -26,7 +26,7 @@ from .limits import MAX_PIXELS
 
 # MAX_SIDE (65536): the longest side, in pixels, that a .prvc container can store.
 WHITE = (255, 255, 255)          # transparent pixels are composited over white
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF"}
 # EPS is decoded by running Ghostscript on the file: never do that with untrusted input.
 _UNSAFE_FORMATS = {"EPS"}
 
@@ -60,6 +60,7 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
     pixel is decoded.  Every failure, also one raised in the ``with`` body, is an ImageError."""
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    _register_heif()
     Image.init()
     formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
     try:
@@ -89,6 +90,22 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
         raise ImageError(f"{name}: cannot decode {what}: {reason}") from None
 
 
+def _register_heif() -> None:
+    """HEIC/HEIF, as phones shoot them (pillow-heif); AVIF is read by Pillow itself."""
+    global _HEIF_DONE
+    if _HEIF_DONE:
+        return
+    _HEIF_DONE = True
+    try:
+        import pillow_heif
+    except ImportError:
+        return
+    pillow_heif.register_heif_opener()
+
+
+_HEIF_DONE = False
+
+
 def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     if img.mode.startswith("F"):
         # Float pixels have no agreed range (0..1? 0..255? HDR?): guessing would make a wrong
@@ -114,19 +131,25 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False, mode: int | None = None) -> None:
+def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False, mode: int | None = None,
+               quality: int | None = None) -> None:
     """Write a uint8 (H, W, 3) RGB array atomically, format by extension (.png default), no metadata.
-    ``mode``: exact permission bits (keyed views are written 0600: they hold what was protected)."""
+    ``mode``: exact permission bits (keyed views are written 0600: they hold what was protected);
+    ``quality``: 1..100 for JPEG, WebP and AVIF (default: JPEG 95, WebP lossless, AVIF 90)."""
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
     path = Path(path)
-    atomic_write(path, encode_image(array, image_format_for(path)), force=force, mode=mode)
+    atomic_write(path, encode_image(array, image_format_for(path), quality=quality), force=force, mode=mode)
 
 
-def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
-    """uint8 (H, W, 3) RGB -> file bytes in ``fmt`` (PNG, JPEG at quality 95, lossless WebP)."""
-    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = None) -> bytes:
+    """uint8 (H, W, 3) RGB -> file bytes in ``fmt`` (PNG; JPEG at quality 95, lossless WebP and AVIF at
+    quality 90 unless ``quality`` is given)."""
+    if quality is not None and fmt in ("JPEG", "WEBP", "AVIF"):
+        options = {"quality": int(quality)}
+    else:
+        options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}, "AVIF": {"quality": 90}}.get(fmt, {})
     buf = io.BytesIO()
     # A fresh Image from the array has an empty info dict: nothing but pixels is written.
     Image.fromarray(np.ascontiguousarray(array), "RGB").save(buf, fmt, **options)
@@ -137,7 +160,7 @@ def image_format_for(path: str | os.PathLike) -> str:
     """Pillow format name for an output image path, by extension (no extension: PNG)."""
     suffix = Path(path).suffix.lower()
     if suffix and suffix not in SAVE_FORMATS:
-        raise ImageError(f"{path}: unsupported output format '{suffix}' (use .png, .jpg or .webp)")
+        raise ImageError(f"{path}: unsupported output format '{suffix}' (use .png, .jpg, .webp or .avif)")
     return SAVE_FORMATS.get(suffix, "PNG")
 
 

@@ -1,0 +1,120 @@
+"""Carriers: a protected photo shared as an ordinary JPEG or PNG, and the Pillow plugin."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import privcodec
+import privcodec.pillow
+from privcodec.container import carrier, open_container
+from privcodec.errors import FormatError
+from privcodec.keys import generate_identity
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ROOT / "tests/fixtures/keys"
+SYM = KEYS / "fixture-sym.key"
+PRVC = (ROOT / "tests/fuzz/corpus/protected-redacted.prvc").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def carriers():
+    return {kind: privcodec.to_carrier(PRVC, kind) for kind in ("jpeg", "png")}
+
+
+def test_plain_pillow_shows_the_keyless_view(carriers):
+    public = privcodec.view(PRVC).pixels
+    png = np.asarray(Image.open(io.BytesIO(carriers["png"])).convert("RGB"))
+    assert np.array_equal(png, public)                                       # PNG: identical pixels
+    jpg = np.asarray(Image.open(io.BytesIO(carriers["jpeg"])).convert("RGB")).astype(float)
+    assert 10 * np.log10(255 ** 2 / np.mean((jpg - public) ** 2)) > 30       # JPEG: the same picture
+
+
+def test_the_keyed_view_from_a_carrier_is_the_keyed_view_from_the_prvc(carriers):
+    expected = privcodec.view(PRVC, keys=[SYM]).pixels
+    for data in carriers.values():
+        assert carrier.extract(data) == PRVC
+        assert np.array_equal(privcodec.view(data, keys=[SYM]).pixels, expected)
+        assert np.array_equal(np.asarray(privcodec.pillow.open(data, keys=[SYM])), expected)
+
+
+def test_grant_and_strip_on_a_carrier_give_a_carrier_with_the_same_pixels(carriers):
+    bob = generate_identity("symmetric")
+    for kind, data in carriers.items():
+        granted = privcodec.grant(data, SYM, bob.recipient)
+        stripped = privcodec.strip(granted, keys=[bob])
+        for out in (granted, stripped):
+            assert carrier.kind_of(out) == kind
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(out)).convert("RGB")),
+                                  np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        assert privcodec.view(granted, keys=[bob]).decoded
+        assert privcodec.inspect(stripped)["carrier"] == kind
+
+
+def test_a_carrier_re_saved_by_an_app_gives_one_clear_error(carriers):
+    for data in carriers.values():
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=90)
+        with pytest.raises(FormatError, match="no privcodec data in this image: it was probably re-encoded"):
+            privcodec.view(buf.getvalue())
+
+
+def test_any_changed_byte_inside_the_embedded_container_is_detected(carriers):
+    for data in carriers.values():
+        start = data.index(PRVC[:16])
+        for offset in range(0, len(PRVC), 7):
+            bad = bytearray(data)
+            bad[start + offset] ^= 0x04
+            with pytest.raises(FormatError):
+                privcodec.view(bytes(bad))
+
+
+def test_jpeg_segments_stay_under_64_kib_and_are_sequenced():
+    big = bytes(range(256)) * 1000                              # 256 kB stands in for a large container
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, "JPEG")
+    data = carrier.embed(jpeg.getvalue(), big)
+    assert carrier.extract(data) == big
+    segments = [(m, a, b) for m, a, b in carrier._jpeg_segments(data) if m == carrier.APP11]
+    assert len(segments) == 4 and all(b - a <= 65537 for _, a, b in segments)
+    # a missing segment is damage, not a shorter file
+    _, a, b = segments[1]
+    with pytest.raises(FormatError, match="damaged"):
+        carrier.extract(data[:a] + data[b:])
+
+
+def test_the_pillow_plugin_opens_prvc_files(tmp_path):
+    privcodec.pillow.register()
+    path = tmp_path / "x.prvc"
+    path.write_bytes(PRVC)
+    with Image.open(path) as im:
+        assert im.format == "PRVC" and im.size == (64, 48)
+        assert np.array_equal(np.asarray(im.convert("RGB")), privcodec.view(PRVC).pixels)
+
+
+def test_cli_protect_to_a_carrier_and_view_from_it(tmp_path, photo_path):
+    from test_cli import run
+
+    out = tmp_path / "shared.jpg"
+    run("protect", photo_path, "-o", out, "--policy", ROOT / "tests/fixtures/policy.toml", "--keys-dir", KEYS,
+        "--region", "10,10,40,40:face", "--no-detect")
+    assert Image.open(out).format == "JPEG"
+    r = run("view", out, "-o", tmp_path / "full.avif", "--key", SYM, "--quality", "80")
+    assert "not authenticated" in r.stderr
+    assert Image.open(tmp_path / "full.avif").format == "AVIF"
+
+
+def test_phone_photos_heic_and_avif_are_read(tmp_path):
+    import pillow_heif
+
+    from privcodec.imageio import load_image
+
+    photo = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    heif = pillow_heif.from_bytes(mode="RGB", size=(56, 40), data=photo.tobytes())
+    heif.save(tmp_path / "p.heic", quality=-1)
+    assert load_image(tmp_path / "p.heic").shape == (40, 56, 3)
+    Image.fromarray(photo).save(tmp_path / "p.avif", quality=90)
+    assert load_image(tmp_path / "p.avif").shape == (40, 56, 3)
