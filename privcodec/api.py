@@ -52,9 +52,10 @@ class ViewResult:
     signer: str | None = None         # key id of the verified Ed25519 signer, if the file is signed
     authenticated: str = "none"       # what a key or signature vouches for: see Authenticity in SECURITY.md
     version: int = 2                  # FORMAT version of the file
+    metadata: object = None           # container.Metadata (original EXIF/XMP) if kept and your keys open it
 
 
-def authenticity(c, opened: list) -> str:
+def authenticity(c, opened) -> str:
     """What the reader can trust beyond "the bytes are intact" (SECURITY.md, Authenticity).
 
     "signed": the signer made every group and the layout; "key": a holder of a content key you
@@ -274,6 +275,7 @@ def load_recipients(policy, keys_dir, passphrase=None) -> dict:
     out = {}
     decisions = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
     decisions.append(("[default]", policy.default.recipients))
+    decisions.append(("[metadata]", policy.metadata))
     for where, specs in decisions:
         for spec in specs:
             if spec == PASSPHRASE_RECIPIENT and spec not in out:
@@ -323,11 +325,13 @@ def _check_signer(c, require_signer) -> None:
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
             min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
-            **detector_options) -> ProtectResult:
+            keep_metadata: Sequence[str] | None = None, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
-    ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group.
+    ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group;
+    ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
+    (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone).
     ``detect=None`` (the default) runs the detectors for the classes the policy names
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
@@ -348,6 +352,16 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     else:
         pixels = load_image(image)
     recipients = load_recipients(policy, keys_dir, passphrase)
+    meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
+    metadata = None
+    if meta_to:
+        from .imageio import read_metadata
+        from .keys import load_recipient
+
+        if isinstance(image, np.ndarray):
+            raise PrivcodecError("keeping metadata needs the photo file, not a pixel array")
+        meta_recipients = [recipients[r] if r in recipients else load_recipient(r, Path(keys_dir)) for r in meta_to]
+        metadata = (read_metadata(image), meta_recipients)
     planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
                    min_size=min_size, **detector_options)
     group_map, decisions = planned.group_map, planned.decisions
@@ -377,7 +391,8 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
             block_map[coded == j] = container.REDACTED
     data = container.seal(width=group_map.width, height=group_map.height, block=codec.BLOCK,
                           codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(), quality=quality,
-                          block_map=block_map, public=public, protected=protected, pad=pad, signer=signer)
+                          block_map=block_map, public=public, protected=protected, pad=pad, signer=signer,
+                          metadata=metadata)
     return ProtectResult(data, group_map, [d.action for d in decisions], planned.warnings,
                          {i: index[i] for i in kept})
 
@@ -430,7 +445,8 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
     return ViewResult(Image.fromarray(pixels), pixels, sorted(opened_ids),
                       [i for i in protected_ids if i not in opened_ids],
                       bool((c.block_map == container.REDACTED).any()),
-                      c.signer.key_id if c.signer else None, authenticity(c, opened), c.version)
+                      c.signer.key_id if c.signer else None, authenticity(c, opened or c.metadata is not None),
+                      c.version, c.metadata)
 
 
 def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str | None = None) -> dict:

@@ -162,10 +162,14 @@ def keygen(name, directory, kind, force):
 @click.option("--pad", type=click.IntRange(min=1, max=1 << 20), help="Pad encrypted chunks to a multiple of this many bytes.")
 @click.option("--sign", type=click.Path(path_type=Path), metavar="KEY",
               help="Sign the file with this ed25519 key (keygen --type ed25519): viewers can check who made it.")
+@click.option("--keep-metadata", "keep_metadata", multiple=True, metavar="RECIPIENT",
+              help="Keep the original EXIF/XMP (no thumbnail), encrypted for RECIPIENT (repeatable; "
+                   "or a [metadata] section in the policy).")
 @PASSPHRASE_OPTIONS
 @FORCE
 def protect(image, output, carrier, policy, dry_run, keys_dir, quality, regions, regions_file, mask, detect, no_detect,
-            yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, ask_passphrase, passphrase_file, force):
+            yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, keep_metadata, ask_passphrase,
+            passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
 
     Objects come from the detectors for the classes the policy names (or --detect), plus any
@@ -185,7 +189,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, regions,
     _check_output(output, force, inputs=[image, policy, regions_file, mask, sign])
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
-                         min_size=min_size, pad=pad, sign=sign,
+                         min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
     kind = carrier or _carrier_kind(output)
@@ -253,7 +257,8 @@ def view(container, output, keys, fill, require_signer, max_pixels, out_quality,
         _write(output, encode_image(result.pixels, "PNG"), force)
     else:
         # a keyed view shows what was protected: readable by its owner only
-        save_image(result.pixels, output, force=force, mode=0o600 if result.decoded else None, quality=out_quality)
+        save_image(result.pixels, output, force=force, mode=0o600 if result.decoded or result.metadata else None,
+                   quality=out_quality, metadata=result.metadata)
     _wrote(output)
     if carrier.kind_of(raw):
         click.echo("note: decoded from the privcodec data inside the image; its visible pixels are not "

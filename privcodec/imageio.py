@@ -53,6 +53,26 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
         return _to_rgb(ImageOps.exif_transpose(img), name)
 
 
+def read_metadata(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS):
+    """The photo's EXIF and XMP for key holders (``protect --keep-metadata``): EXIF re-serialised
+    without the thumbnail IFD (the thumbnail still shows the unredacted face) and without maker
+    notes (which may hold previews); XMP as stored.  Returns container.Metadata, empty if none."""
+    from .container import Metadata
+
+    name = "<image data>" if isinstance(src, (bytes, bytearray)) else str(src)
+    fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
+    with fp, open_untrusted(fp, name, max_pixels=max_pixels) as img:
+        exif = img.getexif()
+        raw = b""
+        if len(exif):
+            exif.get_ifd(0x8769).pop(0x927C, None)          # MakerNote
+            raw = exif.tobytes()                             # IFD0 + sub-IFDs; IFD1 (thumbnail) is not written
+        xmp = img.info.get("xmp", b"")
+        if isinstance(xmp, str):
+            xmp = xmp.encode("utf-8")
+        return Metadata(raw, bytes(xmp))
+
+
 @contextlib.contextmanager
 def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: str = "image"):
     """Open an untrusted file with Pillow, safely: no formats that run external programs,
@@ -132,7 +152,7 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False, mode: int | None = None,
-               quality: int | None = None) -> None:
+               quality: int | None = None, metadata=None) -> None:
     """Write a uint8 (H, W, 3) RGB array atomically, format by extension (.png default), no metadata.
     ``mode``: exact permission bits (keyed views are written 0600: they hold what was protected);
     ``quality``: 1..100 for JPEG, WebP and AVIF (default: JPEG 95, WebP lossless, AVIF 90)."""
@@ -140,16 +160,23 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
     path = Path(path)
-    atomic_write(path, encode_image(array, image_format_for(path), quality=quality), force=force, mode=mode)
+    atomic_write(path, encode_image(array, image_format_for(path), quality=quality, metadata=metadata),
+                 force=force, mode=mode)
 
 
-def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = None) -> bytes:
+def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = None, metadata=None) -> bytes:
     """uint8 (H, W, 3) RGB -> file bytes in ``fmt`` (PNG; JPEG at quality 95, lossless WebP and AVIF at
     quality 90 unless ``quality`` is given)."""
     if quality is not None and fmt in ("JPEG", "WEBP", "AVIF"):
         options = {"quality": int(quality)}
     else:
         options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}, "AVIF": {"quality": 90}}.get(fmt, {})
+    options = dict(options)
+    if metadata is not None:   # a keyed view restores the kept EXIF/XMP; nothing else is ever written
+        if metadata.exif:
+            options["exif"] = b"Exif\x00\x00" + metadata.exif if fmt == "JPEG" else metadata.exif
+        if metadata.xmp:
+            options["xmp"] = metadata.xmp
     buf = io.BytesIO()
     # A fresh Image from the array has an empty info dict: nothing but pixels is written.
     Image.fromarray(np.ascontiguousarray(array), "RGB").save(buf, fmt, **options)

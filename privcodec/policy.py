@@ -13,6 +13,9 @@ A policy is a TOML file::
     [default]                 # optional; unmatched groups, including the background
     action = "public"
 
+    [metadata]                # optional: keep the original EXIF/XMP (no thumbnail), encrypted
+    recipients = ["family"]   # for these recipients; everyone else gets none of it
+
 Actions: ``public`` groups are coded in the clear; ``encrypt`` groups are readable only with a
 recipient's key; ``redact`` groups are dropped for good (not even ciphertext is stored).
 
@@ -87,6 +90,7 @@ class Policy:
     path: Path
     rules: list[Rule]
     default: Decision
+    metadata: tuple[str, ...] = ()    # [metadata] recipients: who gets the original EXIF/XMP back
 
     def decide(self, label: str) -> Decision:
         label = _norm(label)
@@ -139,9 +143,9 @@ def load_policy(path) -> Policy:
     def fail(where: str, msg: str):
         raise PolicyError(f"{path}: {where}: {msg}")
 
-    unknown = sorted(set(data) - {"rule", "default"})
+    unknown = sorted(set(data) - {"rule", "default", "metadata"})
     if unknown:
-        fail("top level", f"unknown key '{unknown[0]}' (expected [[rule]] and [default])")
+        fail("top level", f"unknown key '{unknown[0]}' (expected [[rule]], [default] and [metadata])")
 
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
@@ -190,7 +194,16 @@ def load_policy(path) -> Policy:
     if "action" not in raw_default:
         fail("[default]", "missing 'action'")
     action, recipients = _action(raw_default, "[default]", fail)
-    return Policy(path, rules, Decision(action, recipients, None))
+    metadata: tuple[str, ...] = ()
+    if "metadata" in data:
+        raw_meta = data["metadata"]
+        if not isinstance(raw_meta, dict):
+            fail("[metadata]", "must be a table: write [metadata] with recipients = [...]")
+        _check_keys(raw_meta, {"recipients"}, "[metadata]", fail)
+        metadata = tuple(_string_list(raw_meta.get("recipients", []), "recipients", "[metadata]", fail))
+        if not metadata:
+            fail("[metadata]", "'recipients' is empty: the kept EXIF/XMP needs at least one recipient")
+    return Policy(path, rules, Decision(action, recipients, None), metadata)
 
 
 def _norm(label: str) -> str:

@@ -118,3 +118,39 @@ def test_phone_photos_heic_and_avif_are_read(tmp_path):
     assert load_image(tmp_path / "p.heic").shape == (40, 56, 3)
     Image.fromarray(photo).save(tmp_path / "p.avif", quality=90)
     assert load_image(tmp_path / "p.avif").shape == (40, 56, 3)
+
+
+def _jpeg_with_exif(path):
+    """A JPEG whose EXIF has a camera name, GPS and a thumbnail (IFD1) that still shows the photo."""
+    import struct
+
+    thumb = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(thumb, "JPEG")
+    thumb = thumb.getvalue()
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHI", 0x010F, 2, 4) + b"Cam\0"
+    ifd1_off = 8 + len(ifd0) + 4
+    thumb_off = ifd1_off + 2 + 24 + 4
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumb_off) + \
+        struct.pack("<HHII", 0x0202, 4, 1, len(thumb)) + struct.pack("<I", 0)
+    tiff = b"II*\0" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", ifd1_off) + ifd1 + thumb
+    photo = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(path, "JPEG", exif=b"Exif\0\0" + tiff)
+    return thumb
+
+
+def test_kept_metadata_goes_to_key_holders_only_and_without_the_thumbnail(tmp_path):
+    from test_cli import run
+
+    thumb = _jpeg_with_exif(tmp_path / "p.jpg")
+    run("protect", tmp_path / "p.jpg", "-o", tmp_path / "p.prvc", "--policy", ROOT / "tests/fixtures/policy.toml",
+        "--keys-dir", KEYS, "--region", "0,0,30,30:face", "--no-detect", "--keep-metadata", "fixture-sym")
+    data = (tmp_path / "p.prvc").read_bytes()
+    assert b"Cam\0" not in data and thumb[:20] not in data and open_container(data).metadata_chunk is not None
+    run("view", tmp_path / "p.prvc", "-o", tmp_path / "public.jpg")
+    assert not Image.open(tmp_path / "public.jpg").getexif()
+    run("view", tmp_path / "p.prvc", "-o", tmp_path / "full.jpg", "--key", SYM)
+    restored = Image.open(tmp_path / "full.jpg")
+    assert restored.getexif().get(0x010F) == "Cam"
+    assert thumb[:20] not in restored.info["exif"]                 # the thumbnail never comes back
+    other = privcodec.view(data, keys=[KEYS / "fixture-x25519.key"])   # opens the face, not the metadata
+    assert other.decoded and other.metadata is None

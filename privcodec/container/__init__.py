@@ -2,6 +2,8 @@
 from .format import (
     MAX_GROUPS,
     MAX_PAD,
+    METADATA_INDEX,
+    Metadata,
     PROTECTED,
     REDACTED,
     ChunkInfo,
@@ -14,5 +16,5 @@ from .format import (
     seal,
 )
 
-__all__ = ["MAX_GROUPS", "MAX_PAD", "PROTECTED", "REDACTED", "ChunkInfo", "Container", "OpenedGroup",
+__all__ = ["MAX_GROUPS", "MAX_PAD", "METADATA_INDEX", "Metadata", "PROTECTED", "REDACTED", "ChunkInfo", "Container", "OpenedGroup",
            "ProtectedGroup", "PublicGroup", "RecipientInfo", "open_container", "seal"]

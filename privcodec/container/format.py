@@ -40,6 +40,7 @@ MAX_SIDE = 65536
 MAX_BLOCK = 1024
 MAX_CELLS = 1 << 22
 MAX_GROUPS = 4096          # group indices are 0..MAX_GROUPS-1
+METADATA_INDEX = 0xFFFF    # v2: the protected-table entry of the encrypted EXIF/XMP chunk (not a group)
 MAX_LABEL = 255
 MAX_CODEC_ID = 64
 MAX_STANZAS = 256
@@ -250,7 +251,8 @@ def _unique_recipients(recipients) -> list:
 
 def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: bytes, quality: float,
          block_map: np.ndarray, public: list[PublicGroup], protected: list[ProtectedGroup],
-         pad: int | None = None, signer: SigningKey | None = None, _random: Random = os.urandom) -> bytes:
+         pad: int | None = None, signer: SigningKey | None = None,
+         metadata: tuple[Metadata, Sequence[Recipient]] | None = None, _random: Random = os.urandom) -> bytes:
     """Build a .prvc file (FORMAT v2), signed by ``signer`` if given.
     `_random` exists only for the deterministic test vector."""
     _require(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE, "image size out of range")
@@ -291,21 +293,25 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
 
     file_id = _random(FILE_ID_LEN)
     content_keys, bodies = [], []
-    for g in protected:
-        content_key = _random(crypto.KEY_LEN)   # fresh per group: used for this one chunk only
+    entries = [(g.index, _plaintext(g, pad), g.recipients) for g in protected]
+    if metadata is not None:
+        _require(len(metadata[1]) > 0, "kept metadata needs at least one recipient")
+        entries.append((METADATA_INDEX, _metadata_plaintext(metadata[0]), metadata[1]))
+    for index, plaintext, _ in entries:
+        content_key = _random(crypto.KEY_LEN)   # fresh per chunk: used for this one chunk only
         content_keys.append(content_key)
-        bodies.append(crypto.encrypt_chunk(content_key, _plaintext(g, pad), crypto.chunk_aad(file_id, g.index), _random))
-    declared = [(g.index, len(body), _sha(body)) for g, body in zip(protected, bodies)]
+        bodies.append(crypto.encrypt_chunk(content_key, plaintext, crypto.chunk_aad(file_id, index), _random))
+    declared = [(index, len(body), _sha(body)) for (index, _, _), body in zip(entries, bodies)]
     core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
                  block_map.astype(np.int16), public, declared)
     core_hash = _sha(core)
     chunks, scrypt_cache = [], {}
-    for g, content_key, body in zip(protected, content_keys, bodies):
-        aad = crypto.stanza_aad(file_id, g.index)
+    for (index, _, recipients), content_key, body in zip(entries, content_keys, bodies):
+        aad = crypto.stanza_aad(file_id, index)
         stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=file_id,
                                           scrypt_cache=scrypt_cache)
-                              for r in _unique_recipients(g.recipients)], VERSION)
-        chunks.append(_Chunk(g.index, body, stanzas, _mac(content_key, core_hash, g.index, stanzas)))
+                              for r in _unique_recipients(recipients)], VERSION)
+        chunks.append(_Chunk(index, body, stanzas, _mac(content_key, core_hash, index, stanzas)))
     signatures = [] if signer is None else [Signature(signer.public_key, crypto.sign(signer.secret, core_hash))]
     return _assemble(core, public, chunks, VERSION, signatures)
 
@@ -364,8 +370,9 @@ def _read_block_map(r: _Reader, grid: tuple[int, int]) -> np.ndarray:
     return np.repeat(runs["v"].astype(np.int16), counts).reshape(grid)
 
 
-def _increasing(indices: list[int]) -> bool:
-    return all(a < b for a, b in zip(indices, indices[1:])) and all(0 <= i < MAX_GROUPS for i in indices)
+def _increasing(indices: list[int], metadata_ok: bool = False) -> bool:
+    return all(a < b for a, b in zip(indices, indices[1:])) and \
+        all(0 <= i < MAX_GROUPS or (metadata_ok and i == METADATA_INDEX) for i in indices)
 
 
 def open_container(data: bytes) -> Container:
@@ -424,14 +431,15 @@ def _parse(data: bytes, version: int) -> Container:
         if version >= 2:
             chunk_hashes[index] = r.take(HASH_LEN)   # v2: the core commits to every chunk
     public_indices = [g.index for g in public]
-    _check(_increasing(public_indices) and _increasing(list(declared)))
+    _check(_increasing(public_indices) and _increasing(list(declared), metadata_ok=version >= 2))
     _check(not set(public_indices) & set(declared))
     _check(bool(np.isin(block_map, public_indices + [PROTECTED, REDACTED]).all()))
     _check(bool(np.isin(public_indices, block_map).all()))   # every public group owns a cell
     # Protected blocks and protected groups come together: a forger cannot empty the protected
     # table and keep the holes (a key holder would see no group of theirs and no error).
     n_protected_cells = int((block_map == PROTECTED).sum())
-    _check((n_protected_cells > 0) == (len(declared) > 0) and len(declared) <= n_protected_cells)
+    n_groups = len([i for i in declared if i != METADATA_INDEX])
+    _check((n_protected_cells > 0) == (n_groups > 0) and n_groups <= n_protected_cells)
     core = data[:r.pos]
     core_hash = _sha(core)
 
@@ -457,7 +465,7 @@ def _parse(data: bytes, version: int) -> Container:
             encoded = [_stanza_bytes(s, version) for s in stanzas]
             _check(all(a < b for a, b in zip(encoded, encoded[1:])))   # sorted, no duplicates
         chunks.append(_Chunk(index, b"", stanzas, r.take(crypto.MAC_LEN) if version >= 2 else b""))
-    _check(_increasing([c.index for c in chunks]))
+    _check(_increasing([c.index for c in chunks], metadata_ok=version >= 2))
 
     for g, (length, digest) in zip(public, public_hashes):
         g.payload = r.take(length)
@@ -493,6 +501,7 @@ class Container:
         self._declared: dict[int, int] = declared
         self._chunks: list[_Chunk] = chunks
         self.signatures: list[Signature] = list(signatures)
+        self.metadata: Metadata | None = None   # set by unlock() when a key opens the metadata chunk
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -505,6 +514,15 @@ class Container:
 
     @property
     def protected_chunks(self) -> list[ChunkInfo]:
+        """The protected groups' chunks (the metadata chunk is not a group: see metadata_chunk)."""
+        return [c for c in self._chunk_infos() if c.index != METADATA_INDEX]
+
+    @property
+    def metadata_chunk(self) -> ChunkInfo | None:
+        """The encrypted original EXIF/XMP, if the file keeps them."""
+        return next((c for c in self._chunk_infos() if c.index == METADATA_INDEX), None)
+
+    def _chunk_infos(self) -> list[ChunkInfo]:
         present = {c.index: c for c in self._chunks}
         return [ChunkInfo(index, length, index in present,
                           [RecipientInfo(s.kind, s.key_id.hex() if self.version == 1 else "")
@@ -571,7 +589,11 @@ class Container:
         footprint = self.block_map == PROTECTED
         taken = np.zeros_like(footprint)
         opened = []
+        self.metadata = None
         for chunk, _, plaintext, opener in self._open(identities):
+            if chunk.index == METADATA_INDEX:
+                self.metadata = _parse_metadata(plaintext)
+                continue
             try:
                 group = self._parse_plaintext(chunk.index, plaintext)
             except _Bad:
@@ -627,6 +649,30 @@ class Container:
         if not opened:
             raise DecryptionError(OPENS_NOTHING)
         return _assemble(self._core, self.public_groups, list(new_chunks.values()), self.version, self.signatures)
+
+
+@dataclass
+class Metadata:
+    """The original photo's EXIF (without its thumbnail) and XMP, kept for key holders."""
+    exif: bytes = b""
+    xmp: bytes = b""
+
+
+def _metadata_plaintext(meta: Metadata) -> bytes:
+    pt = struct.pack(">I", len(meta.exif)) + meta.exif + struct.pack(">I", len(meta.xmp)) + meta.xmp
+    natural = NONCE_LEN + len(pt) + TAG_LEN
+    return pt + bytes(padme(natural) - natural)
+
+
+def _parse_metadata(plaintext: bytes) -> Metadata:
+    try:
+        r = _Reader(plaintext, len(plaintext))
+        exif = r.take(r.u32())
+        xmp = r.take(r.u32())
+        _check(not any(r.take(r.end - r.pos)))
+    except _Bad:
+        raise FormatError(CORRUPT) from None
+    return Metadata(exif, xmp)
 
 
 def _constant_eq(a: bytes, b: bytes) -> bool:
