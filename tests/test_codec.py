@@ -159,3 +159,52 @@ def test_torch_free_constants_match_the_model():
     from privcodec.codec import model as m
 
     assert (codec.BLOCK, codec.UNKNOWN_GROUP) == (m.BLOCK, m.UNKNOWN_GROUP)
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_shipped_weights_code_identically_under_every_cpu_kernel_set(capability):
+    """torch picks SIMD kernels by CPU (ATEN_CPU_CAPABILITY); the float64 entropy parameters may
+    differ in their last bits between kernel sets, and the streams must not.  Encoded with one
+    kernel set, a file decodes to the same pixels under every other (and re-encodes the same)."""
+    def run(cap, *args):
+        env = {"PRIVCODEC_THREADS": "1", "PATH": "/usr/bin:/bin", "ATEN_CPU_CAPABILITY": cap}
+        return subprocess.run([sys.executable, "-c", SCRIPT, "1", *args], capture_output=True, text=True,
+                              env=env, check=True, timeout=300).stdout
+
+    streams = run("default", "enc")
+    assert run(capability, "enc") == streams
+    assert run(capability, "dec", streams) == run("default", "dec", streams)
+
+
+def test_shipped_weights_leave_other_groups_streams_byte_identical():
+    from privcodec import codec
+
+    rng = np.random.default_rng(11)
+    img = np.cumsum(rng.integers(0, 12, (96, 160, 3)), axis=1).clip(0, 255).astype(np.uint8)
+    grid = np.zeros((6, 10), dtype=np.int64)
+    grid[1:4, 2:5] = 1
+    grid[3:, 7:] = 2
+    before = codec.encode_groups(img, grid, 5.0)
+    for g in range(3):
+        changed = img.copy()
+        changed[np.kron(grid == g, np.ones((16, 16), bool))] = 255 - changed[np.kron(grid == g, np.ones((16, 16), bool))]
+        after = codec.encode_groups(changed, grid, 5.0)
+        assert after[g] != before[g]
+        assert all(after[o] == before[o] for o in before if o != g)
+
+
+def test_the_training_path_computes_what_the_coding_path_codes(model):
+    """forward() (batched, all groups at once) and per_group() (each group on its crop) are two
+    implementations of one transform: they must agree, or training optimises another codec."""
+    torch.manual_seed(3)
+    grid = torch.zeros(4, 8, dtype=torch.long)
+    grid[1:3, 2:5] = 1
+    grid[:, 6:] = 2
+    x = photo(64, 128, seed=4)[None]
+    with torch.no_grad():
+        y_train = model.g_a(x, grid[None])
+        y_code = model.g_a.per_group(x, grid)
+        assert torch.allclose(y_train, y_code, rtol=1e-4, atol=1e-4)
+        x_train = model.g_s(y_code, grid[None])
+        x_code = model.g_s.per_group(y_code, grid, {0, 1, 2})
+        assert torch.allclose(x_train, x_code, rtol=1e-4, atol=1e-4)
