@@ -55,16 +55,19 @@ class ViewResult:
     metadata: object = None           # container.Metadata (original EXIF/XMP) if kept and your keys open it
 
 
-def authenticity(c, opened) -> str:
-    """What the reader can trust beyond "the bytes are intact" (SECURITY.md, Authenticity).
+def authenticity(c, opened: list) -> str:
+    """What your keys vouch for beyond "the bytes are intact" (SECURITY.md, Authenticity).
 
-    "signed": the signer made every group and the layout; "key": a holder of a content key you
-    hold made the file (v2: all of it; v1: the layout and the public groups); "none": anyone
-    could have made or edited it."""
-    if c.signer is not None:
-        return "signed"
-    if opened:
+    "key": a holder of a secret you hold (a symmetric key or a passphrase) made the whole file;
+    "key-v1": the same for the layout and public groups of a version-1 file; "x25519": intact for
+    your key, but anyone with your public key could have made it; "none": anyone could have made
+    or edited it.  A signature is reported apart (ViewResult.signer): it proves who signed, and
+    only --require-signer says whether that is who you expect."""
+    kinds = {g.opened_kind for g in opened}
+    if kinds - {"x25519", ""}:
         return "key" if c.version >= 2 else "key-v1"
+    if kinds:
+        return "x25519"
     return "none"
 
 
@@ -131,7 +134,7 @@ def _unlock(c, identities: list) -> list:
     wrong keys, or the file was stripped or forged: an error either way (a file without protected
     groups needs no key, so that is not one)."""
     opened = {g.index: g for g in c.unlock(identities)}   # all identities at once: one overlap check
-    if identities and not opened and c.protected_chunks:
+    if identities and not opened and c.metadata is None and c.protected_chunks:
         names = ", ".join(i.source or "key" for i in identities)
         raise DecryptionError(f"{names}: {'this key opens no' if len(identities) == 1 else 'none of these keys opens any'} "
                               "protected group in this file")
@@ -445,8 +448,7 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
     return ViewResult(Image.fromarray(pixels), pixels, sorted(opened_ids),
                       [i for i in protected_ids if i not in opened_ids],
                       bool((c.block_map == container.REDACTED).any()),
-                      c.signer.key_id if c.signer else None, authenticity(c, opened or c.metadata is not None),
-                      c.version, c.metadata)
+                      c.signer.key_id if c.signer else None, authenticity(c, opened), c.version, c.metadata)
 
 
 def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str | None = None) -> dict:
@@ -501,6 +503,7 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> b
     protected group has nothing to grant and comes back unchanged."""
     from . import container
     from .keys import Recipient, load_recipient, passphrase_identity
+    from .limits import MIN_PASSPHRASE
 
     identities = _identities(key)
     if len(identities) != 1:
@@ -511,8 +514,10 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> b
         recipient = passphrase_identity(passphrase).recipient
     else:
         recipient = load_recipient(to, Path(keys_dir))
+    if recipient.kind == "passphrase" and len(recipient.key) < MIN_PASSPHRASE:
+        raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
     raw = _raw_bytes(data)
     c = container.open_container(_container_bytes(raw))
-    if not c.protected_chunks:
+    if not c.protected_chunks and c.metadata_chunk is None:
         return raw
     return _same_form(raw, c.grant(identities[0], recipient))

@@ -269,20 +269,28 @@ def view(container, output, keys, fill, require_signer, max_pixels, out_quality,
                    f"{'are' if n > 1 else 'is'} filled", err=True)
     if result.redacted:
         click.echo("note: redacted areas (removed for good when the file was made) are filled", err=True)
-    _authenticity_note(result.authenticated, result.signer, bool(keys) or passphrase is not None)
+    _authenticity_note(result.authenticated, result.signer, bool(keys) or passphrase is not None,
+                       require_signer is not None)
 
 
-def _authenticity_note(authenticated: str, signer: str | None, keyed: bool) -> None:
+def _authenticity_note(authenticated: str, signer: str | None, keyed: bool, signer_required: bool = False) -> None:
     """Say what vouches for the file: intact bytes alone prove nothing about who made them."""
-    if signer:
-        click.echo(f"signed by {signer}: the signature covers every group and the layout", err=True)
-    elif authenticated == "key":
-        click.echo("authenticated by your key: the file was made by a holder of a key you hold "
+    if signer and signer_required:
+        click.echo(f"signed by {signer}, the required signer: the signature covers every group and the layout",
+                   err=True)
+    elif signer:
+        click.echo(f"signed by {signer} (anyone can sign: check that this is the key you expect, or use "
+                   "--require-signer)", err=True)
+    if authenticated == "key":
+        click.echo("authenticated by your key: the file was made by a holder of a secret you hold "
                    "(every group and the layout)", err=True)
     elif authenticated == "key-v1":
         click.echo("authenticated by your key: layout and public groups (a version-1 file: other protected "
                    "groups and the recipient list are not covered)", err=True)
-    elif keyed:
+    elif authenticated == "x25519":
+        click.echo("note: intact for your key, but anyone with your public key could have made this file "
+                   "(ask for a signed file: --require-signer)", err=True)
+    elif keyed and not signer_required:
         click.echo("note: nothing in this file is authenticated by your key: anyone could have made it", err=True)
 
 
@@ -311,7 +319,7 @@ def inspect(container, keys, require_signer, ask_passphrase, passphrase_file, as
             state = "opened" if g.get("opened") else ("stripped" if not g["present"] else "locked")
             extra = f" [{state}] recipients: {', '.join(g['recipients']) or '-'}"
         click.echo(f"  group {g['index']:>2}  {g['access']:<9} {cls:<16} {g['bytes']:>8} B{extra}")
-    _authenticity_note(info["authenticated"], None, bool(keys) or passphrase is not None)
+    _authenticity_note(info["authenticated"], None, bool(keys) or passphrase is not None, require_signer is not None)
 
 
 @cli.command(short_help="Drop the chunks your keys do not open.")

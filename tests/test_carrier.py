@@ -154,3 +154,19 @@ def test_kept_metadata_goes_to_key_holders_only_and_without_the_thumbnail(tmp_pa
     assert thumb[:20] not in restored.info["exif"]                 # the thumbnail never comes back
     other = privcodec.view(data, keys=[KEYS / "fixture-x25519.key"])   # opens the face, not the metadata
     assert other.decoded and other.metadata is None
+
+
+def test_damaged_carriers_end_in_clean_errors_and_fill_bytes_are_fine(carriers):
+    import struct
+    import zlib
+
+    png = carriers["png"]
+    chunk = png.index(b"prVC") - 4
+    length = struct.unpack(">I", png[chunk:chunk + 4])[0]
+    only_prvc = png[:8] + png[chunk:chunk + 12 + length] + struct.pack(">I", 0) + b"IEND" + \
+        struct.pack(">I", zlib.crc32(b"IEND"))                               # no image data at all
+    with pytest.raises(FormatError):
+        privcodec.strip(only_prvc)
+    jpeg = carriers["jpeg"]
+    padded = jpeg[:2] + b"\xff\xff" + jpeg[2:]                              # fill bytes before a marker
+    assert carrier.extract(padded) == PRVC

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,32 @@ def test_a_junk_v1_stanza_with_the_grantees_id_does_not_make_grant_skip_the_gran
         with_junk.unlock([grantee])
     granted = open_container(with_junk.grant(owner, grantee.recipient))
     assert len(granted._chunks[0].stanzas) == 3
+
+
+def test_negative_zero_is_not_a_second_encoding_of_a_score():
+    c = open_container(make())
+    entry = fmt._label_bytes("background") + struct.pack(">d", 1.0)
+    core = c._core.replace(entry, fmt._label_bytes("background") + b"\x80" + bytes(7), 1)
+    assert core != c._core
+    declared = [(ch.index, c._declared[ch.index], fmt._sha(ch.body)) for ch in c._chunks]
+    with pytest.raises(FormatError):
+        open_container(reassemble(c, core=core))
+    assert open_container(seal(width=16, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+                               block_map=np.zeros((1, 1), np.int32), public=[PublicGroup(0, "x", -0.0, b"")],
+                               protected=[])).public_groups[0].score == 0.0
+
+
+def test_a_metadata_only_recipient_is_not_told_their_key_opens_nothing(tmp_path):
+    import privcodec
+    from privcodec.container import Metadata
+
+    meta_key = generate_identity("symmetric")
+    data = seal(width=64, height=32, block=16, codec_id="gicodec-1", weights_sha256=bytes(32), quality=4.0,
+                block_map=BLOCK_MAP, public=[PublicGroup(0, "background", 1.0, b"bg")],
+                protected=[ProtectedGroup(1, "face", 0.9, FACE | PERSON, b"f", [ALICE.recipient])],
+                metadata=(Metadata(b"II*\\0exif", b"<xmp/>"), [meta_key.recipient]))
+    info = privcodec.inspect(data, keys=[meta_key])
+    assert info["groups"] and open_container(data).metadata_chunk is not None
+    c = open_container(data)
+    c.unlock([meta_key])
+    assert c.metadata.xmp == b"<xmp/>"

@@ -19,6 +19,10 @@ import numpy as np
 # the warning is noise on every CLI call.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
+from ._compressai import install as _light_compressai
+
+_light_compressai()   # before anything imports compressai: skip its 2.4 s package initialiser
+
 CODEC_ID = "gicodec-1"
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).

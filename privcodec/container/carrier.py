@@ -58,20 +58,33 @@ def extract(data: bytes) -> bytes:
 
 def replace(carrier: bytes, container: bytes) -> bytes:
     """The same carrier image with another container inside (strip and grant keep the pixels)."""
-    return embed(_without(carrier), container)
+    try:
+        return embed(_without(carrier), container)
+    except ValueError:
+        raise FormatError(DAMAGED) from None
 
 
 # ---------------------------------------------------------------- JPEG
 
 
+_STANDALONE = {0x01} | set(range(0xD0, 0xD9))    # TEM, RSTn, SOI: markers without a length field
+
+
 def _jpeg_segments(data: bytes):
-    """(marker, start, end) of every marker segment before the scan data; FormatError on a broken stream."""
+    """(marker, start, end) of every marker segment before the scan data; FormatError on a broken stream.
+    (A carrier's segments come right after SOI, so the walk stops at the first scan.)"""
     pos = 2
-    while pos + 4 <= len(data):
+    while pos + 2 <= len(data):
         if data[pos] != 0xFF:
             raise FormatError(DAMAGED)
         marker = data[pos + 1]
-        if marker == 0xDA:                 # start of scan: entropy-coded data follows
+        if marker == 0xFF:                 # fill byte before a marker
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xDA or pos + 4 > len(data):   # start of scan: entropy-coded data follows
             return
         length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
         if length < 2 or pos + 2 + length > len(data):
@@ -145,10 +158,13 @@ def _embed_png(image: bytes, container: bytes) -> bytes:
 
 
 def _extract_png(data: bytes) -> bytes:
-    found = None
+    found, seen_idat = None, False
     for ctype, start, end in _png_chunks(data):
+        seen_idat |= ctype == b"IDAT"
         if ctype != PNG_CHUNK:
             continue
+        if seen_idat:
+            raise FormatError(DAMAGED)    # the layout puts prVC before the image data
         body, crc = data[start + 8:end - 4], data[end - 4:end]
         if found is not None or struct.pack(">I", zlib.crc32(PNG_CHUNK + body) & 0xFFFFFFFF) != crc:
             raise FormatError(DAMAGED)

@@ -107,10 +107,17 @@ def stanza_aad(binding: bytes, index: int, version: int = 2) -> bytes:
     return labels(version)["stanza"] + binding + struct.pack(">I", index)
 
 
+def symmetric_tag_key(secret: bytes) -> bytes:
+    return hkdf(secret, None, labels(2)["tag"])
+
+
+def tag_with(tag_key: bytes, file_id: bytes, salt: bytes) -> bytes:
+    return hmac.new(tag_key, file_id + salt, hashlib.sha256).digest()[:STANZA_TAG_LEN]
+
+
 def symmetric_tag(secret: bytes, file_id: bytes, salt: bytes) -> bytes:
     """v2: lets the holder find its stanza without a static key id (unlinkable across files)."""
-    tag_key = hkdf(secret, None, labels(2)["tag"])
-    return hmac.new(tag_key, file_id + salt, hashlib.sha256).digest()[:STANZA_TAG_LEN]
+    return tag_with(symmetric_tag_key(secret), file_id, salt)
 
 
 def stanza_mac(content_key: bytes, core_hash: bytes, index: int, stanza_bytes: bytes) -> bytes:

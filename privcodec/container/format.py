@@ -44,6 +44,7 @@ METADATA_INDEX = 0xFFFF    # v2: the protected-table entry of the encrypted EXIF
 MAX_LABEL = 255
 MAX_CODEC_ID = 64
 MAX_STANZAS = 256
+MAX_STANZAS_PER_FILE = 1 << 14     # a hostile file must not cost a million stanza checks
 MAX_SIGNATURES = 1
 MAX_PAD = 1 << 20
 HASH_LEN = 32
@@ -55,8 +56,10 @@ CORRUPT = "not a valid .prvc file (corrupted or tampered)"
 NOT_PRVC = "not a .prvc file"
 CANNOT_DECRYPT = "a key matched a protected group but could not decrypt it (wrong key or tampered file)"
 OPENS_NOTHING = "the key opens no protected group in this file"
-TOO_MANY_TRIALS = (f"too many recipient stanzas to try with one key (more than {limits.MAX_FAILED_UNWRAPS} "
-                   "failed): refusing a possibly hostile file")
+TOO_MANY_TRIALS = (f"too many recipient stanzas to try with one key ({limits.MAX_FAILED_UNWRAPS} failed): "
+                   "refusing a possibly hostile file")
+TOO_MANY_SCRYPT = (f"more than {limits.MAX_SCRYPT_RUNS} different passphrase salts in this file: refusing to run "
+                   "scrypt more often (a possibly hostile file)")
 
 
 @dataclass
@@ -85,6 +88,7 @@ class OpenedGroup:
     block_mask: np.ndarray
     payload: bytes
     opened_by: str = ""              # key id of the identity that opened it
+    opened_kind: str = ""            # its key type: symmetric, x25519 or passphrase
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ def _core(file_id, width, height, block, codec_id, weights_sha256, quality, bloc
            bytes([len(codec_id)]), codec_id.encode("ascii"), weights_sha256, struct.pack(">d", quality),
            _rle(block_map), struct.pack(">H", len(public))]
     for g in public:
-        out += [struct.pack(">H", g.index), _label_bytes(g.label), struct.pack(">dI", g.score, len(g.payload)),
+        out += [struct.pack(">H", g.index), _label_bytes(g.label), struct.pack(">dI", g.score + 0.0, len(g.payload)),
                 _sha(g.payload)]
     out.append(struct.pack(">H", len(declared)))
     for index, length, digest in declared:
@@ -225,7 +229,7 @@ def padme(length: int) -> int:
 def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
     """Chunk plaintext, padded with zeros: always to the PADMÉ length (a chunk's exact length would
     tell an observer which candidate crop it holds), then to a multiple of ``pad`` if given."""
-    pt = (_label_bytes(group.label) + struct.pack(">d", group.score) + np.packbits(group.block_mask.ravel()).tobytes()
+    pt = (_label_bytes(group.label) + struct.pack(">d", group.score + 0.0) + np.packbits(group.block_mask.ravel()).tobytes()
           + struct.pack(">I", len(group.payload)) + group.payload)
     natural = NONCE_LEN + len(pt) + TAG_LEN
     target = padme(natural)
@@ -243,8 +247,9 @@ def _require(ok: bool, message: str) -> None:
 def _unique_recipients(recipients) -> list:
     seen, out = set(), []
     for r in recipients:
-        if (r.kind, r.key_id) not in seen:
-            seen.add((r.kind, r.key_id))
+        ident = (r.kind, r.key if r.kind == crypto.PASSPHRASE else r.key_id)   # passphrases have no key id
+        if ident not in seen:
+            seen.add(ident)
             out.append(r)
     return out
 
@@ -345,8 +350,9 @@ class _Reader:
         return self.unpack(">I")[0]
 
     def f64(self) -> float:
-        value = self.unpack(">d")[0]
-        _check(math.isfinite(value))
+        raw = self.take(8)
+        value = struct.unpack(">d", raw)[0]
+        _check(math.isfinite(value) and raw != b"\x80" + bytes(7))   # -0.0 would be a second encoding of 0
         return value
 
     def label(self) -> str:
@@ -400,7 +406,10 @@ def _read_stanza(r: _Reader, version: int) -> Stanza:
         ident = r.take(KEY_ID_LEN)
     else:
         ident = r.take(crypto.STANZA_TAG_LEN) if kind == crypto.SYMMETRIC else b""
-    return Stanza(kind, ident, r.take(crypto.ARG_LEN[kind]), r.take(WRAPPED_LEN))
+    arg = r.take(crypto.ARG_LEN[kind])
+    if kind == crypto.PASSPHRASE:
+        _check(1 <= arg[16] <= crypto.SCRYPT_MAX_LOG_N)
+    return Stanza(kind, ident, arg, r.take(WRAPPED_LEN))
 
 
 def _parse(data: bytes, version: int) -> Container:
@@ -453,13 +462,14 @@ def _parse(data: bytes, version: int) -> Container:
             _check(crypto.verify_signature(sig.public_key, sig.signature, core_hash))
             signatures.append(sig)
 
-    chunks, hashes = [], []
+    chunks, hashes, n_total = [], [], 0
     for _ in range(r.u16()):
         index = r.u16()
         _check(index in declared)
         hashes.append(r.take(HASH_LEN) if version == 1 else chunk_hashes[index])
         n_stanzas = r.u16()
-        _check(1 <= n_stanzas <= MAX_STANZAS)
+        n_total += n_stanzas
+        _check(1 <= n_stanzas <= MAX_STANZAS and n_total <= MAX_STANZAS_PER_FILE)
         stanzas = [_read_stanza(r, version) for _ in range(n_stanzas)]
         if version >= 2:
             encoded = [_stanza_bytes(s, version) for s in stanzas]
@@ -545,13 +555,15 @@ class Container:
         if self.version == 1:
             return [s for s in stanzas if s.key_id.hex() == identity.key_id]
         if identity.kind == crypto.SYMMETRIC:
-            return [s for s in stanzas if s.key_id == crypto.symmetric_tag(identity.secret, self.file_id, s.arg)]
+            tag_key = self._tag_keys.setdefault(id(identity), crypto.symmetric_tag_key(identity.secret))
+            return [s for s in stanzas if s.key_id == crypto.tag_with(tag_key, self.file_id, s.arg)]
         return stanzas   # X25519 and passphrase stanzas are anonymous: try each
 
     def _open(self, identities: Sequence[Identity]):
         """Yield (chunk, content key, plaintext, identity) for every chunk an identity opens."""
         failures = {id(i): 0 for i in identities}
         scrypt_cache: dict = {}
+        self._tag_keys: dict = {}
         for chunk in self._chunks:
             aad = self._stanza_aad(chunk.index)
             matched, content_key, opener = False, None, None
@@ -561,14 +573,14 @@ class Container:
                     matched |= self.version == 1 or ident.kind == crypto.SYMMETRIC
                     if ident.kind == crypto.PASSPHRASE and (ident.secret, stanza.arg[:16], stanza.arg[16]) not in scrypt_cache \
                             and len(scrypt_cache) >= limits.MAX_SCRYPT_RUNS:
-                        raise FormatError(TOO_MANY_TRIALS)   # each try costs a second of scrypt
+                        raise FormatError(TOO_MANY_SCRYPT)   # each try costs a second of scrypt
                     content_key = crypto.unwrap(ident.kind, ident.secret, stanza, aad, version=self.version,
                                                 file_id=self.file_id, scrypt_cache=scrypt_cache)
                     if content_key is not None:
                         opener = ident
                         break
                     failures[id(ident)] += 1
-                    if failures[id(ident)] > limits.MAX_FAILED_UNWRAPS:
+                    if failures[id(ident)] >= limits.MAX_FAILED_UNWRAPS:
                         raise FormatError(TOO_MANY_TRIALS)
                 if content_key is not None:
                     break
@@ -602,7 +614,7 @@ class Container:
             if not group.block_mask.any() or (group.block_mask & ~footprint).any() or (group.block_mask & taken).any():
                 raise FormatError(CORRUPT)
             taken |= group.block_mask
-            group.opened_by = opener.key_id
+            group.opened_by, group.opened_kind = opener.key_id, opener.kind
             opened.append(group)
         return opened
 
@@ -641,6 +653,11 @@ class Container:
             _check_stanza_room(chunk)
             if recipient.kind == crypto.PASSPHRASE and self.version < 2:
                 raise FormatError("a version-1 file cannot hold passphrase recipients: protect the original again")
+            if recipient.kind == crypto.PASSPHRASE and not scrypt_cache and len(
+                    {st.arg for ch in self._chunks for st in ch.stanzas if st.kind == crypto.PASSPHRASE}) \
+                    >= limits.MAX_SCRYPT_RUNS:
+                raise FormatError(f"the file already holds {limits.MAX_SCRYPT_RUNS} passphrases, the most a reader "
+                                  "tries: protect the original again for a new set")
             stanza = crypto.wrap(recipient.kind, recipient.key, content_key, aad, _random, version=self.version,
                                  file_id=self.file_id, scrypt_cache=scrypt_cache)
             stanzas = _canonical(chunk.stanzas + [stanza], self.version)
