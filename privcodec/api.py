@@ -142,7 +142,7 @@ def _unlock(c, identities: list) -> list:
 
 
 def _check_quality(quality: float) -> float:
-    from .codec.model import QUALITY_MAX, QUALITY_MIN
+    from .limits import QUALITY_MAX, QUALITY_MIN
 
     try:
         q = float(quality)
@@ -220,8 +220,11 @@ def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None,
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     pixels = image if isinstance(image, np.ndarray) else load_image(image)
     names = policy_detectors(policy) if detect is None else list(detect)
-    gm = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=names,
-                     shape=shape, min_size=min_size, **detector_options)
+    from . import progress
+
+    with progress.step(f"Finding {', '.join(names)}" if names else "Building groups"):
+        gm = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=names,
+                         shape=shape, min_size=min_size, **detector_options)
     manual = list(detectors.parse_regions([regions] if isinstance(regions, str) else regions)) if regions else []
     h, w = pixels.shape[:2]
     if regions_file is not None:
@@ -379,7 +382,10 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     for old, new in index.items():
         lut[old] = new
     coded = lut[group_map.blocks]
-    streams = codec.encode_groups(pixels, coded, quality)
+    from . import progress
+
+    with progress.step(f"Coding {group_map.width}x{group_map.height}, {len(present)} groups"):
+        streams = codec.encode_groups(pixels, coded, quality)
     block_map = coded.astype(np.int32)
     public, protected = [], []
     for i in present:
@@ -436,8 +442,11 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
     for g in opened:
         grid[g.block_mask] = g.index
         streams[g.index] = g.payload
+    from . import progress
+
     try:
-        pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality, weights=c.weights_path)
+        with progress.step(f"Decoding {c.width}x{c.height}, {len(streams)} groups"):
+            pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality, weights=c.weights_path)
     except (ValueError, RuntimeError, IndexError, OverflowError):
         # the container verified its hashes, so this is a forged or re-checksummed payload
         raise FormatError(CORRUPT) from None

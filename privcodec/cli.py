@@ -111,7 +111,8 @@ KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=cl
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="privcodec")
-def cli():
+@click.option("-q", "--quiet", is_flag=True, help="No progress display (it is shown only on a terminal anyway).")
+def cli(quiet):
     """Share photos with faces, people and plates readable only by key holders.
 
     \b
@@ -119,7 +120,13 @@ def cli():
       privcodec protect photo.jpg -o photo.prvc --policy policies/faces.toml
       privcodec view photo.prvc -o public.png                    # what everyone sees
       privcodec view photo.prvc -o full.png --key keys/family.key
+
+    PRIVCODEC_THREADS sets the torch threads (default: the idle cores, at most 8).
     """
+    if quiet:
+        import os
+
+        os.environ["PRIVCODEC_QUIET"] = "1"
 
 
 @cli.command(short_help="Create a key.")

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..limits import QUALITY_MAX, QUALITY_MIN  # one rule for the header and the command line
 from .entropy import CELL, GroupEntropyModel
 from .transforms import Analysis, Synthesis
 
 BLOCK = 16
-QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
 UNKNOWN_GROUP = -2  # blocks whose group is not being decoded
 
 
