@@ -11,7 +11,6 @@ import sys
 import textwrap
 import tracemalloc
 
-import numpy as np
 import pytest
 import torch
 

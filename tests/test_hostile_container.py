@@ -18,7 +18,7 @@ from privcodec.container import PROTECTED, ProtectedGroup, PublicGroup, open_con
 from privcodec.container import crypto
 from privcodec.container import format as fmt
 from privcodec.errors import DecryptionError, FormatError
-from privcodec.keys import Identity, SigningKey, generate_identity, load_identity
+from privcodec.keys import SigningKey, generate_identity, load_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 P = PROTECTED
@@ -240,7 +240,6 @@ def test_negative_zero_is_not_a_second_encoding_of_a_score():
     entry = fmt._label_bytes("background") + struct.pack(">d", 1.0)
     core = c._core.replace(entry, fmt._label_bytes("background") + b"\x80" + bytes(7), 1)
     assert core != c._core
-    declared = [(ch.index, c._declared[ch.index], fmt._sha(ch.body)) for ch in c._chunks]
     with pytest.raises(FormatError):
         open_container(reassemble(c, core=core))
     assert open_container(seal(width=16, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,

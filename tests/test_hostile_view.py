@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import privcodec
 from privcodec.container import format as fmt
-from privcodec.errors import DecryptionError, FormatError, PrivcodecError
+from privcodec.errors import DecryptionError, FormatError
 from privcodec.keys import load_identity
 
 ROOT = Path(__file__).resolve().parents[1]

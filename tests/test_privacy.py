@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +177,6 @@ def test_outputs_never_replace_a_key_file(tmp_path, photo_path):
     from test_cli import fails_cleanly, run
 
     keygen("family", tmp_path / "keys", "symmetric")
-    policy = ROOT / "tests/fixtures/policy.toml"
     key = tmp_path / "keys/family.key"
     before = key.read_bytes()
     r = run("protect", photo_path, "-o", key, "--policy", ROOT / "policies/faces.toml", "--keys-dir", tmp_path / "keys",

@@ -26,6 +26,7 @@ from .entropy import CELL, GroupEntropyModel
 from .transforms import Analysis, Synthesis
 
 BLOCK = 16
+CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")   # compressai's integer coding tables
 UNKNOWN_GROUP = -2  # blocks whose group is not being decoded
 
 
@@ -139,6 +140,32 @@ class GICodec(nn.Module):
     def aux_loss(self) -> torch.Tensor:
         return self.entropy.entropy_bottleneck.loss()
 
+    # -- weights --------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load weights, first sizing the entropy coders' CDF tables to the checkpoint's (they are
+        empty until update() runs).  A checkpoint saved before any update() has no CDF tables: that
+        alone is not a mismatch; anything else missing or unexpected is, with ``strict``."""
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("_coding_entropy.")}
+        for name, module in self.named_modules():
+            for buf in CDF_BUFFERS:
+                key = f"{name}.{buf}"
+                if key in state_dict and hasattr(module, buf):
+                    getattr(module, buf).resize_(state_dict[key].shape)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not k.endswith(CDF_BUFFERS)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"checkpoint does not fit this model: missing {missing[:3]}, "
+                               f"unexpected {result.unexpected_keys[:3]}")
+        self._coding_entropy = None
+        return result
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "GICodec":
+        """A model from a checkpoint's config dict and state (float tensors of any dtype)."""
+        model = cls(CodecConfig.from_dict(config))
+        model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+        return model
+
     def update(self, force: bool = True) -> None:
         self.entropy.entropy_bottleneck.update(force=force)
         self.entropy.gaussian_conditional.update_scale_table(
@@ -150,7 +177,8 @@ class GICodec(nn.Module):
         # float64 so the entropy parameters agree between encoder and decoder
         # regardless of thread count or which other groups are decoded.
         if self._coding_entropy is None:
-            self._coding_entropy = copy.deepcopy(self.entropy).double().eval()
+            # a plain attribute, not a registered submodule: it must never appear in state_dict()
+            object.__setattr__(self, "_coding_entropy", copy.deepcopy(self.entropy).double().eval())
         return self._coding_entropy
 
     def _hyper(self, em, z_hat_by_group: dict, gid: torch.Tensor):

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import CodecConfig, GICodec
-from .weights_io import _resize_cdf_buffers, atomic_torch_save, export_weights, load_checkpoint
+from .model import GICodec
+from .weights_io import atomic_torch_save, export_weights, load_checkpoint
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -178,9 +178,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
 
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        model = GICodec(CodecConfig.from_dict(ckpt["config"]))
-        _resize_cdf_buffers(model, ckpt["model"])  # CDF tables exist once an eval ran update()
-        model.load_state_dict(ckpt["model"], strict=False)
+        model = GICodec.from_state(ckpt["config"], ckpt["model"])
         start = ckpt["iter"]
         log(f"resumed from {ckpt_path} at iteration {start}")
     else:
@@ -188,9 +186,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
-            state = load_checkpoint(init)["model"]
-            _resize_cdf_buffers(model, state)
-            model.load_state_dict(state, strict=False)
+            model.load_state_dict(load_checkpoint(init)["model"])
             log(f"initialised from {init}")
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
@@ -223,9 +219,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         if ema is None:
             return model
         shadow = GICodec(model.config)
-        state = ema.averaged_state(model)
-        _resize_cdf_buffers(shadow, state)
-        shadow.load_state_dict(state, strict=False)
+        shadow.load_state_dict(ema.averaged_state(model))
         return shadow.eval()
 
     model.train()

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .model import CodecConfig, GICodec
+from .model import GICodec
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "gicodec.pt"
-_CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
 
 def export_weights(model: GICodec, path: Path, meta: dict | None = None) -> None:
@@ -40,20 +39,9 @@ def atomic_torch_save(obj, path) -> None:
         raise
 
 
-def _resize_cdf_buffers(model: torch.nn.Module, state: dict) -> None:
-    for name, module in model.named_modules():
-        for buf in _CDF_BUFFERS:
-            key = f"{name}.{buf}"
-            if key in state and hasattr(module, buf):
-                getattr(module, buf).resize_(state[key].shape)
-
-
 def load_weights(path: Path | str = DEFAULT_WEIGHTS) -> GICodec:
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = GICodec(CodecConfig.from_dict(blob["config"]))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state"].items()}
-    _resize_cdf_buffers(model, state)
-    model.load_state_dict(state)
+    model = GICodec.from_state(blob["config"], blob["state"])
     model.meta = blob.get("meta", {})
     return model.eval()
 
@@ -65,10 +53,10 @@ def weights_sha256(path: Path | str = DEFAULT_WEIGHTS) -> bytes:
 def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None) -> Path:
     """Training checkpoint (OUT/last.pt) -> shipped weights file."""
     ckpt = load_checkpoint(checkpoint)
-    model = GICodec(CodecConfig.from_dict(ckpt["config"]))
-    _resize_cdf_buffers(model, ckpt["model"])
-    model.load_state_dict(ckpt["model"], strict=False)
-    export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], **(meta or {})})
+    # a training checkpoint carries the EMA of the weights when the run kept one: that is what ships
+    state = {**ckpt["model"], **ckpt["ema"]} if ckpt.get("ema") else ckpt["model"]
+    model = GICodec.from_state(ckpt["config"], state)
+    export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], "ema": bool(ckpt.get("ema")), **(meta or {})})
     return Path(path)
 
 
