@@ -14,7 +14,8 @@ import tracemalloc
 import pytest
 import torch
 
-from privcodec.codec.model import UNKNOWN_GROUP, CodecConfig, GICodec, _uvarint
+from privcodec.codec.entropy import _uvarint
+from privcodec.codec.model import UNKNOWN_GROUP, CodecConfig, GICodec
 
 torch.set_num_threads(1)
 
@@ -65,7 +66,7 @@ RANDOM_STREAMS = textwrap.dedent("""
     import numpy as np, torch
     from privcodec import codec
     from privcodec.codec import load_codec
-    from privcodec.codec.model import _read_uvarint, _uvarint
+    from privcodec.codec.entropy import _read_uvarint, _uvarint
     model = load_codec()
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

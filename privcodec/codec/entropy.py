@@ -11,6 +11,10 @@ Here each group has its own z, computed from its own latent only, coded only on
 the 4x4-latent cells (64x64 px) it touches, and decoded by kernel==stride
 layers so a cell's z only feeds that cell.  The channel-conditional part
 (Minnen & Singh, ICIP 2020) is 1x1, hence per position.
+
+As CompressAI's latent codecs, the model owns its three paths: ``forward`` (training:
+likelihoods, straight-through ŷ), ``compress`` and ``decompress`` (one rANS stream per group,
+run on a float64 copy so encoder and decoder agree bit for bit).
 """
 from __future__ import annotations
 
@@ -44,6 +48,54 @@ def _mlp1x1(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden // 2, 1), nn.GELU(), nn.Conv2d(hidden // 2, cout, 1)
     )
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_uvarint(buf: bytes, pos: int = 0):
+    shift = value = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated group bitstream")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+# A hostile stream must fail cheaply.  Real streams use well under 1 byte per latent symbol
+# (white noise at q8: 0.44), so a longer stream is rejected before anything is allocated for
+# it; decoded symbols beyond ±2^20 cannot come from a real latent and are rejected before the
+# re-encode check (compressai's bypass coder loops forever on values near ±2^28).
+MAX_STREAM_BYTES_PER_SYMBOL = 2
+MAX_ABS_SYMBOL = 1 << 20
+
+
+def _check_stream_length(n_bytes: int, n_symbols: int) -> None:
+    if n_bytes > MAX_STREAM_BYTES_PER_SYMBOL * n_symbols + 256:
+        raise ValueError("group bitstream too long for its blocks")
+
+
+def _check_symbols(values) -> None:
+    if len(values) and (max(values) > MAX_ABS_SYMBOL or min(values) < -MAX_ABS_SYMBOL):
+        raise ValueError("group bitstream decodes to out-of-range symbols")
+
+
+def _padded(stream: bytes, n_symbols: int) -> bytes:
+    """compressai's rANS decoder reads 32-bit words without bounds checks.  Zero padding
+    bounds what a hostile stream can make it read: at most one word per symbol, plus
+    bypass codes whose length is bounded by the stream's own bits."""
+    return stream + bytes(4 * (n_symbols + 16) + 16 * len(stream) + 1024)
 
 
 class HyperContext(nn.Module):
@@ -124,3 +176,114 @@ class GroupEntropyModel(nn.Module):
             y_hat_i = (torch.round(y_i - mu) - (y_i - mu)).detach() + y_i  # straight-through
             y_hat_slices.append(self.refine(i, mu_h, y_hat_slices, y_hat_i))
         return torch.cat(y_hat_slices, 1), torch.cat(liks, 1), z_bits
+
+    # -- coding (float64 copy; see GICodec._entropy64) -------------------------------
+    def hyper_params(self, z_hat_by_group: dict, gid: torch.Tensor):
+        """(μ_h, σ_h) from each group's own ẑ: every latent position takes its own group's
+        features (the coding form of hyper_features: one group at a time, fixed shapes)."""
+        h, w = gid.shape
+        feats = torch.zeros(1, self.h_s[0].out_channels, h, w, dtype=torch.float64)
+        for g, z_hat in z_hat_by_group.items():
+            feats += self.h_s(z_hat) * (gid == g).to(torch.float64)
+        return self.context(feats, gid[None]).chunk(2, 1)
+
+    @torch.no_grad()
+    def compress(self, y: torch.Tensor, gid_c: torch.Tensor) -> dict[int, bytes]:
+        """y: (1,M,h,w) gain-scaled latent, h and w multiples of CELL; gid_c: (h,w) group ids, -1 padding.
+
+            per group: y·m ─h_a─▶ z ─▶ EntropyBottleneck ─▶ z bytes
+            ẑ of all groups ─▶ hyper_params ─▶ ChARM slices ─▶ rANS, one encoder per group
+
+        Returns {group: uvarint(len(z bytes)) || z bytes || y bytes}."""
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        groups = [int(v) for v in torch.unique(gid_c) if v >= 0]
+
+        z_streams, z_hat = {}, {}
+        for grp in groups:
+            m = (gid_c == grp)
+            support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
+            z = self.h_a(y * m.double())
+            z_q = eb.quantize(z, "dequantize", eb._get_medians().double())
+            z_hat[grp] = z_q * support.double()
+            z_streams[grp] = eb.compress(z[:, :, support][:, :, None, :])[0]
+
+        mu_h, sigma_h = self.hyper_params(z_hat, gid_c)
+        from compressai.ans import BufferedRansEncoder
+
+        encoders = {grp: BufferedRansEncoder() for grp in groups}
+        positions = {grp: gid_c == grp for grp in groups}
+        cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        prev = []
+        for i, y_i in enumerate(y.chunk(self.slices, 1)):
+            mu, sigma = self.slice_params(i, mu_h, sigma_h, prev)
+            idx = gc.build_indexes(sigma)
+            sym = torch.round(y_i - mu)
+            if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
+                raise ValueError("latent out of the coder's range")
+            for grp in groups:
+                p = positions[grp]
+                encoders[grp].encode_with_indexes(
+                    sym[0][:, p].reshape(-1).int().tolist(), idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
+            prev.append(self.refine(i, mu_h, prev, sym + mu))
+        return {grp: _uvarint(len(z_streams[grp])) + z_streams[grp] + encoders[grp].flush() for grp in groups}
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[int, bytes], gid_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of compress for any subset of groups: (ŷ (1,M,h,w) with zeros outside the decoded
+        groups, decoded-cell mask (h,w)).  ValueError on a malformed or hostile stream."""
+        hc, wc = gid_c.shape
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        from compressai.ans import BufferedRansEncoder, RansDecoder
+
+        medians = eb._get_medians().double()
+        z_hat, decoders, positions, y_bytes = {}, {}, {}, {}
+        for grp, stream in streams.items():
+            m = gid_c == grp
+            support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
+            zlen, pos = _read_uvarint(stream)
+            if pos + zlen > len(stream):
+                raise ValueError("truncated group bitstream")
+            n_cells, n_y = int(support.sum()), int(m.sum()) * self.latent
+            z_bytes, y_bytes[grp] = stream[pos:pos + zlen], stream[pos + zlen:]
+            _check_stream_length(len(z_bytes), n_cells * eb.channels)
+            _check_stream_length(len(y_bytes[grp]), n_y)
+            z_sel = eb.decompress([_padded(z_bytes, n_cells * eb.channels)], (1, n_cells)).double()
+            if not bool(((z_sel - medians.reshape(1, -1, 1, 1)).abs() <= MAX_ABS_SYMBOL).all()):
+                raise ValueError("group bitstream decodes to out-of-range symbols")
+            if eb.compress(z_sel)[0] != z_bytes:
+                raise ValueError("malformed group bitstream")
+            z = torch.zeros(1, z_sel.shape[1], hc // CELL, wc // CELL, dtype=torch.float64)
+            z[:, :, support] = z_sel[:, :, 0, :]
+            z_hat[grp] = z
+            dec = RansDecoder()
+            dec.set_stream(_padded(y_bytes[grp], n_y))
+            decoders[grp], positions[grp] = dec, m
+
+        mu_h, sigma_h = self.hyper_params(z_hat, gid_c)
+        known = torch.zeros(hc, wc, dtype=torch.bool)
+        for m in positions.values():
+            known |= m
+        cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        decoded = {grp: ([], []) for grp in decoders}
+        prev = []
+        for i in range(self.slices):
+            mu, sigma = self.slice_params(i, mu_h, sigma_h, prev)
+            idx = gc.build_indexes(sigma)
+            sym = torch.zeros_like(mu)
+            for grp, dec in decoders.items():
+                p = positions[grp]
+                indexes = idx[0][:, p].reshape(-1).int().tolist()
+                vals = dec.decode_stream(indexes, cdf, cdf_len, offset)
+                _check_symbols(vals)
+                decoded[grp][0].extend(vals)
+                decoded[grp][1].extend(indexes)
+                sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(self.slice_ch, -1)
+            prev.append(self.refine(i, mu_h, prev, sym + mu) * known.double())
+        # The rANS decoder accepts any bytes; a stream is valid only if it is exactly what
+        # encoding its own symbols gives back (catches corrupted or forged public payloads).
+        for grp, (vals, indexes) in decoded.items():
+            enc = BufferedRansEncoder()
+            enc.encode_with_indexes(vals, indexes, cdf, cdf_len, offset)
+            if enc.flush() != y_bytes[grp]:
+                raise ValueError("malformed group bitstream")
+        return torch.cat(prev, 1), known
