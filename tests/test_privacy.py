@@ -24,13 +24,16 @@ FACES = load_policy(ROOT / "policies/faces.toml")
 
 
 def _face_photos():
-    from skimage import data
+    import matplotlib.cbook
     from PIL import Image
+    from skimage import data
 
+    photos = {"astronaut": data.astronaut(),
+              "grace_hopper": np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg",
+                                                                                    asfileobj=False)).convert("RGB"))}
     out = []
-    for name in ("astronaut",):
-        img = getattr(data, name)()
-        for scale in (0.5, 1.0, 2.5):           # a small face, a portrait, a 1280-px close-up
+    for name, img in photos.items():
+        for scale in (0.5, 1.0, 2.5):           # a small face, a portrait, a close-up
             im = Image.fromarray(img).resize((round(img.shape[1] * scale), round(img.shape[0] * scale)), Image.BICUBIC)
             out.append((f"{name}@{scale}", np.asarray(im)))
     return out

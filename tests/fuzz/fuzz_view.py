@@ -34,8 +34,9 @@ KEYS = [load_identity(ROOT / "tests/fixtures/keys" / n) for n in ("fixture-sym.k
 
 
 def seeds() -> list[bytes]:
-    paths = sorted((ROOT / "tests/fuzz/corpus").glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
-    return [p.read_bytes() for p in paths]
+    corpus = ROOT / "tests/fuzz/corpus"
+    paths = sorted(corpus.glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
+    return [p.read_bytes() for p in paths + sorted(corpus.glob("carrier.*"))]   # carriers: the extract path
 
 
 def checksummed(body: bytes) -> bytes:
@@ -72,6 +73,11 @@ def rehash_core_field(data: bytes, rng: random.Random) -> bytes:
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
+    if data[:4] != b"PRVC":   # a carrier: damage its segments / chunk, or the embedded container
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b) if rng.random() < 0.7 else bytes(b[:rng.randrange(len(b))])
     r = rng.random()
     if r < 0.45:
         return rehash_payload(data, rng)
