@@ -331,21 +331,23 @@ def _check_signer(c, require_signer) -> None:
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
             min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
-            keep_metadata: Sequence[str] | None = None, **detector_options) -> ProtectResult:
+            keep_metadata: Sequence[str] | None = None, codec: str = "gicodec", **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
     ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group;
     ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
-    (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone).
+    (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone);
+    ``codec``: the group-independent backend, "gicodec" (learned) or "avif" (privcodec.backends).
     ``detect=None`` (the default) runs the detectors for the classes the policy names
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
     how many groups were redacted."""
-    from . import codec, container
+    from . import backends, container, masks
     from .imageio import load_image
     from .policy import Policy, load_policy
 
+    backend = backends.get(codec)
     quality = _check_quality(quality)
     if pad is not None and not 1 <= pad <= container.MAX_PAD:
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
@@ -385,7 +387,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     from . import progress
 
     with progress.step(f"Coding {group_map.width}x{group_map.height}, {len(present)} groups"):
-        streams = codec.encode_groups(pixels, coded, quality)
+        streams = backend.encode_groups(pixels, coded, quality)
     block_map = coded.astype(np.int32)
     public, protected = [], []
     for i in present:
@@ -398,8 +400,8 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
                                                       [recipients[r] for r in d.recipients]))
         else:  # redact: not even ciphertext leaves this function
             block_map[coded == j] = container.REDACTED
-    data = container.seal(width=group_map.width, height=group_map.height, block=codec.BLOCK,
-                          codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(), quality=quality,
+    data = container.seal(width=group_map.width, height=group_map.height, block=masks.BLOCK,
+                          codec_id=backend.codec_id, weights_sha256=backend.model_digest(), quality=quality,
                           block_map=block_map, public=public, protected=protected, pad=pad, signer=signer,
                           metadata=metadata)
     return ProtectResult(data, group_map, [d.action for d in decisions], planned.warnings,
@@ -407,16 +409,20 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
 
 
 def _open(data: bytes, max_pixels: int | None = None):
-    from . import codec, container
+    from . import backends, container, masks
     from .limits import MAX_PIXELS
 
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     c = container.open_container(data)
-    if c.block != codec.BLOCK:
-        raise FormatError(f"unsupported block size {c.block} (this privcodec codes {codec.BLOCK}-px blocks)")
+    if c.block != masks.BLOCK:
+        raise FormatError(f"unsupported block size {c.block} (this privcodec codes {masks.BLOCK}-px blocks)")
     if c.width * c.height > max_pixels:
         raise FormatError(f"image is {c.width}x{c.height}, over the limit of {max_pixels:,} pixels (--max-pixels)")
-    c.weights_path = codec.weights_for(c.codec_id, c.weights_sha256)   # every released model stays decodable
+    c.backend = backends.for_codec_id(c.codec_id)
+    if c.codec_id.startswith("gicodec-"):
+        from . import codec   # every released model stays decodable; fail early for one we never had
+
+        codec.weights_for(c.codec_id, c.weights_sha256)
     return c
 
 
@@ -446,7 +452,7 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
 
     try:
         with progress.step(f"Decoding {c.width}x{c.height}, {len(streams)} groups"):
-            pixels, known = codec.decode_groups(streams, grid, c.height, c.width, c.quality, weights=c.weights_path)
+            pixels, known = c.backend.decode_groups(streams, grid, c.height, c.width, c.quality, c.weights_sha256)
     except (ValueError, RuntimeError, IndexError, OverflowError):
         # the container verified its hashes, so this is a forged or re-checksummed payload
         raise FormatError(CORRUPT) from None

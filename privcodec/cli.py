@@ -160,6 +160,8 @@ def keygen(name, directory, kind, force):
 @click.option("--dry-run", is_flag=True, help="Show what each rule does to which region; write nothing.")
 @KEYS_DIR
 @click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
+@click.option("--codec", "codec_name", type=click.Choice(["gicodec", "avif"]), default="gicodec", show_default=True,
+              help="gicodec: the learned group-independent codec; avif: each group as an AV1 image (no torch).")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
               help="Manual region in pixels (repeatable); 3+ x,y pairs make a polygon.")
 @click.option("--regions", "regions_file", type=click.Path(path_type=Path),
@@ -174,7 +176,7 @@ def keygen(name, directory, kind, force):
                    "or a [metadata] section in the policy).")
 @PASSPHRASE_OPTIONS
 @FORCE
-def protect(image, output, carrier, policy, dry_run, keys_dir, quality, regions, regions_file, mask, detect, no_detect,
+def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_name, regions, regions_file, mask, detect, no_detect,
             yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, keep_metadata, ask_passphrase,
             passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
@@ -197,6 +199,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, regions,
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
+                         codec=codec_name,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
     kind = carrier or _carrier_kind(output)

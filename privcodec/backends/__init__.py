@@ -1,0 +1,83 @@
+"""Group-independent codec backends, chosen by the container's codec id.
+
+    image + block groups ─▶ backend.encode_groups ─▶ {group: stream}
+    {group: stream} (any subset) ─▶ backend.decode_groups ─▶ pixels + decoded-pixel mask
+
+A backend is a module-like object with ``codec_id``, ``model_digest()`` (the header's
+``weights_sha256`` for new files), ``encode_groups`` and ``decode_groups``.  Every stream must be
+a function of its own group's pixels and block mask (and the quality) only, and decode alone,
+bit for bit.  Two backends ship:
+
+- ``gicodec`` (``gicodec-1``): the learned group-independent codec (privcodec.codec; needs the
+  ``learned`` extra: torch + compressai);
+- ``avif`` (``avif-1``): each group's bounding box as a still AV1 image (privcodec.backends.avif;
+  Pillow only).
+
+A third (JPEG XL, a future learned model) is one more module and one line in ``BACKENDS``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FormatError, PrivcodecError
+
+LEARNED_EXTRA = "pip install 'privcodec[learned]'"
+
+
+class _Learned:
+    """privcodec.codec behind the backend interface; torch loads only when coding."""
+
+    name = "gicodec"
+
+    @property
+    def codec_id(self) -> str:
+        from .. import codec
+        return codec.CODEC_ID
+
+    def _codec(self):
+        from .. import codec
+        try:
+            import torch  # noqa: F401
+            import compressai  # noqa: F401
+        except ImportError:
+            raise PrivcodecError(f"the learned codec (gicodec) needs torch and compressai: {LEARNED_EXTRA}") from None
+        return codec
+
+    def model_digest(self) -> bytes:
+        return self._codec().weights_digest()
+
+    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
+        return self._codec().encode_groups(image, block_groups, quality)
+
+    def decode_groups(self, streams, block_groups, height, width, quality, digest: bytes):
+        from .. import codec
+        weights = codec.weights_for(codec.CODEC_ID, digest)   # a clear error for a model we never had
+        return self._codec().decode_groups(streams, block_groups, height, width, quality, weights=weights)
+
+
+def _avif():
+    from . import avif
+    return avif
+
+
+BACKENDS = {"gicodec": _Learned, "avif": _avif}
+DEFAULT = "gicodec"
+
+
+def get(name: str):
+    """A backend by its name (--codec)."""
+    if name not in BACKENDS:
+        raise PrivcodecError(f"unknown codec {name!r} (choose {', '.join(BACKENDS)})")
+    return BACKENDS[name]()
+
+
+def for_codec_id(codec_id: str):
+    """The backend that decodes files with this codec id."""
+    from .avif import CODEC_ID as AVIF_ID
+
+    if codec_id == AVIF_ID:
+        return _avif()
+    if codec_id.startswith("gicodec-"):
+        return _Learned()
+    raise FormatError(f"this file was made with a codec this privcodec does not have ({codec_id}): "
+                      "it needs a newer privcodec")
