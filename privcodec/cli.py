@@ -495,16 +495,21 @@ def bench():
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (quick look).")
 @click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True, help="privcodec --quality values.")
 @click.option("--no-baseline-speed", is_flag=True, help="Skip timing bmshj2018-hyperprior.")
-def bench_rd(dataset, out, limit, qualities, no_baseline_speed):
-    """Rate-distortion of privcodec vs JPEG, WebP, AVIF; BD-rates; speed."""
+@click.option("--codecs", default="gicodec,avif", show_default=True, help="privcodec backends to measure.")
+def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs):
+    """Rate-distortion of privcodec's backends vs JPEG, WebP, AVIF; BD-rates; grouping overhead; speed."""
     from .bench.rd import run
 
     try:
         levels = [float(q) for q in qualities.split(",")]
     except ValueError:
         raise PrivcodecError(f"--qualities must be numbers separated by commas, got {qualities!r}") from None
-    run(dataset, out, limit=limit, qualities=levels,
-        baseline_speed=not no_baseline_speed, echo=click.echo)
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    for n in names:
+        if n not in ("gicodec", "avif"):
+            raise PrivcodecError(f"unknown codec {n!r} in --codecs (gicodec, avif)")
+    run(dataset, out, limit=limit, qualities=levels, baseline_speed=not no_baseline_speed, codecs=names,
+        echo=click.echo)
 
 
 @bench.command("detect")

@@ -9,12 +9,22 @@ other groups, and each group decodes alone.  No torch: this backend is the light
 
 Quality 1..8 maps to AVIF quality by the table QUALITY (interpolated for fractions), chosen so
 that the levels land near the learned codec's rates on Kodak-like photos; 8 is close to visually
-lossless.  Streams are AVIF files as Pillow writes them (about 300 bytes of HEIF boxes per group).
+lossless.
+
+A group's stream is compact: Pillow writes about 275 bytes of HEIF boxes around each AV1
+payload, a large share of a small group's bits.  The stream keeps only what the decoder cannot
+rebuild — the AV1 payload and the codec-specific item properties (av1C, colour, pixel info) —
+and the decoder rebuilds a standard AVIF file around them (the image size comes from the group's
+block box), so the same AV1 bits reach libavif:
+
+    stream = 0x01 || u8 len(properties) || properties (ISOBMFF boxes) || AV1 payload
+    (0x00 || a whole AVIF file is accepted too: the fallback when the layout is unexpected)
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import struct
 
 import numpy as np
 
@@ -22,7 +32,7 @@ CODEC_ID = "avif-1"
 NAME = "avif"
 BLOCK = 16
 # --quality 1..8 -> libavif quality 0..100 (measured operating points: README, "Codec backends")
-QUALITY = (22, 34, 45, 55, 64, 72, 80, 88)
+QUALITY = (30, 38, 46, 53, 59, 64, 68, 72)
 SPEED = 6                     # libavif speed: 6 is its default trade-off (0 slowest .. 10 fastest)
 SUBSAMPLING = "4:2:0"
 
@@ -50,6 +60,76 @@ def _boxes(block_groups: np.ndarray):
         yield int(g), (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
 
 
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def _children(data: bytes, start: int, end: int):
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if size < 8 or pos + size > end:
+            raise ValueError("malformed AVIF")
+        yield kind, pos, pos + size
+        pos += size
+
+
+def _compact(avif: bytes) -> bytes:
+    """Pillow's AVIF file -> 0x01 || properties || payload, or 0x00 || file if its layout is unexpected."""
+    try:
+        top = {k: (a, b) for k, a, b in _children(avif, 0, len(avif))}
+        m0, m1 = top[b"meta"]
+        meta = {k: (a, b) for k, a, b in _children(avif, m0 + 12, m1)}
+        p0, p1 = meta[b"iprp"]
+        ipco = next((a, b) for k, a, b in _children(avif, p0 + 8, p1) if k == b"ipco")
+        props = b"".join(avif[a:b] for k, a, b in _children(avif, ipco[0] + 8, ipco[1]) if k != b"ispe")
+        d0, d1 = top[b"mdat"]
+        payload = avif[d0 + 8:d1]
+        if len(props) < 256 and _rebuild_check(avif, props, payload):
+            return b"\x01" + bytes([len(props)]) + props + payload
+    except (KeyError, StopIteration, ValueError, struct.error):
+        pass
+    return b"\x00" + avif
+
+
+def _rebuild_check(avif: bytes, props: bytes, payload: bytes) -> bool:
+    """The rebuilt file must carry the very properties and payload of the original."""
+    kinds = [k for k, _, _ in _children(props, 0, len(props))]
+    return b"av1C" in kinds and payload in avif
+
+
+def _rebuild(props: bytes, payload: bytes, width: int, height: int) -> bytes:
+    ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf")
+    kinds = [k for k, _, _ in _children(props, 0, len(props))]
+    ispe = _full_box(b"ispe", struct.pack(">II", width, height))
+    assoc = bytes([1]) + bytes((0x80 if k == b"av1C" else 0) | (i + 2) for i, k in enumerate(kinds))
+    ipma = _full_box(b"ipma", struct.pack(">IHB", 1, 1, len(assoc)) + assoc)
+    iprp = _box(b"iprp", _box(b"ipco", ispe + props) + ipma)
+    hdlr = _full_box(b"hdlr", bytes(4) + b"pict" + bytes(12) + b"\x00")
+    pitm = _full_box(b"pitm", struct.pack(">H", 1))
+    iinf = _full_box(b"iinf", struct.pack(">H", 1) + _full_box(b"infe", struct.pack(">HH", 1, 0) + b"av01\x00", 2))
+
+    def meta(offset: int) -> bytes:
+        iloc = _full_box(b"iloc", bytes([0x44, 0x00]) + struct.pack(">HHHHII", 1, 1, 0, 1, offset, len(payload)))
+        return _full_box(b"meta", hdlr + pitm + iloc + iinf + iprp)
+
+    offset = len(ftyp) + len(meta(0)) + 8
+    return ftyp + meta(offset) + _box(b"mdat", payload)
+
+
+def _expand(stream: bytes, width: int, height: int) -> bytes:
+    if stream[:1] == b"\x00":
+        return stream[1:]
+    if stream[:1] == b"\x01" and len(stream) >= 2:
+        n = stream[1]
+        return _rebuild(stream[2:2 + n], stream[2 + n:], width, height)
+    raise ValueError("malformed group stream")
+
+
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
     from PIL import Image
 
@@ -64,7 +144,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -
         buf = io.BytesIO()
         Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED, subsampling=SUBSAMPLING,
                                    max_threads=1)
-        streams[g] = buf.getvalue()
+        streams[g] = _compact(buf.getvalue())
     return streams
 
 
@@ -85,7 +165,7 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
         r0, r1, c0, c1 = boxes[g]
         y0, y1, x0, x1 = r0 * BLOCK, min(height, r1 * BLOCK), c0 * BLOCK, min(width, c1 * BLOCK)
         try:
-            with Image.open(io.BytesIO(stream), formats=["AVIF"]) as im:
+            with Image.open(io.BytesIO(_expand(stream, x1 - x0, y1 - y0)), formats=["AVIF"]) as im:
                 if im.size != (x1 - x0, y1 - y0):   # checked on the header, before decoding
                     raise ValueError("stream does not fit its group")
                 pixels = np.asarray(im.convert("RGB"))
@@ -93,6 +173,8 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
             raise
         except Exception:
             raise ValueError("malformed group stream") from None
+        if pixels.shape != (y1 - y0, x1 - x0, 3):
+            raise ValueError("stream does not fit its group")
         own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
         image[y0:y1, x0:x1][own] = pixels[own]
         known[y0:y1, x0:x1] |= own

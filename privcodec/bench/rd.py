@@ -60,13 +60,14 @@ def typical_groups(height: int, width: int, seed: int) -> np.ndarray:
     return grid.reshape(hb, wb)
 
 
-def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float):
-    from .. import codec
+def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend=None):
+    from .. import backends
 
+    backend = backend or backends.get("gicodec")
     t0 = time.perf_counter()
-    streams = codec.encode_groups(image, grid, quality)
+    streams = backend.encode_groups(image, grid, quality)
     t1 = time.perf_counter()
-    decoded, _ = codec.decode_groups(streams, grid, image.shape[0], image.shape[1], quality)
+    decoded, _ = backend.decode_groups(streams, grid, image.shape[0], image.shape[1], quality, backend.model_digest())
     t2 = time.perf_counter()
     bits = 8 * sum(len(s) for s in streams.values())
     return bits / (image.shape[0] * image.shape[1]), psnr(image, decoded), t1 - t0, t2 - t1
@@ -115,58 +116,71 @@ def _mean_curve(points):
     return [float(np.mean([p[0] for p in q])) for q in points], [float(np.mean([p[1] for p in q])) for q in points]
 
 
-def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True, echo=print):
-    import torch
-    from PIL import Image
-
-    from .. import codec
-
-    paths = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in {".png", ".jpg", ".ppm", ".bmp"})[:limit]
-    if not paths:
-        raise PrivcodecError(f"no images (.png, .jpg, .ppm, .bmp) in {dataset}")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    threads = codec.configure_threads()
-    codec.load_codec()
-    echo(f"{len(images)} images from {dataset}; torch threads {threads}")
-
-    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads, "curves": {}}
-    for name, (fmt, qs) in CLASSICAL.items():
-        pts = [[classical_point(im, fmt, q) for im in images] for q in qs]
-        r, p = _mean_curve(pts)
-        results["curves"][name] = {"quality": qs, "bpp": r, "psnr": p}
-
+def _backend_curves(backend, images, qualities, echo):
+    """One group and the 4-group layout, per quality: mean (bpp, PSNR) curves and mean timings."""
     single, multi, enc_t, dec_t = [], [], [], []
     for q in qualities:
         row_s, row_m = [], []
         for i, im in enumerate(images):
             grid1 = np.zeros((math.ceil(im.shape[0] / 16), math.ceil(im.shape[1] / 16)), dtype=np.int64)
-            b, p, te, td = privcodec_point(im, grid1, q)
+            b, p, te, td = privcodec_point(im, grid1, q, backend)
             row_s.append((b, p))
             enc_t.append(te)
             dec_t.append(td)
-            b, p, _, _ = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q)
+            b, p, _, _ = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend)
             row_m.append((b, p))
         single.append(row_s)
         multi.append(row_m)
-        echo(f"  privcodec q{q:g}: {np.mean([x[0] for x in row_s]):.3f} bpp {np.mean([x[1] for x in row_s]):.2f} dB "
+        echo(f"  {backend.name} q{q:g}: {np.mean([x[0] for x in row_s]):.3f} bpp {np.mean([x[1] for x in row_s]):.2f} dB "
              f"(4 groups: {np.mean([x[0] for x in row_m]):.3f} bpp {np.mean([x[1] for x in row_m]):.2f} dB)")
-    r1, p1 = _mean_curve(single)
-    rm, pm = _mean_curve(multi)
-    results["curves"]["privcodec"] = {"quality": list(qualities), "bpp": r1, "psnr": p1}
-    results["curves"]["privcodec (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm}
-    results["grouping_overhead_percent"] = bd_rate(r1, p1, rm, pm)
-    results["grouping_overhead_bits_percent"] = float((np.sum(rm) / np.sum(r1) - 1) * 100)
-    results["bd_rate_percent"] = {
-        name: bd_rate(results["curves"][name]["bpp"], results["curves"][name]["psnr"], r1, p1) for name in CLASSICAL}
+    return _mean_curve(single), _mean_curve(multi), float(np.mean(enc_t)), float(np.mean(dec_t))
+
+
+def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True,
+        codecs=("gicodec", "avif"), echo=print):
+    from PIL import Image
+
+    from .. import backends
+
+    paths = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in {".png", ".jpg", ".ppm", ".bmp"})[:limit]
+    if not paths:
+        raise PrivcodecError(f"no images (.png, .jpg, .ppm, .bmp) in {dataset}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    threads = None
+    if "gicodec" in codecs:
+        from .. import codec
+
+        threads = codec.configure_threads()
+        codec.load_codec()
+    echo(f"{len(images)} images from {dataset}; torch threads {threads}")
+
+    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads, "curves": {},
+               "timing": {}, "grouping_overhead_percent": {}, "bd_rate_percent": {}}
+    for name, (fmt, qs) in CLASSICAL.items():
+        pts = [[classical_point(im, fmt, q) for im in images] for q in qs]
+        r, p = _mean_curve(pts)
+        results["curves"][name] = {"quality": qs, "bpp": r, "psnr": p}
+
+    for name in codecs:
+        backend = backends.get(name)
+        label = "privcodec" if name == "gicodec" else f"privcodec-{name}"
+        (r1, p1), (rm, pm), enc, dec = _backend_curves(backend, images, qualities, echo)
+        results["curves"][label] = {"quality": list(qualities), "bpp": r1, "psnr": p1}
+        results["curves"][f"{label} (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm}
+        results["grouping_overhead_percent"][label] = bd_rate(r1, p1, rm, pm)
+        results["bd_rate_percent"][label] = {
+            ref: bd_rate(results["curves"][ref]["bpp"], results["curves"][ref]["psnr"], r1, p1) for ref in CLASSICAL}
+        results["bd_rate_percent"][f"{label} (4 groups)"] = {
+            ref: bd_rate(results["curves"][ref]["bpp"], results["curves"][ref]["psnr"], rm, pm) for ref in CLASSICAL}
+        results["timing"][f"{label}_encode_s"], results["timing"][f"{label}_decode_s"] = enc, dec
     results["bd_rate_vs_jpeg_percent"] = {
         name: bd_rate(results["curves"]["JPEG"]["bpp"], results["curves"]["JPEG"]["psnr"],
                       results["curves"][name]["bpp"], results["curves"][name]["psnr"])
-        for name in ("WebP", "AVIF", "privcodec")}
-    timing = {"privcodec_encode_s": float(np.mean(enc_t)), "privcodec_decode_s": float(np.mean(dec_t))}
-    if baseline_speed:
+        for name in results["curves"] if name != "JPEG"}
+    timing = results["timing"]
+    if baseline_speed and "gicodec" in codecs:
         e, d = time_bmshj2018(images[: min(4, len(images))], threads)
         timing.update({"bmshj2018_hyperprior_encode_s": e, "bmshj2018_hyperprior_decode_s": d})
-    results["timing"] = timing
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "rd.json").write_text(json.dumps(results, indent=2))
@@ -176,23 +190,27 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
     return results
 
 
+def _pct(v) -> str:
+    return f"{v:+.1f} %" if v is not None else "-"
+
+
 def _print_table(res, echo):
     echo("")
-    echo(f"{'codec':<22}{'bpp range':>18}{'PSNR range (dB)':>20}{'BD-rate vs it':>16}")
+    refs = list(CLASSICAL)
+    echo(f"{'codec':<30}{'bpp range':>18}{'PSNR range (dB)':>20}" + "".join(f"{'vs ' + r:>12}" for r in refs))
     for name, c in res["curves"].items():
-        bd = res["bd_rate_percent"].get(name)
-        bd_s = f"{bd:+.1f} %" if bd is not None else "-"
-        echo(f"{name:<22}{min(c['bpp']):>8.3f} – {max(c['bpp']):<7.3f}{min(c['psnr']):>9.2f} – {max(c['psnr']):<8.2f}{bd_s:>14}")
-    echo("BD-rate vs JPEG: " + ", ".join(f"{k} {v:+.1f} %" if v is not None else f"{k} -"
-                                         for k, v in res["bd_rate_vs_jpeg_percent"].items()))
-    go = res["grouping_overhead_percent"]
-    echo(f"grouping overhead (4 groups vs 1, BD-rate): {go:+.2f} %" if go is not None else "grouping overhead: -")
+        bds = res["bd_rate_percent"].get(name, {})
+        echo(f"{name:<30}{min(c['bpp']):>8.3f} – {max(c['bpp']):<7.3f}{min(c['psnr']):>9.2f} – {max(c['psnr']):<8.2f}"
+             + "".join(f"{_pct(bds.get(r)):>12}" for r in refs))
+    echo("BD-rate vs JPEG: " + ", ".join(f"{k} {_pct(v)}" for k, v in res["bd_rate_vs_jpeg_percent"].items()))
+    for name, go in res["grouping_overhead_percent"].items():
+        echo(f"{name}: grouping overhead (4 groups vs 1, BD-rate) {_pct(go)}")
     t = res["timing"]
-    line = f"privcodec encode {t['privcodec_encode_s']:.2f} s, decode {t['privcodec_decode_s']:.2f} s per image"
+    for name in res["grouping_overhead_percent"]:
+        echo(f"{name}: encode {t[name + '_encode_s']:.3f} s, decode {t[name + '_decode_s']:.3f} s per image")
     if "bmshj2018_hyperprior_encode_s" in t:
-        line += (f"; bmshj2018-hyperprior encode {t['bmshj2018_hyperprior_encode_s']:.2f} s, "
-                 f"decode {t['bmshj2018_hyperprior_decode_s']:.2f} s")
-    echo(line)
+        echo(f"bmshj2018-hyperprior: encode {t['bmshj2018_hyperprior_encode_s']:.3f} s, "
+             f"decode {t['bmshj2018_hyperprior_decode_s']:.3f} s per image")
 
 
 def _plot(res, path: Path):
