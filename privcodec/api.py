@@ -331,14 +331,14 @@ def _check_signer(c, require_signer) -> None:
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
             min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
-            keep_metadata: Sequence[str] | None = None, codec: str = "gicodec", **detector_options) -> ProtectResult:
+            keep_metadata: Sequence[str] | None = None, codec: str | None = None, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
     ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group;
     ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
     (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone);
-    ``codec``: the group-independent backend, "gicodec" (learned) or "avif" (privcodec.backends).
+    ``codec``: the group-independent backend, "avif" (the default: backends.DEFAULT) or "gicodec" (learned).
     ``detect=None`` (the default) runs the detectors for the classes the policy names
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
@@ -347,7 +347,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     from .imageio import load_image
     from .policy import Policy, load_policy
 
-    backend = backends.get(codec)
+    backend = backends.get(codec or backends.DEFAULT)
     quality = _check_quality(quality)
     if pad is not None and not 1 <= pad <= container.MAX_PAD:
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
