@@ -141,15 +141,16 @@ def _unlock(c, identities: list) -> list:
     return [opened[i] for i in sorted(opened)]
 
 
-def _check_quality(quality: float) -> float:
-    from .limits import QUALITY_MAX, QUALITY_MIN
+def _check_quality(quality: float, codec_id: str = "") -> float:
+    from .limits import QUALITY_MIN, quality_max
 
     try:
         q = float(quality)
     except (TypeError, ValueError):
         raise PrivcodecError(f"quality must be a number, got {quality!r}") from None
-    if not QUALITY_MIN <= q <= QUALITY_MAX:
-        raise PrivcodecError(f"quality must be between {QUALITY_MIN:g} and {QUALITY_MAX:g}, got {quality}")
+    if not QUALITY_MIN <= q <= quality_max(codec_id):
+        raise PrivcodecError(f"quality must be between {QUALITY_MIN:g} and {quality_max(codec_id):g}"
+                             f"{' with this codec' if codec_id else ''}, got {quality}")
     return q
 
 
@@ -348,7 +349,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     from .policy import Policy, load_policy
 
     backend = backends.get(codec or backends.DEFAULT)
-    quality = _check_quality(quality)
+    quality = _check_quality(quality, backend.codec_id)
     if pad is not None and not 1 <= pad <= container.MAX_PAD:
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))

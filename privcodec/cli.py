@@ -159,10 +159,14 @@ def keygen(name, directory, kind, force):
 @click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
 @click.option("--dry-run", is_flag=True, help="Show what each rule does to which region; write nothing.")
 @KEYS_DIR
-@click.option("--quality", default=4.0, show_default=True, type=float, help="1 (smallest) .. 8 (best); fractions allowed.")
-@click.option("--codec", "codec_name", type=click.Choice(["avif", "gicodec"]), default="avif", show_default=True,
-              help="avif: each group as an AV1 image (no torch; the better BD-rate today); gicodec: the learned "
-                   "group-independent codec of the paper.")
+@click.option("--quality", default=4.0, show_default=True, type=float,
+              help="1 (smallest) .. 8 (best; avif: 10); fractions allowed.")
+@click.option("--codec", "codec_name", type=click.Choice(["avif", "gicodec", "lossless"]), default="avif",
+              show_default=True,
+              help="avif: each group as an AV1 image (no torch; the better BD-rate today; --quality up to 10, "
+                   "visually lossless); gicodec: the learned group-independent codec of the paper; lossless: "
+                   "bit-exact groups.")
+@click.option("--lossless", is_flag=True, help="Key holders get the exact original pixels (= --codec lossless).")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
               help="Manual region in pixels (repeatable); 3+ x,y pairs make a polygon.")
 @click.option("--regions", "regions_file", type=click.Path(path_type=Path),
@@ -177,7 +181,7 @@ def keygen(name, directory, kind, force):
                    "or a [metadata] section in the policy).")
 @PASSPHRASE_OPTIONS
 @FORCE
-def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_name, regions, regions_file, mask, detect, no_detect,
+def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_name, lossless, regions, regions_file, mask, detect, no_detect,
             yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, keep_metadata, ask_passphrase,
             passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
@@ -200,7 +204,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
-                         codec=codec_name,
+                         codec="lossless" if lossless else codec_name,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
     kind = carrier or _carrier_kind(output)

@@ -10,6 +10,15 @@ MAX_SCRYPT_RUNS = 8                      # distinct scrypt derivations per file 
 MIN_PASSPHRASE = 8                       # characters; shorter ones are refused when protecting
 
 
-def valid_quality(quality: object) -> bool:
+# Codecs with levels above 8 (FORMAT.md, "Core"): the AVIF backend goes on to visually lossless.
+QUALITY_MAX_BY_CODEC = {"avif-1": 10.0}
+
+
+def quality_max(codec_id: str) -> float:
+    return QUALITY_MAX_BY_CODEC.get(codec_id, QUALITY_MAX)
+
+
+def valid_quality(quality: object, codec_id: str = "") -> bool:
     """The one quality rule, for writers and for readers of a header."""
-    return isinstance(quality, float) and math.isfinite(quality) and QUALITY_MIN <= quality <= QUALITY_MAX
+    return (isinstance(quality, float) and math.isfinite(quality)
+            and QUALITY_MIN <= quality <= quality_max(codec_id))

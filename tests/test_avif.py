@@ -152,3 +152,40 @@ def test_compact_streams_keep_only_what_the_decoder_cannot_rebuild():
         assert compact[0] == 1 and len(full) - len(compact) > 200          # the HEIF boxes are gone
         same = np.asarray(Image.open(io.BytesIO(avif._expand(compact, w, h))).convert("RGB"))
         assert np.array_equal(same, np.asarray(Image.open(io.BytesIO(full)).convert("RGB")))
+
+
+def test_the_lossless_backend_gives_key_holders_the_exact_pixels_and_keeps_groups_independent():
+    from privcodec.backends import lossless
+
+    h, w = 90, 118
+    grid = np.zeros((6, 8), np.int64)
+    grid[1:3, 2:5] = 1
+    grid[3:, 6:] = 2
+    x = photo(h, w, seed=5)
+    streams = lossless.encode_groups(x, grid, 4.0)
+    out, known = lossless.decode_groups(streams, grid, h, w, 4.0)
+    assert known.all() and np.array_equal(out, x)
+    part, k = lossless.decode_groups({1: streams[1]}, subset(grid, {1}), h, w, 4.0)
+    assert np.array_equal(part[k], x[k])
+    y = x.copy()
+    y[np.kron(grid == 1, np.ones((16, 16), bool))[:h, :w]] = 0
+    after = lossless.encode_groups(y, grid, 4.0)
+    assert after[1] != streams[1] and after[0] == streams[0] and after[2] == streams[2]
+
+
+def test_protect_lossless_and_avif_quality_ten_through_the_api(tmp_path):
+    import privcodec
+    from privcodec.keys import keygen
+
+    keygen("family", tmp_path, "symmetric")
+    x = photo(64, 80, seed=2)
+    for codec, quality in (("lossless", 4.0), ("avif", 10.0)):
+        res = privcodec.protect(x, ROOT / "policies/faces.toml", keys_dir=tmp_path, detect=[], codec=codec,
+                                quality=quality, regions=["0,0,32,32:face"])
+        full = privcodec.view(res.data, keys=[tmp_path / "family.key"]).pixels
+        if codec == "lossless":
+            assert np.array_equal(full, x)
+        else:
+            assert 10 * np.log10(255 ** 2 / np.mean((full.astype(float) - x) ** 2)) > 38
+    with pytest.raises(privcodec.PrivcodecError, match="between 1 and 8"):
+        privcodec.protect(x, ROOT / "policies/faces.toml", keys_dir=tmp_path, detect=[], codec="gicodec", quality=10)

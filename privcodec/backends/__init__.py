@@ -11,7 +11,8 @@ bit for bit.  Two backends ship:
 - ``gicodec`` (``gicodec-1``): the learned group-independent codec (privcodec.codec; needs the
   ``learned`` extra: torch + compressai);
 - ``avif`` (``avif-1``): each group's bounding box as a still AV1 image (privcodec.backends.avif;
-  Pillow only).
+  Pillow only);
+- ``lossless`` (``lossless-1``): the same boxes as lossless WebP, bit-exact (``protect --lossless``).
 
 A third (JPEG XL, a future learned model) is one more module and one line in ``BACKENDS``.
 """
@@ -60,7 +61,12 @@ def _avif():
     return avif
 
 
-BACKENDS = {"gicodec": _Learned, "avif": _avif}
+def _lossless():
+    from . import lossless
+    return lossless
+
+
+BACKENDS = {"gicodec": _Learned, "avif": _avif, "lossless": _lossless}
 # The backend with the better measured Kodak BD-rate in this release (README, "Codec backends"):
 # per-group AVIF, -48 % vs JPEG against the learned codec's -28 %; the learned codec becomes the default
 # once it beats it.
@@ -77,9 +83,12 @@ def get(name: str):
 def for_codec_id(codec_id: str):
     """The backend that decodes files with this codec id."""
     from .avif import CODEC_ID as AVIF_ID
+    from .lossless import CODEC_ID as LOSSLESS_ID
 
     if codec_id == AVIF_ID:
         return _avif()
+    if codec_id == LOSSLESS_ID:
+        return _lossless()
     if codec_id.startswith("gicodec-"):
         return _Learned()
     raise FormatError(f"this file was made with a codec this privcodec does not have ({codec_id}): "

@@ -8,8 +8,8 @@ A stream is a function of its group's pixels and block mask only, so it carries 
 other groups, and each group decodes alone.  No torch: this backend is the light install.
 
 Quality 1..8 maps to AVIF quality by the table QUALITY (interpolated for fractions), chosen so
-that the levels land near the learned codec's rates on Kodak-like photos; 8 is close to visually
-lossless.
+that the levels land near the learned codec's rates on Kodak-like photos; levels 9 and 10 go on
+to visually lossless, for archives that need the original back.
 
 A group's stream is compact: Pillow writes about 275 bytes of HEIF boxes around each AV1
 payload, a large share of a small group's bits.  The stream keeps only what the decoder cannot
@@ -32,7 +32,7 @@ CODEC_ID = "avif-1"
 NAME = "avif"
 BLOCK = 16
 # --quality 1..8 -> libavif quality 0..100 (measured operating points: README, "Codec backends")
-QUALITY = (30, 38, 46, 53, 59, 64, 68, 72)
+QUALITY = (30, 38, 46, 53, 59, 64, 68, 72, 85, 95)   # 9 and 10: for archives, up to visually lossless
 SPEED = 6                     # libavif speed: 6 is its default trade-off (0 slowest .. 10 fastest)
 SUBSAMPLING = "4:2:0"
 
@@ -46,8 +46,8 @@ codec_id, name = CODEC_ID, NAME   # the backend interface (see backends/__init__
 
 
 def avif_quality(quality: float) -> int:
-    q = min(max(float(quality), 1.0), 8.0) - 1
-    lo = min(int(q), 6)
+    q = min(max(float(quality), 1.0), float(len(QUALITY))) - 1
+    lo = min(int(q), len(QUALITY) - 2)
     t = q - lo
     return round(QUALITY[lo] * (1 - t) + QUALITY[lo + 1] * t)
 
@@ -142,8 +142,9 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -
         own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
         crop = fill(np.ascontiguousarray(image[y0:y1, x0:x1]), own, "inpaint")   # from g's own pixels only
         buf = io.BytesIO()
-        Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED, subsampling=SUBSAMPLING,
-                                   max_threads=1)
+        # past level 8 (archives, up to visually lossless) chroma keeps full resolution
+        Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED,
+                                   subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=1)
         streams[g] = _compact(buf.getvalue())
     return streams
 

@@ -267,7 +267,8 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
     _require(isinstance(codec_id, str) and 1 <= len(codec_id) <= MAX_CODEC_ID
              and all(0x21 <= ord(ch) <= 0x7E for ch in codec_id), "invalid codec id")
     _require(isinstance(weights_sha256, bytes) and len(weights_sha256) == HASH_LEN, "weights_sha256 must be 32 bytes")
-    _require(limits.valid_quality(quality), f"quality must be {limits.QUALITY_MIN:g}..{limits.QUALITY_MAX:g}")
+    _require(limits.valid_quality(quality, codec_id),
+             f"quality must be {limits.QUALITY_MIN:g}..{limits.quality_max(codec_id):g}")
     _require(pad is None or (isinstance(pad, int) and 1 <= pad <= MAX_PAD), f"pad must be 1..{MAX_PAD}")
     block_map = np.asarray(block_map)
     _require(block_map.shape == grid and np.issubdtype(block_map.dtype, np.integer), f"block_map must be an int array of shape {grid}")
@@ -424,7 +425,7 @@ def _parse(data: bytes, version: int) -> Container:
     _check(1 <= len(codec_raw) <= MAX_CODEC_ID and all(0x21 <= b <= 0x7E for b in codec_raw))
     weights_sha256 = r.take(HASH_LEN)
     quality = r.f64()
-    _check(limits.valid_quality(quality))
+    _check(limits.valid_quality(quality, codec_raw.decode("ascii")))
     block_map = _read_block_map(r, grid)
 
     public, public_hashes = [], []
