@@ -145,7 +145,7 @@ def test_bad_inputs_raise_clean_errors(photo_path, keys_dir, face_policy, tmp_pa
     with pytest.raises(FormatError):
         privcodec.view(data[:-1])
     with pytest.raises(privcodec.PrivcodecError, match="quality"):
-        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, quality=9)
+        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, quality=11)
     with pytest.raises(privcodec.PrivcodecError, match="pad"):
         privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, pad=10**9)
     with pytest.raises(privcodec.PrivcodecError, match="uint8"):
