@@ -517,6 +517,22 @@ def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs):
         echo=click.echo)
 
 
+@bench.command("speed")
+@click.option("--photo", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A photo with a face; it is resized to each size.")
+@click.option("--sizes", default="0.4,12,24", show_default=True, help="Megapixels.")
+@click.option("--codec", "codec_name", type=click.Choice(["avif", "gicodec"]), default="avif", show_default=True)
+def bench_speed(photo, sizes, codec_name):
+    """Wall time, CPU time and peak memory of detect / protect / view (and deface) per photo size."""
+    from .bench.speed import run
+
+    try:
+        mps = [float(s) for s in sizes.split(",")]
+    except ValueError:
+        raise PrivcodecError(f"--sizes must be numbers separated by commas, got {sizes!r}") from None
+    run(photo, sizes=mps, codec=codec_name, echo=click.echo)
+
+
 @bench.command("detect")
 def bench_detect():
     """Detection time per image per detector."""
