@@ -37,9 +37,11 @@ class _Learned:
 
     def _codec(self):
         from .. import codec
+        import importlib
+
         try:
-            import torch  # noqa: F401
-            import compressai  # noqa: F401
+            importlib.import_module("torch")
+            importlib.import_module("compressai")
         except ImportError:
             raise PrivcodecError(f"the learned codec (gicodec) needs torch and compressai: {LEARNED_EXTRA}") from None
         return codec

@@ -28,9 +28,10 @@ import struct
 
 import numpy as np
 
+from . import boxes
+
 CODEC_ID = "avif-1"
 NAME = "avif"
-BLOCK = 16
 # --quality 1..8 -> libavif quality 0..100 (measured operating points: README, "Codec backends")
 QUALITY = (30, 38, 46, 53, 59, 64, 68, 72, 85, 95)   # 9 and 10: for archives, up to visually lossless
 SPEED = 6                     # libavif speed: 6 is its default trade-off (0 slowest .. 10 fastest)
@@ -50,14 +51,6 @@ def avif_quality(quality: float) -> int:
     lo = min(int(q), len(QUALITY) - 2)
     t = q - lo
     return round(QUALITY[lo] * (1 - t) + QUALITY[lo + 1] * t)
-
-
-def _boxes(block_groups: np.ndarray):
-    for g in np.unique(block_groups):
-        if g < 0:
-            continue
-        rows, cols = np.nonzero(block_groups == g)
-        yield int(g), (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
@@ -133,50 +126,20 @@ def _expand(stream: bytes, width: int, height: int) -> bytes:
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
     from PIL import Image
 
-    from ..inpaint import fill
-
-    h, w = image.shape[:2]
-    streams = {}
-    for g, (r0, r1, c0, c1) in _boxes(block_groups):
-        y0, y1, x0, x1 = r0 * BLOCK, min(h, r1 * BLOCK), c0 * BLOCK, min(w, c1 * BLOCK)
-        own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
-        crop = fill(np.ascontiguousarray(image[y0:y1, x0:x1]), own, "inpaint")   # from g's own pixels only
+    def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
         # past level 8 (archives, up to visually lossless) chroma keeps full resolution
         Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED,
                                    subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=1)
-        streams[g] = _compact(buf.getvalue())
-    return streams
+        return _compact(buf.getvalue())
+
+    return boxes.encode(image, block_groups, "inpaint", encode_crop)   # the fill uses g's own pixels only
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
                   digest: bytes | None = None):
     """Decode any subset of groups; block_groups holds -2 (unknown) where the group is not decoded.
     Returns (uint8 image (H,W,3), bool mask of decoded pixels).  ValueError on a bad stream."""
-    from PIL import Image
-
     if digest is not None and digest != model_digest():
         raise ValueError("not an avif-1 stream set")
-    image = np.zeros((height, width, 3), np.uint8)
-    known = np.zeros((height, width), bool)
-    boxes = dict(_boxes(np.where(np.isin(block_groups, list(streams)), block_groups, -2)))
-    for g, stream in streams.items():
-        if g not in boxes:
-            raise ValueError("group has no blocks")
-        r0, r1, c0, c1 = boxes[g]
-        y0, y1, x0, x1 = r0 * BLOCK, min(height, r1 * BLOCK), c0 * BLOCK, min(width, c1 * BLOCK)
-        try:
-            with Image.open(io.BytesIO(_expand(stream, x1 - x0, y1 - y0)), formats=["AVIF"]) as im:
-                if im.size != (x1 - x0, y1 - y0):   # checked on the header, before decoding
-                    raise ValueError("stream does not fit its group")
-                pixels = np.asarray(im.convert("RGB"))
-        except ValueError:
-            raise
-        except Exception:
-            raise ValueError("malformed group stream") from None
-        if pixels.shape != (y1 - y0, x1 - x0, 3):
-            raise ValueError("stream does not fit its group")
-        own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
-        image[y0:y1, x0:x1][own] = pixels[own]
-        known[y0:y1, x0:x1] |= own
-    return image, known
+    return boxes.decode(streams, block_groups, height, width, lambda s, w, h: (_expand(s, w, h), "AVIF"))

@@ -16,7 +16,7 @@ import io
 
 import numpy as np
 
-from .avif import BLOCK, _boxes
+from . import boxes
 
 CODEC_ID = "lossless-1"
 NAME = "lossless"
@@ -31,51 +31,26 @@ def model_digest() -> bytes:
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
     from PIL import Image
 
-    from ..inpaint import fill
-
-    h, w = image.shape[:2]
-    streams = {}
-    for g, (r0, r1, c0, c1) in _boxes(block_groups):
-        y0, y1, x0, x1 = r0 * BLOCK, min(h, r1 * BLOCK), c0 * BLOCK, min(w, c1 * BLOCK)
-        own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
-        crop = fill(np.ascontiguousarray(image[y0:y1, x0:x1]), own, "solid")   # other groups: nothing of theirs
+    def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
         if max(crop.shape[:2]) <= WEBP_MAX_SIDE:
             Image.fromarray(crop).save(buf, "WEBP", lossless=True, quality=100, method=4, exact=True)
-            streams[g] = b"\x02" + buf.getvalue()
-        else:
-            Image.fromarray(crop).save(buf, "PNG", compress_level=9)
-            streams[g] = b"\x03" + buf.getvalue()
-    return streams
+            return b"\x02" + buf.getvalue()
+        Image.fromarray(crop).save(buf, "PNG", compress_level=9)
+        return b"\x03" + buf.getvalue()
+
+    return boxes.encode(image, block_groups, "solid", encode_crop)   # other groups' pixels: grey
+
+
+def _open_stream(stream: bytes, width: int, height: int) -> tuple[bytes, str]:
+    fmt = {b"\x02": "WEBP", b"\x03": "PNG"}.get(stream[:1])
+    if fmt is None:
+        raise ValueError("malformed group stream")
+    return stream[1:], fmt
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
                   digest: bytes | None = None):
-    from PIL import Image
-
     if digest is not None and digest != model_digest():
         raise ValueError("not a lossless-1 stream set")
-    image = np.zeros((height, width, 3), np.uint8)
-    known = np.zeros((height, width), bool)
-    boxes = dict(_boxes(np.where(np.isin(block_groups, list(streams)), block_groups, -2)))
-    for g, stream in streams.items():
-        if g not in boxes:
-            raise ValueError("group has no blocks")
-        r0, r1, c0, c1 = boxes[g]
-        y0, y1, x0, x1 = r0 * BLOCK, min(height, r1 * BLOCK), c0 * BLOCK, min(width, c1 * BLOCK)
-        fmt = {b"\x02": "WEBP", b"\x03": "PNG"}.get(stream[:1])
-        if fmt is None:
-            raise ValueError("malformed group stream")
-        try:
-            with Image.open(io.BytesIO(stream[1:]), formats=[fmt]) as im:
-                if im.size != (x1 - x0, y1 - y0):   # checked on the header, before decoding
-                    raise ValueError("stream does not fit its group")
-                pixels = np.asarray(im.convert("RGB"))
-        except ValueError:
-            raise
-        except Exception:
-            raise ValueError("malformed group stream") from None
-        own = np.kron(block_groups[r0:r1, c0:c1] == g, np.ones((BLOCK, BLOCK), bool))[:y1 - y0, :x1 - x0]
-        image[y0:y1, x0:x1][own] = pixels[own]
-        known[y0:y1, x0:x1] |= own
-    return image, known
+    return boxes.decode(streams, block_groups, height, width, _open_stream)
