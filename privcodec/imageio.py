@@ -160,11 +160,13 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"save_image needs a uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
     path = Path(path)
-    atomic_write(path, encode_image(array, image_format_for(path), quality=quality, metadata=metadata),
+    # zlib level 1: a 12 MP PNG in 0.7 s instead of 2.8 s, for files about a fifth larger
+    atomic_write(path, encode_image(array, image_format_for(path), quality=quality, metadata=metadata, png_level=1),
                  force=force, mode=mode)
 
 
-def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = None, metadata=None) -> bytes:
+def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = None, metadata=None,
+                 png_level: int = 6) -> bytes:
     """uint8 (H, W, 3) RGB -> file bytes in ``fmt`` (PNG; JPEG at quality 95, lossless WebP and AVIF at
     quality 90 unless ``quality`` is given)."""
     if quality is not None and fmt in ("JPEG", "WEBP", "AVIF"):
@@ -172,6 +174,8 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = N
     else:
         options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}, "AVIF": {"quality": 90}}.get(fmt, {})
     options = dict(options)
+    if fmt == "PNG":
+        options["compress_level"] = png_level
     if metadata is not None:   # a keyed view restores the kept EXIF/XMP; nothing else is ever written
         if metadata.exif:
             options["exif"] = b"Exif\x00\x00" + metadata.exif if fmt == "JPEG" else metadata.exif

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 
 import numpy as np
@@ -44,6 +45,19 @@ def model_digest() -> bytes:
 
 
 codec_id, name = CODEC_ID, NAME   # the backend interface (see backends/__init__.py)
+
+
+def threads() -> int:
+    """libavif encoder threads: PRIVCODEC_THREADS, else the idle cores (as for torch).  Streams may
+    differ in their bits between thread counts; each is still a function of its own group only,
+    and every AV1 decoder gives the same pixels for the same bits."""
+    from ..codec import default_threads
+
+    try:
+        n = int(os.environ.get("PRIVCODEC_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else default_threads()
 
 
 def avif_quality(quality: float) -> int:
@@ -130,7 +144,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -
         buf = io.BytesIO()
         # past level 8 (archives, up to visually lossless) chroma keeps full resolution
         Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED,
-                                   subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=1)
+                                   subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=threads())
         return _compact(buf.getvalue())
 
     return boxes.encode(image, block_groups, "inpaint", encode_crop)   # the fill uses g's own pixels only
