@@ -369,7 +369,15 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
 
         if isinstance(image, np.ndarray):
             raise PrivcodecError("keeping metadata needs the photo file, not a pixel array")
-        meta_recipients = [recipients[r] if r in recipients else load_recipient(r, Path(keys_dir)) for r in meta_to]
+        def meta_recipient(spec):
+            if spec in recipients:
+                return recipients[spec]
+            if spec == PASSPHRASE_RECIPIENT and passphrase is not None:
+                from .keys import passphrase_identity
+                return passphrase_identity(passphrase).recipient
+            return load_recipient(spec, Path(keys_dir))
+
+        meta_recipients = [meta_recipient(r) for r in meta_to]
         metadata = (read_metadata(image), meta_recipients)
     planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
                    min_size=min_size, **detector_options)

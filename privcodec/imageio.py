@@ -65,12 +65,38 @@ def read_metadata(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXEL
         exif = img.getexif()
         raw = b""
         if len(exif):
-            exif.get_ifd(0x8769).pop(0x927C, None)          # MakerNote
-            raw = exif.tobytes()                             # IFD0 + sub-IFDs; IFD1 (thumbnail) is not written
+            kept = Image.Exif()
+            for tag, value in exif.items():
+                if tag in _EXIF_KEEP_IFD0:
+                    kept[tag] = value
+            for ifd in (0x8769, 0x8825):                     # Exif and GPS sub-IFDs, allow-listed
+                sub = {t: v for t, v in exif.get_ifd(ifd).items() if ifd == 0x8825 or t in _EXIF_KEEP_SUB}
+                if sub:
+                    kept.get_ifd(ifd).update(sub)
+            raw = kept.tobytes()                             # no IFD1 (thumbnail) is ever written
         xmp = img.info.get("xmp", b"")
         if isinstance(xmp, str):
             xmp = xmp.encode("utf-8")
-        return Metadata(raw, bytes(xmp))
+        return Metadata(raw, _without_previews(bytes(xmp)))
+
+
+# What a key holder gets back: when, with what, where — never an embedded preview (thumbnails,
+# Photoshop resources, XMP in EXIF, maker notes), which would show what the policy protects, and
+# not Orientation (the pixels are already upright).
+_EXIF_KEEP_IFD0 = {0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298}   # description, make, model,
+#                                                                             software, date, artist, copyright
+_EXIF_KEEP_SUB = {0x829A, 0x829D, 0x8822, 0x8827, 0x8830, 0x8832, 0x9000, 0x9003, 0x9004, 0x9010, 0x9011,
+                  0x9201, 0x9202, 0x9204, 0x9207, 0x9209, 0x920A, 0xA402, 0xA403, 0xA405, 0xA406, 0xA431,
+                  0xA432, 0xA433, 0xA434}                                 # exposure, lens, capture times
+
+
+def _without_previews(xmp: bytes) -> bytes:
+    """XMP without embedded thumbnails (xmp:Thumbnails, xmpGImg:image)."""
+    import re
+
+    xmp = re.sub(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", b"", xmp, flags=re.S)
+    xmp = re.sub(rb"<xmpGImg:image\b.*?</xmpGImg:image>", b"", xmp, flags=re.S)
+    return re.sub(rb'\sxmpGImg:image="[^"]*"', b"", xmp)
 
 
 @contextlib.contextmanager
@@ -178,12 +204,15 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = N
         options["compress_level"] = png_level
     if metadata is not None:   # a keyed view restores the kept EXIF/XMP; nothing else is ever written
         if metadata.exif:
-            options["exif"] = b"Exif\x00\x00" + metadata.exif if fmt == "JPEG" else metadata.exif
+            options["exif"] = metadata.exif        # as Exif.tobytes() wrote it ("Exif\0\0" + TIFF)
         if metadata.xmp:
             options["xmp"] = metadata.xmp
     buf = io.BytesIO()
     # A fresh Image from the array has an empty info dict: nothing but pixels is written.
-    Image.fromarray(np.ascontiguousarray(array), "RGB").save(buf, fmt, **options)
+    try:
+        Image.fromarray(np.ascontiguousarray(array), "RGB").save(buf, fmt, **options)
+    except (KeyError, ValueError, OSError) as e:   # no encoder for the format; kept metadata too large
+        raise ImageError(f"cannot write {fmt}: {e}") from None
     return buf.getvalue()
 
 

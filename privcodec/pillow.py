@@ -30,8 +30,13 @@ class PrvcImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         from . import api
+        from .errors import PrivcodecError
 
-        result = api.view(self.fp.read())
+        try:
+            # Pillow's own pixel limit applies, before anything is decoded
+            result = api.view(self.fp.read(), max_pixels=Image.MAX_IMAGE_PIXELS or None)
+        except PrivcodecError as e:
+            raise SyntaxError(f"not a valid .prvc file: {e}") from None
         self._size = result.image.size
         self._mode = "RGB"
         self.info["privcodec"] = {"missing": result.missing, "redacted": result.redacted, "signer": result.signer}

@@ -85,8 +85,12 @@ def test_a_stream_that_does_not_fit_its_group_is_rejected():
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(photo(32, 32)).save(buf, "AVIF", quality=50)
-    with pytest.raises(ValueError):    # a whole AVIF file of another size
+    Image.fromarray(photo(512, 512)).save(buf, "AVIF", quality=20)
+    big = avif._compact(buf.getvalue())
+    assert avif.av1_max_frame_size(big[2 + big[1]:]) == (512, 512)
+    with pytest.raises(ValueError, match="does not fit"):    # a 512 x 512 frame for a 16 x 16 group
+        avif.decode_groups({1: big}, subset(grid, {1}), 32, 32, 4.0)
+    with pytest.raises(ValueError):
         avif.decode_groups({1: b"\x00" + buf.getvalue()}, subset(grid, {1}), 32, 32, 4.0)
     for junk in (b"\x00" * 100, b"\x01\x05abcde" + bytes(50), b"\x07", b""):
         with pytest.raises(ValueError):

@@ -59,6 +59,10 @@ class _Learned:
 
 
 def _avif():
+    from PIL import features
+
+    if not features.check("avif"):
+        raise PrivcodecError("this Pillow cannot read or write AVIF: pip install 'pillow>=11.3'")
     from . import avif
     return avif
 

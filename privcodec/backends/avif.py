@@ -18,7 +18,8 @@ and the decoder rebuilds a standard AVIF file around them (the image size comes 
 block box), so the same AV1 bits reach libavif:
 
     stream = 0x01 || u8 len(properties) || properties (ISOBMFF boxes) || AV1 payload
-    (0x00 || a whole AVIF file is accepted too: the fallback when the layout is unexpected)
+
+The AV1 sequence header's largest frame size must be the group's box before anything decodes.
 """
 from __future__ import annotations
 
@@ -85,8 +86,71 @@ def _children(data: bytes, start: int, end: int):
         pos += size
 
 
+class _Bits:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def read(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise ValueError("truncated AV1 sequence header")
+            value = (value << 1) | ((self.data[byte] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+
+def _leb128(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for i in range(8):
+        if pos >= len(data):
+            raise ValueError("truncated AV1 stream")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            return value, pos
+    raise ValueError("bad AV1 size field")
+
+
+def av1_max_frame_size(payload: bytes) -> tuple[int, int]:
+    """(width, height) from the AV1 sequence header (AV1 spec 5.5): the largest frame the stream
+    may decode to.  Checked against the group's box before any decoding, so a tiny stream cannot
+    make the decoder work on a 16384 x 16384 frame for a 16 x 16 group."""
+    pos = 0
+    while pos < len(payload):
+        header = payload[pos]
+        pos += 1
+        if header & 0x80 or not header & 0x02:      # forbidden bit; privcodec streams carry OBU sizes
+            raise ValueError("bad AV1 OBU header")
+        if header & 0x04:
+            pos += 1                                 # extension header
+        size, pos = _leb128(payload, pos)
+        if (header >> 3) & 0x0F == 1:                # OBU_SEQUENCE_HEADER
+            bits = _Bits(payload[pos:pos + size])
+            bits.read(3)                             # seq_profile
+            bits.read(1)                             # still_picture
+            if bits.read(1):                         # reduced_still_picture_header
+                bits.read(5)
+            else:
+                if bits.read(1):                     # timing_info_present_flag: not in still images
+                    raise ValueError("unexpected AV1 timing info")
+                delay_present = bits.read(1)
+                for _ in range(bits.read(5) + 1):    # operating points
+                    bits.read(12)
+                    if bits.read(5) > 7:
+                        bits.read(1)
+                    if delay_present and bits.read(1):
+                        bits.read(4)
+            wb, hb = bits.read(4) + 1, bits.read(4) + 1
+            return bits.read(wb) + 1, bits.read(hb) + 1
+        pos += size
+    raise ValueError("no AV1 sequence header")
+
+
 def _compact(avif: bytes) -> bytes:
-    """Pillow's AVIF file -> 0x01 || properties || payload, or 0x00 || file if its layout is unexpected."""
+    """Pillow's AVIF file -> 0x01 || u8 len(properties) || properties || AV1 payload."""
     try:
         top = {k: (a, b) for k, a, b in _children(avif, 0, len(avif))}
         m0, m1 = top[b"meta"]
@@ -96,17 +160,12 @@ def _compact(avif: bytes) -> bytes:
         props = b"".join(avif[a:b] for k, a, b in _children(avif, ipco[0] + 8, ipco[1]) if k != b"ispe")
         d0, d1 = top[b"mdat"]
         payload = avif[d0 + 8:d1]
-        if len(props) < 256 and _rebuild_check(avif, props, payload):
-            return b"\x01" + bytes([len(props)]) + props + payload
+        kinds = [k for k, _, _ in _children(props, 0, len(props))]
     except (KeyError, StopIteration, ValueError, struct.error):
-        pass
-    return b"\x00" + avif
-
-
-def _rebuild_check(avif: bytes, props: bytes, payload: bytes) -> bool:
-    """The rebuilt file must carry the very properties and payload of the original."""
-    kinds = [k for k, _, _ in _children(props, 0, len(props))]
-    return b"av1C" in kinds and payload in avif
+        raise RuntimeError("libavif wrote an AVIF layout privcodec does not know") from None
+    if len(props) >= 256 or b"av1C" not in kinds:
+        raise RuntimeError("libavif wrote an AVIF layout privcodec does not know")
+    return b"\x01" + bytes([len(props)]) + props + payload
 
 
 def _rebuild(props: bytes, payload: bytes, width: int, height: int) -> bytes:
@@ -129,12 +188,13 @@ def _rebuild(props: bytes, payload: bytes, width: int, height: int) -> bytes:
 
 
 def _expand(stream: bytes, width: int, height: int) -> bytes:
-    if stream[:1] == b"\x00":
-        return stream[1:]
-    if stream[:1] == b"\x01" and len(stream) >= 2:
-        n = stream[1]
-        return _rebuild(stream[2:2 + n], stream[2 + n:], width, height)
-    raise ValueError("malformed group stream")
+    if stream[:1] != b"\x01" or len(stream) < 2:
+        raise ValueError("malformed group stream")
+    n = stream[1]
+    payload = stream[2 + n:]
+    if av1_max_frame_size(payload) != (width, height):
+        raise ValueError("stream does not fit its group")
+    return _rebuild(stream[2:2 + n], payload, width, height)
 
 
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:

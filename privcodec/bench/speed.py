@@ -21,15 +21,17 @@ SIZES_MP = (0.4, 12.0, 24.0)
 
 
 def measure(argv: list[str], env: dict | None = None) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as err_file:    # a file, not a pipe: a chatty child cannot block
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_file, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err_file.seek(0)
+        lines = err_file.read().decode(errors="replace").strip().splitlines()
+    error = (lines[-1] if lines else f"exit status {proc.returncode}") if proc.returncode else ""
     return {"ok": proc.returncode == 0, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "error": err.strip().splitlines()[-1] if proc.returncode else ""}
+            "peak_rss_mb": usage.ru_maxrss / 1024, "error": error}
 
 
 def make_photo(source: Path, megapixels: float, out: Path) -> tuple[int, int]:
