@@ -170,3 +170,24 @@ def test_damaged_carriers_end_in_clean_errors_and_fill_bytes_are_fine(carriers):
     jpeg = carriers["jpeg"]
     padded = jpeg[:2] + b"\xff\xff" + jpeg[2:]                              # fill bytes before a marker
     assert carrier.extract(padded) == PRVC
+
+
+def test_kept_metadata_is_an_allow_list_without_previews_or_orientation(tmp_path):
+    from privcodec.imageio import read_metadata
+
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"                                   # make: kept
+    exif[0x0112] = 6                                       # orientation: the pixels are already upright
+    exif[0x8649] = b"8BIM photoshop thumbnail"             # Photoshop resources: may hold a preview
+    exif.get_ifd(0x8769)[0x9003] = "2024:01:01 10:00:00"   # capture time: kept
+    exif.get_ifd(0x8769)[0x927C] = b"maker note preview"   # maker note: dropped
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="3">'
+           b'<xmp:Thumbnails><rdf:Alt><rdf:li xmpGImg:image="/9j/4AAQ"/></rdf:Alt></xmp:Thumbnails>'
+           b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "p.jpg", exif=exif.tobytes(), xmp=xmp)
+    meta = read_metadata(tmp_path / "p.jpg")
+    kept = Image.Exif()
+    kept.load(meta.exif)
+    assert kept.get(0x010F) == "Cam" and 0x0112 not in kept and 0x8649 not in kept
+    assert kept.get_ifd(0x8769).get(0x9003) == "2024:01:01 10:00:00" and 0x927C not in kept.get_ifd(0x8769)
+    assert b"Rating" in meta.xmp and b"Thumbnails" not in meta.xmp and b"/9j/" not in meta.xmp
