@@ -65,9 +65,11 @@ RELEASED_MODELS = {
     "9a6cbd64dd27d439e0b22791634f33173dbac39b8a3c5b321b74554e5bb5f599":
         ("gicodec-1", "released/gicodec-1-18k5.pt", "first release, 18.5k CPU iterations (2026-11-25)"),
     "54cc03812cddbcf1dbe462f16160b192230aa2da6b3ab992c9bbbe72194a70e6":
-        ("gicodec-1", "gicodec.pt", "39.25k CPU iterations (2026-11-25)"),
+        ("gicodec-1", "released/gicodec-1-39k.pt", "39.25k CPU iterations (2026-11-25)"),
+    "374c44a0b60e82c913086d150ec2dad4c14236a2e95d552dafaeb206d59504e2":
+        ("gicodec-1", "gicodec.pt", "45.75k CPU iterations, EMA (2026-11-26)"),
 }
-CURRENT_MODEL = "54cc03812cddbcf1dbe462f16160b192230aa2da6b3ab992c9bbbe72194a70e6"
+CURRENT_MODEL = "374c44a0b60e82c913086d150ec2dad4c14236a2e95d552dafaeb206d59504e2"
 
 
 def default_weights_path() -> Path:
