@@ -74,7 +74,7 @@ def _lossless():
 
 BACKENDS = {"gicodec": _Learned, "avif": _avif, "lossless": _lossless}
 # The backend with the better measured Kodak BD-rate in this release (README, "Codec backends"):
-# per-group AVIF, -48 % vs JPEG against the learned codec's -28 %; the learned codec becomes the default
+# per-group AVIF, -47.6 % vs JPEG against the learned codec's -30.2 % (Kodak, 24 images); the learned codec becomes the default
 # once it beats it.
 DEFAULT = "avif"
 
