@@ -215,36 +215,27 @@ def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None,
     (a region for the face a detector missed must not switch the detector off); ``detect=[]`` runs
     none (``--no-detect``)."""
     from . import detect as detectors
+    from . import progress
     from .imageio import load_image
     from .policy import Policy, load_policy
 
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     pixels = image if isinstance(image, np.ndarray) else load_image(image)
     names = policy_detectors(policy) if detect is None else list(detect)
-    from . import progress
-
+    manual = manual_regions(pixels.shape, regions=regions, regions_file=regions_file, mask=mask)
     with progress.step(f"Finding {', '.join(names)}" if names else "Building groups"):
-        gm = find_groups(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=names,
-                         shape=shape, min_size=min_size, **detector_options)
-    manual = list(detectors.parse_regions([regions] if isinstance(regions, str) else regions)) if regions else []
-    h, w = pixels.shape[:2]
-    if regions_file is not None:
-        manual += detectors.load_regions(regions_file, w, h)
-    if mask is not None:
-        manual += detectors.regions_from_label_png(mask, w, h)
+        found = detectors.detect(pixels, names, **detector_options) if names else []
+        gm = _group_map(pixels.shape, policy, manual + found, shape=shape, min_size=min_size)
     decisions = [policy.decide(g.label) for g in gm.groups]
     flat = [n.strip() for spec in names for n in str(spec).split(",") if n.strip()]
     return Plan(gm, decisions, _plan_warnings(policy, gm, decisions, flat, manual), flat)
 
 
-def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_file=None, mask=None,
-                detect: Sequence[str] = (), shape: str = "box", min_size: float = 0, **detector_options):
-    """image ─▶ GroupMap: manual regions, a regions JSON file, a label PNG and detectors;
-    overlaps resolved by the policy's precedence, scaled margins and grouping per rule."""
+def manual_regions(shape, *, regions: Sequence = (), regions_file=None, mask=None) -> list:
+    """The regions a user gives: --region specs, a regions JSON file and a label PNG, as Detections."""
     from . import detect as detectors
-    from . import masks
 
-    h, w = image.shape[:2]
+    h, w = shape[:2]
     if isinstance(regions, str):
         regions = [regions]
     found = list(detectors.parse_regions(regions)) if regions else []
@@ -257,10 +248,27 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
         found += detectors.load_regions(regions_file, w, h)
     if mask is not None:
         found += detectors.regions_from_label_png(mask, w, h)
+    return found
+
+
+def _group_map(image_shape, policy, found: list, *, shape: str = "box", min_size: float = 0):
+    """Objects ─▶ block groups, overlaps by the policy's precedence, margins and grouping per rule."""
+    from . import masks
+
+    return masks.build_group_map(image_shape[1], image_shape[0], found, rank=policy.rank, grouping=policy.grouping,
+                                 margin=policy.margin, scale=policy.scale, shape=shape, min_size=min_size)
+
+
+def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_file=None, mask=None,
+                detect: Sequence[str] = (), shape: str = "box", min_size: float = 0, **detector_options):
+    """image ─▶ GroupMap: manual regions, a regions JSON file, a label PNG and detectors;
+    overlaps resolved by the policy's precedence, scaled margins and grouping per rule."""
+    from . import detect as detectors
+
+    found = manual_regions(image.shape, regions=regions, regions_file=regions_file, mask=mask)
     if detect:
         found += detectors.detect(image, detect, **detector_options)
-    return masks.build_group_map(w, h, found, rank=policy.rank, grouping=policy.grouping, margin=policy.margin,
-                                 scale=policy.scale, shape=shape, min_size=min_size)
+    return _group_map(image.shape, policy, found, shape=shape, min_size=min_size)
 
 
 def policy_detectors(policy) -> list[str]:
@@ -272,26 +280,24 @@ def policy_detectors(policy) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def load_recipients(policy, keys_dir, passphrase=None) -> dict:
-    """Every recipient the policy names, loaded before any work: a missing or bad key is an error
-    even when no object of its rule is in this photo, and the message says where it came from.
-    The recipient ``passphrase`` is the passphrase given to protect (scrypt, as age)."""
-    from .keys import load_recipient, passphrase_identity
-    from .limits import MIN_PASSPHRASE
+def load_recipients(policy, keys_dir, passphrase=None, keep_metadata: Sequence[str] = ()) -> dict:
+    """Every recipient the policy (and ``keep_metadata``) names, loaded before any work: a missing or
+    bad key is an error even when no object of its rule is in this photo, and the message says where
+    it came from.  The recipient ``passphrase`` is the passphrase given to protect (scrypt, as age)."""
+    from .keys import load_recipient, passphrase_recipient
 
     out = {}
     decisions = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
     decisions.append(("[default]", policy.default.recipients))
     decisions.append(("[metadata]", policy.metadata))
+    decisions.append(("--keep-metadata", tuple(keep_metadata)))
     for where, specs in decisions:
         for spec in specs:
             if spec == PASSPHRASE_RECIPIENT and spec not in out:
                 if passphrase is None:
                     raise KeyFileError(f"{policy.path}: {where}: recipient 'passphrase' needs a passphrase "
                                        "(--passphrase or --passphrase-file)")
-                if len(passphrase) < MIN_PASSPHRASE:
-                    raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
-                out[spec] = passphrase_identity(passphrase).recipient
+                out[spec] = passphrase_recipient(passphrase)
             if spec not in out:
                 try:
                     out[spec] = load_recipient(spec, Path(keys_dir))
@@ -344,7 +350,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
     how many groups were redacted."""
-    from . import backends, container, masks
+    from . import backends, container, masks, progress
     from .imageio import load_image
     from .policy import Policy, load_policy
 
@@ -360,25 +366,15 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
         pixels = image
     else:
         pixels = load_image(image)
-    recipients = load_recipients(policy, keys_dir, passphrase)
     meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
+    recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
     metadata = None
     if meta_to:
         from .imageio import read_metadata
-        from .keys import load_recipient
 
         if isinstance(image, np.ndarray):
             raise PrivcodecError("keeping metadata needs the photo file, not a pixel array")
-        def meta_recipient(spec):
-            if spec in recipients:
-                return recipients[spec]
-            if spec == PASSPHRASE_RECIPIENT and passphrase is not None:
-                from .keys import passphrase_identity
-                return passphrase_identity(passphrase).recipient
-            return load_recipient(spec, Path(keys_dir))
-
-        meta_recipients = [meta_recipient(r) for r in meta_to]
-        metadata = (read_metadata(image), meta_recipients)
+        metadata = (read_metadata(image), [recipients[r] for r in meta_to])
     planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
                    min_size=min_size, **detector_options)
     group_map, decisions = planned.group_map, planned.decisions
@@ -393,8 +389,6 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     for old, new in index.items():
         lut[old] = new
     coded = lut[group_map.blocks]
-    from . import progress
-
     with progress.step(f"Coding {group_map.width}x{group_map.height}, {len(present)} groups"):
         streams = backend.encode_groups(pixels, coded, quality)
     block_map = coded.astype(np.int32)
@@ -444,7 +438,7 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
     ``max_pixels``: refuse larger images (default limits.MAX_PIXELS)."""
     from PIL import Image
 
-    from . import codec, container
+    from . import codec, container, progress
     from .inpaint import fill as fill_unknown
 
     if fill not in FILLS:
@@ -457,8 +451,6 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
     for g in opened:
         grid[g.block_mask] = g.index
         streams[g.index] = g.payload
-    from . import progress
-
     try:
         with progress.step(f"Decoding {c.width}x{c.height}, {len(streams)} groups"):
             pixels, known = c.backend.decode_groups(streams, grid, c.height, c.width, c.quality, c.weights_sha256)
@@ -478,7 +470,6 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
 def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str | None = None) -> dict:
     """What a holder of ``keys`` can learn about the file (without decoding pixels)."""
     from . import container
-
     from .container import carrier
 
     raw = _raw_bytes(data)
@@ -526,20 +517,17 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> b
     open every group that ``key`` (one key file or Identity) opens — no re-encoding.  A file with no
     protected group has nothing to grant and comes back unchanged."""
     from . import container
-    from .keys import Recipient, load_recipient, passphrase_identity
-    from .limits import MIN_PASSPHRASE
+    from .keys import Recipient, load_recipient, passphrase_recipient
 
     identities = _identities(key)
     if len(identities) != 1:
         raise KeyFileError("grant needs exactly one key (yours)")
     if isinstance(to, Recipient):
-        recipient = to
+        recipient = passphrase_recipient(to.key) if to.kind == PASSPHRASE_RECIPIENT else to
     elif str(to) == PASSPHRASE_RECIPIENT and passphrase is not None:
-        recipient = passphrase_identity(passphrase).recipient
+        recipient = passphrase_recipient(passphrase)
     else:
         recipient = load_recipient(to, Path(keys_dir))
-    if recipient.kind == "passphrase" and len(recipient.key) < MIN_PASSPHRASE:
-        raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
     raw = _raw_bytes(data)
     c = container.open_container(_container_bytes(raw))
     if not c.protected_chunks and c.metadata_chunk is None:

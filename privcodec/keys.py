@@ -63,6 +63,16 @@ def passphrase_identity(passphrase: str | bytes, source: str = "passphrase") -> 
     return Identity(PASSPHRASE, raw, source)
 
 
+def passphrase_recipient(passphrase: str | bytes) -> "Recipient":
+    """A passphrase to encrypt to: at least limits.MIN_PASSPHRASE characters (it can be guessed
+    offline by anyone who has the file)."""
+    from .limits import MIN_PASSPHRASE
+
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
+    return passphrase_identity(passphrase).recipient
+
+
 @dataclass(frozen=True)
 class Identity:
     """A secret that opens stanzas: a symmetric secret or an X25519 secret key."""

@@ -13,6 +13,7 @@ constant message, so the error says *that* the file is bad, never where
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import os
 import struct
@@ -226,16 +227,20 @@ def padme(length: int) -> int:
     return (length + mask) & ~mask
 
 
-def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
-    """Chunk plaintext, padded with zeros: always to the PADMÉ length (a chunk's exact length would
+def _padded(pt: bytes, pad: int | None = None) -> bytes:
+    """Chunk plaintext padded with zeros: always to the PADMÉ length (a chunk's exact length would
     tell an observer which candidate crop it holds), then to a multiple of ``pad`` if given."""
-    pt = (_label_bytes(group.label) + struct.pack(">d", group.score + 0.0) + np.packbits(group.block_mask.ravel()).tobytes()
-          + struct.pack(">I", len(group.payload)) + group.payload)
     natural = NONCE_LEN + len(pt) + TAG_LEN
     target = padme(natural)
     if pad:
         target += -target % pad
     return pt + bytes(target - natural)
+
+
+def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
+    return _padded(_label_bytes(group.label) + struct.pack(">d", group.score + 0.0)
+                   + np.packbits(group.block_mask.ravel()).tobytes()
+                   + struct.pack(">I", len(group.payload)) + group.payload, pad)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -549,14 +554,13 @@ class Container:
         or to the recipient list as tampering, instead of a silent "not for you"."""
         return crypto.stanza_aad(self.core_hash if self.version == 1 else self.file_id, index, self.version)
 
-    def _candidates(self, chunk: _Chunk, identity: Identity) -> list[Stanza]:
-        """Stanzas worth trying with this identity: v1 by key id; v2 symmetric by the per-file tag;
-        v2 x25519 stanzas are anonymous, so every one of them."""
+    def _candidates(self, chunk: _Chunk, identity: Identity, tag_key: bytes | None) -> list[Stanza]:
+        """Stanzas worth trying with this identity: v1 by key id; v2 symmetric by the per-file tag
+        (``tag_key``: the identity's tag key); v2 x25519 stanzas are anonymous, so every one of them."""
         stanzas = [s for s in chunk.stanzas if s.kind == identity.kind]
         if self.version == 1:
             return [s for s in stanzas if s.key_id.hex() == identity.key_id]
         if identity.kind == crypto.SYMMETRIC:
-            tag_key = self._tag_keys.setdefault(id(identity), crypto.symmetric_tag_key(identity.secret))
             return [s for s in stanzas if s.key_id == crypto.tag_with(tag_key, self.file_id, s.arg)]
         return stanzas   # X25519 and passphrase stanzas are anonymous: try each
 
@@ -564,12 +568,12 @@ class Container:
         """Yield (chunk, content key, plaintext, identity) for every chunk an identity opens."""
         failures = {id(i): 0 for i in identities}
         scrypt_cache: dict = {}
-        self._tag_keys: dict = {}
+        tag_keys = {id(i): crypto.symmetric_tag_key(i.secret) for i in identities if i.kind == crypto.SYMMETRIC}
         for chunk in self._chunks:
             aad = self._stanza_aad(chunk.index)
             matched, content_key, opener = False, None, None
             for ident in identities:
-                for stanza in self._candidates(chunk, ident):
+                for stanza in self._candidates(chunk, ident, tag_keys.get(id(ident))):
                     # a v1 id or a v2 tag that matches is a claim that this key opens the chunk
                     matched |= self.version == 1 or ident.kind == crypto.SYMMETRIC
                     if ident.kind == crypto.PASSPHRASE and (ident.secret, stanza.arg[:16], stanza.arg[16]) not in scrypt_cache \
@@ -589,7 +593,7 @@ class Container:
                 if matched:
                     raise DecryptionError(CANNOT_DECRYPT)
                 continue   # not for us: stays closed, silently
-            if self.version >= 2 and not _constant_eq(_mac(content_key, self.core_hash, chunk.index, chunk.stanzas), chunk.mac):
+            if self.version >= 2 and not hmac.compare_digest(_mac(content_key, self.core_hash, chunk.index, chunk.stanzas), chunk.mac):
                 raise DecryptionError(CANNOT_DECRYPT)   # the recipient list was changed
             binding = self.core_hash if self.version == 1 else self.file_id
             plaintext = crypto.decrypt_chunk(content_key, chunk.body, crypto.chunk_aad(binding, chunk.index, self.version))
@@ -677,9 +681,7 @@ class Metadata:
 
 
 def _metadata_plaintext(meta: Metadata) -> bytes:
-    pt = struct.pack(">I", len(meta.exif)) + meta.exif + struct.pack(">I", len(meta.xmp)) + meta.xmp
-    natural = NONCE_LEN + len(pt) + TAG_LEN
-    return pt + bytes(padme(natural) - natural)
+    return _padded(struct.pack(">I", len(meta.exif)) + meta.exif + struct.pack(">I", len(meta.xmp)) + meta.xmp)
 
 
 def _parse_metadata(plaintext: bytes) -> Metadata:
@@ -691,12 +693,6 @@ def _parse_metadata(plaintext: bytes) -> Metadata:
     except _Bad:
         raise FormatError(CORRUPT) from None
     return Metadata(exif, xmp)
-
-
-def _constant_eq(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
 
 
 def _check_stanza_room(chunk: _Chunk) -> None:
