@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["protect", "plan", "view", "inspect", "strip", "grant", "to_carrier", "keygen", "load_policy",
-           "PrivcodecError"]
+           "Archive", "PrivcodecError"]
 
 _LAZY = {
     "protect": ("api", "protect"),
@@ -22,6 +22,7 @@ _LAZY = {
     "grant": ("api", "grant"),
     "keygen": ("keys", "keygen"),
     "load_policy": ("policy", "load_policy"),
+    "Archive": ("archive", "Archive"),
     "PrivcodecError": ("errors", "PrivcodecError"),
 }
 

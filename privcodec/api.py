@@ -35,6 +35,7 @@ class ProtectResult:
     actions: list[str]                # per group of group_map: public | encrypt | redact
     warnings: list[str] = field(default_factory=list)    # what may be left public that you meant to protect
     file_index: dict[int, int] = field(default_factory=dict)   # group_map index -> group index in the file
+    access: dict[int, list[str]] = field(default_factory=dict)  # encrypted chunk index -> recipients' key ids
 
     def counts(self) -> dict[str, int]:
         """How many groups that own at least one block got each action."""
@@ -407,8 +408,11 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
                           codec_id=backend.codec_id, weights_sha256=backend.model_digest(), quality=quality,
                           block_map=block_map, public=public, protected=protected, pad=pad, signer=signer,
                           metadata=metadata)
+    access = {g.index: sorted({r.key_id for r in g.recipients}) for g in protected}
+    if metadata is not None:
+        access[container.METADATA_INDEX] = sorted({r.key_id for r in metadata[1]})
     return ProtectResult(data, group_map, [d.action for d in decisions], planned.warnings,
-                         {i: index[i] for i in kept})
+                         {i: index[i] for i in kept}, access)
 
 
 def _open(data: bytes, max_pixels: int | None = None):

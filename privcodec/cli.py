@@ -580,3 +580,8 @@ def main(argv=None) -> None:
         click.echo(f"Error: internal error ({type(e).__name__}: {e}); please report it", err=True)
         sys.exit(70)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+from .cli_archive import archive  # noqa: E402  (the archive commands live in their own module)
+
+cli.add_command(archive)

@@ -264,6 +264,44 @@ def test_grant_by_a_key_that_opens_nothing_is_an_error():
         open_container(DATA).grant(CAROL, ALICE.recipient)
 
 
+def test_grant_only_to_the_chosen_chunks():
+    c = open_container(make(face_to=(ALICE,), person_to=(ALICE,)))
+    granted = open_container(c.grant(ALICE, CAROL.recipient, only={2}))
+    assert [g.index for g in granted.unlock([CAROL])] == [2]
+
+
+# ---------------------------------------------------------------- rekey (archive revoke / rotate)
+
+
+def test_rekey_gives_chosen_chunks_a_fresh_key_for_exactly_the_new_recipients():
+    c = open_container(make(face_to=(ALICE, CAROL), person_to=(ALICE, BOB)))
+    before = {g.index: g for g in c.unlock([ALICE])}
+    old_keys = {ch.index: k for ch, k, _, _ in c._open([ALICE])}
+    new = open_container(c.rekey([ALICE], {1: [ALICE.recipient]}))   # CAROL revoked from the face
+    assert new.file_id == c.file_id and new.core_hash != c.core_hash and new.public_groups == c.public_groups
+    assert [g.index for g in new.unlock([CAROL])] == []
+    assert [g.index for g in new.unlock([BOB])] == [2]                # untouched chunk: still BOB's
+    after = {g.index: g for g in new.unlock([ALICE])}
+    assert after.keys() == before.keys() and all(same(after[i], before[i]) for i in after)
+    new_keys = {ch.index: k for ch, k, _, _ in new._open([ALICE])}
+    assert new_keys[1] != old_keys[1] and new_keys[2] == old_keys[2]
+    assert new._chunks[0].body != c._chunks[0].body and len(new._chunks[0].body) == len(c._chunks[0].body)
+    assert new._chunks[1].body == c._chunks[1].body and new._chunks[1].stanzas == c._chunks[1].stanzas
+
+
+def test_rekey_needs_keys_for_every_chunk_and_refuses_passphrases_and_v1():
+    from privcodec.keys import passphrase_recipient
+
+    c = open_container(make(face_to=(ALICE,), person_to=(BOB,)))
+    with pytest.raises(DecryptionError, match="every protected chunk"):
+        c.rekey([ALICE], {1: [CAROL.recipient]})
+    with pytest.raises(FormatError, match="passphrase"):
+        c.rekey([ALICE, BOB], {1: [passphrase_recipient("correct horse battery")]})
+    v1 = open_container((ROOT / "tests/fixtures/v1/format-md-vector.prvc").read_bytes())
+    with pytest.raises(FormatError, match="version-1"):
+        v1.rekey([ALICE], {})
+
+
 def test_strip_keeps_exactly_public_and_opened_groups():
     c = open_container(make(face_to=(ALICE, BOB), person_to=(BOB,)))
     stripped = open_container(c.strip([ALICE]))   # verifies

@@ -33,6 +33,8 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH", file=sys.stderr)
     ["protect", "missing.jpg", "-o", "{tmp}/x.prvc", "--policy", "missing.toml"],      # argument errors
     ["protect", "missing.jpg", "-o", "{tmp}/x.prvc", "--policy", str(ROOT / "policies/faces.toml"), "--quality", "9"],
     ["view", "missing.prvc", "-o", "{tmp}/x.png"],
+    ["archive", "init", "{tmp}/arc"],
+    ["archive", "ls", "{tmp}"],                                                       # not an archive
     ["--help"],
 ], ids=lambda a: " ".join(a[:2]))
 def test_commands_that_do_not_code_never_import_torch(tmp_path, args):

@@ -634,6 +634,10 @@ class Container:
         _check(not any(r.take(r.end - r.pos)))   # padding is zeros
         return OpenedGroup(index, label, score, bits[:cells].astype(bool).reshape(self.grid_shape), payload)
 
+    def opens(self, identities: Sequence[Identity]) -> set[int]:
+        """Indices of the chunks (groups and the metadata chunk) these identities open and verify."""
+        return {chunk.index for chunk, _, _, _ in self._open(identities)}
+
     def strip(self, identities: Sequence[Identity]) -> bytes:
         """Keep the public groups and the chunks these identities open; drop the other chunks and their stanzas.
         The core is unchanged, so a signature stays valid."""
@@ -641,7 +645,8 @@ class Container:
         return _assemble(self._core, self.public_groups, [c for c in self._chunks if c.index in keep], self.version,
                          self.signatures)
 
-    def grant(self, identity: Identity, recipient: Recipient, *, _random: Random = os.urandom) -> bytes:
+    def grant(self, identity: Identity, recipient: Recipient, *, only: set[int] | None = None,
+              _random: Random = os.urandom) -> bytes:
         """Add a stanza for `recipient` to every chunk `identity` opens. No re-encryption; the core (and a
         signature) is unchanged.  A recipient is skipped only where one of its stanzas verifiably opens
         the chunk: a symmetric recipient's own secret is tried; an X25519 stanza cannot be checked
@@ -650,6 +655,8 @@ class Container:
         opened, scrypt_cache = 0, {}
         for chunk, content_key, _, _ in self._open([identity]):
             opened += 1
+            if only is not None and chunk.index not in only:
+                continue
             aad = self._stanza_aad(chunk.index)
             if recipient.kind == crypto.SYMMETRIC and any(
                     crypto.unwrap(recipient.kind, recipient.key, s, aad, version=self.version) == content_key
@@ -671,6 +678,69 @@ class Container:
         if not opened:
             raise DecryptionError(OPENS_NOTHING)
         return _assemble(self._core, self.public_groups, list(new_chunks.values()), self.version, self.signatures)
+
+
+    def rekey(self, identities: Sequence[Identity], new_recipients: dict[int, Sequence[Recipient]], *,
+              _random: Random = os.urandom) -> bytes:
+        """Revocation: each chunk in ``new_recipients`` gets a fresh content key (re-encrypted under a
+        fresh nonce, same padded plaintext, no re-encoding) wrapped for exactly those recipients; every
+        other chunk keeps its key and stanzas.
+
+            open every chunk ─▶ re-encrypt the chosen ones ─▶ new core (new chunk hashes)
+            ─▶ every stanza MAC recomputed over the new core_hash ─▶ bytes
+
+        The core commits to every chunk, and each stanza MAC is keyed by its chunk's content key, so
+        ``identities`` must open every chunk present.  A signature signs the old core and is dropped.
+        Passphrase recipients are refused: re-wrapping under the file's scrypt salt would reuse a
+        stanza key (FORMAT.md, passphrase stanzas)."""
+        if self.version < 2:
+            raise FormatError("a version-1 file cannot be re-keyed: protect the original again")
+        present = {c.index for c in self._chunks}
+        unknown = set(new_recipients) - present
+        _require(not unknown, f"no chunk {sorted(unknown)} in this file")
+        for index, recipients in new_recipients.items():
+            _require(len(recipients) > 0, f"chunk {index}: a protected group needs at least one recipient")
+            if any(r.kind == crypto.PASSPHRASE for r in recipients):
+                raise FormatError("passphrase recipients cannot be re-keyed: protect the original again")
+        opened = {chunk.index: (content_key, plaintext) for chunk, content_key, plaintext, _ in self._open(identities)}
+        if set(opened) != present:
+            raise DecryptionError("re-keying needs keys that open every protected chunk of the file "
+                                  f"({len(opened)} of {len(present)} opened)")
+        chunks, keys = [], {}
+        for chunk in self._chunks:
+            if chunk.index in new_recipients:
+                content_key = _random(crypto.KEY_LEN)   # fresh: this key has never encrypted anything
+                body = crypto.encrypt_chunk(content_key, opened[chunk.index][1],
+                                            crypto.chunk_aad(self.file_id, chunk.index), _random)
+                aad = self._stanza_aad(chunk.index)
+                stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=self.file_id)
+                                      for r in _unique_recipients(new_recipients[chunk.index])], self.version)
+                chunks.append(_Chunk(chunk.index, body, stanzas))
+            else:
+                content_key = opened[chunk.index][0]
+                chunks.append(_Chunk(chunk.index, chunk.body, chunk.stanzas))
+            keys[chunk.index] = content_key
+        bodies = {c.index: c.body for c in chunks}
+        n = len(self._declared)
+        declared_section = struct.pack(">H", n) + b"".join(
+            struct.pack(">HI", index, length) + (_sha(bodies[index]) if index in bodies else self._declared_hash(index))
+            for index, length in self._declared.items())
+        tail = 2 + n * (6 + HASH_LEN)
+        core = self._core[:-tail] + declared_section
+        core_hash = _sha(core)
+        for c in chunks:
+            c.mac = _mac(keys[c.index], core_hash, c.index, c.stanzas)
+        return _assemble(core, self.public_groups, chunks, self.version)
+
+    def _declared_hash(self, index: int) -> bytes:
+        """The core's commitment to chunk ``index`` (v2), read back from the core bytes."""
+        n = len(self._declared)
+        section = self._core[len(self._core) - n * (6 + HASH_LEN):]
+        for k in range(n):
+            entry = section[k * (6 + HASH_LEN):(k + 1) * (6 + HASH_LEN)]
+            if struct.unpack(">H", entry[:2])[0] == index:
+                return entry[6:]
+        raise KeyError(index)
 
 
 @dataclass

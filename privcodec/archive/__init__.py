@@ -1,0 +1,523 @@
+"""Access-controlled archives of protected photos (``privcodec archive …``, ``privcodec.Archive``).
+
+    ARCHIVE/
+      <relative path of each photo>.prvc       ordinary .prvc files (FORMAT.md)
+      .privcodec/catalogue.sqlite              catalogue.py: files, access list, audit log
+      .privcodec/lock                          lock.py: writers exclusive, readers shared
+
+    add ──▶ ingest.py ─┐
+    grant/revoke/rotate ──▶ access.py ─┼─▶ runner.py (inline · process pool · Dask) ─▶ bytes
+    verify ──▶ verify.py ─┤                         this process: atomic write + catalogue
+    export ──▶ export.py ─┘
+
+Each command is one pass over the files it concerns, resumable: the catalogue is written in one
+transaction per file, after the file, with a write-ahead record in between (Catalogue.recover).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ..errors import KeyFileError, PrivcodecError
+from . import runner
+from .catalogue import Catalogue, FileRecord
+
+META_DIR = ".privcodec"
+CATALOGUE = "catalogue.sqlite"
+LOCK = "lock"
+NOTHING = " matched nothing in this photo"               # api's per-photo warning, counted per run here
+_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")      # imageio.atomic_write's temporary files
+
+
+class ArchiveError(PrivcodecError):
+    """The archive is missing, not an archive, or a command cannot run on it."""
+
+
+@dataclass
+class Report:
+    """What one archive command did, file by file."""
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)       # (path, message)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0                                                   # chunks changed (grant/revoke/rotate)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+Progress = Callable[[str, str, str], None]      # (status: done|skipped|failed|problem, path, detail)
+
+
+def _quiet(status: str, path: str, detail: str) -> None:
+    pass
+
+
+def _sha_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Archive:
+    """An archive folder.  ``Archive.init(path)`` creates one; ``Archive(path)`` opens it."""
+
+    def __init__(self, path):
+        self.root = Path(path)
+        meta = self.root / META_DIR
+        if not (meta / CATALOGUE).is_file():
+            raise ArchiveError(f"{self.root} is not a privcodec archive (create one with: privcodec archive init {self.root})")
+        self._meta = meta
+
+    @classmethod
+    def init(cls, path) -> "Archive":
+        root = Path(path)
+        if (root / META_DIR).exists():
+            raise ArchiveError(f"{root} is already a privcodec archive")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ArchiveError(f"{root} exists and is not an empty folder")
+        (root / META_DIR).mkdir(parents=True, mode=0o700)
+        tmp = root / META_DIR / f".{CATALOGUE}.new"
+        Catalogue.create(tmp).close()
+        os.replace(tmp, root / META_DIR / CATALOGUE)   # an archive exists only once its catalogue is whole
+        return cls(root)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _lock(self, exclusive: bool, on_wait=None):
+        from .lock import locked
+
+        return locked(self._meta / LOCK, exclusive=exclusive, on_wait=on_wait)
+
+    def _catalogue(self) -> Catalogue:
+        import sqlite3
+
+        from .catalogue import SCHEMA_VERSION
+
+        try:
+            cat = Catalogue(self._meta / CATALOGUE)
+            version = cat.schema_version()
+        except sqlite3.DatabaseError as e:
+            raise ArchiveError(f"{self._meta / CATALOGUE}: cannot read the catalogue ({e})") from None
+        if version > SCHEMA_VERSION:
+            cat.close()
+            raise ArchiveError(f"{self.root} was written by a newer privcodec (catalogue schema {version}): "
+                               "upgrade privcodec")
+        return cat
+
+    def _writer(self, on_wait=None):
+        """Exclusive lock, the catalogue, interrupted writes completed, stale temporary files removed."""
+        archive = self
+
+        class _Session:
+            def __enter__(self):
+                self.lock = archive._lock(True, on_wait)
+                self.lock.__enter__()
+                self.cat = archive._catalogue()
+                self.cat.recover(lambda rel: _sha_file(archive.root / rel))
+                for tmp in archive._temp_files():
+                    tmp.unlink(missing_ok=True)
+                return self.cat
+
+            def __exit__(self, *exc):
+                self.cat.close()
+                return self.lock.__exit__(*exc)
+
+        return _Session()
+
+    def _reader(self, on_wait=None):
+        archive = self
+
+        class _Session:
+            def __enter__(self):
+                self.lock = archive._lock(False, on_wait)
+                self.lock.__enter__()
+                self.cat = archive._catalogue()
+                return self.cat
+
+            def __exit__(self, *exc):
+                self.cat.close()
+                return self.lock.__exit__(*exc)
+
+        return _Session()
+
+    def _members_on_disk(self) -> set[str]:
+        out = set()
+        for root, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not (Path(root) == self.root and d == META_DIR)]
+            for name in files:
+                if name.endswith(".prvc") and not _TEMP.match(name):
+                    out.add((Path(root) / name).relative_to(self.root).as_posix())
+        return out
+
+    def _temp_files(self) -> list[Path]:
+        out = []
+        for root, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not (Path(root) == self.root and d == META_DIR)]
+            out += [Path(root) / n for n in files if _TEMP.match(n)]
+        return out
+
+    def _write(self, cat: Catalogue, rec: FileRecord, data: bytes) -> None:
+        from ..imageio import atomic_write
+
+        dest = self.root / rec.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cat.begin_write(rec)
+        atomic_write(dest, data, force=True)
+        cat.finish_write(rec)
+
+    # ------------------------------------------------------------ add
+
+    def add(self, sources: Iterable, policy, *, keys_dir="keys", codec: str | None = None, quality: float = 4.0,
+            workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+        """Protect every photo under ``sources`` into the archive; photos already in it are skipped."""
+        from .. import api
+        from ..policy import load_policy
+        from .ingest import IngestTask, ingest_one, sha256_file, walk
+
+        policy_path = Path(policy).resolve()
+        pol = load_policy(policy_path)
+        recipients = api.load_recipients(pol, keys_dir)   # every key checked before any work
+        if api.PASSPHRASE_RECIPIENT in recipients:
+            raise ArchiveError(f"{policy}: archives cannot use passphrase recipients (revoke could not re-wrap them)")
+        api._check_quality(quality, codec or "")
+        for src in sources:
+            if not Path(src).exists():
+                raise ArchiveError(f"{src}: no such file or folder")
+        report = Report()
+        with self._writer(on_wait) as cat:
+            for name, r in recipients.items():
+                cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
+                                  r.key if r.kind == "x25519" else None)
+            tasks, planned = [], set()
+            for path, rel in walk(sources):
+                try:
+                    digest = sha256_file(path)
+                except OSError as e:
+                    report.failed.append((str(path), f"cannot read: {e.strerror or e}"))
+                    progress("failed", str(path), "cannot read")
+                    continue
+                known = cat.has_source(digest)
+                if known is not None or (rel, digest) in planned:
+                    report.skipped.append(str(path))
+                    progress("skipped", str(path), f"already in the archive as {known or rel}")
+                    continue
+                owner = cat.path_owner(rel)
+                if owner is not None or rel in {p for p, _ in planned}:
+                    report.failed.append((str(path), f"{rel} already holds a different photo"))
+                    progress("failed", str(path), "name taken by a different photo")
+                    continue
+                if (self.root / rel).exists():
+                    report.failed.append((str(path), f"{rel} exists in the archive folder but not in its catalogue "
+                                                     "(move it away, or check with: privcodec archive verify)"))
+                    progress("failed", str(path), "unknown file in the way")
+                    continue
+                planned.add((rel, digest))
+                tasks.append(IngestTask(str(Path(path).resolve()), rel, str(policy_path), str(Path(keys_dir).resolve()),
+                                        codec or "", float(quality)))
+            warned: dict[str, list[str]] = {}     # one line per warning, not one per photo
+            progress("start", "", str(len(tasks)))
+            for task, result in runner.run(ingest_one, tasks, workers=workers, scheduler=scheduler):
+                if "error" in result:
+                    report.failed.append((task.source, result["error"]))
+                    progress("failed", task.source, result["error"])
+                    continue
+                rec = result["record"]
+                if cat.has_source(rec.source_sha256):   # the photo changed on disk since it was hashed above
+                    report.skipped.append(task.source)
+                    continue
+                self._write(cat, rec, result["data"])
+                report.done.append(task.source)
+                for w in result.get("warnings", []):
+                    warned.setdefault(w.replace(NOTHING, " matched nothing"), []).append(task.source)
+                progress("done", task.source, rec.path)
+        for w, photos in warned.items():
+            where = photos[0] if len(photos) == 1 else f"{len(photos)} photos"
+            report.warnings.append((where, w))
+        return report
+
+    # ------------------------------------------------------------ ls
+
+    def ls(self, *, recipient: str | None = None, klass: str | None = None) -> list[dict]:
+        """Catalogued files (dicts: path, size, width, height, codec, public/protected/redacted counts,
+        classes of public groups, access {chunk: [recipient names or key ids]})."""
+        with self._reader() as cat:
+            key_id = None if recipient is None else self._resolve(cat, recipient)
+            names = {k: r["name"] for k, r in cat.recipients().items()}
+            files = cat.files(key_id=key_id, klass=klass)
+        for f in files:
+            f.pop("id")
+            f.pop("source_sha256")
+            f["recipients"] = sorted({names.get(k, k) for ids in f["access"].values() for k in ids})
+            f["access"] = {str(chunk): ids for chunk, ids in f["access"].items()}
+        return files
+
+    def recipients(self) -> list[dict]:
+        with self._reader() as cat:
+            return [{"key_id": r["key_id"], "kind": r["kind"], "name": r["name"]} for r in cat.recipients().values()]
+
+    def audit_log(self) -> list[dict]:
+        with self._reader() as cat:
+            return cat.audit_log()
+
+    @staticmethod
+    def _resolve(cat: Catalogue, name_or_key_id: str) -> str:
+        key_id = cat.resolve(str(name_or_key_id))
+        if key_id is None:
+            if re.fullmatch(r"[0-9a-f]{16}", str(name_or_key_id)):
+                return str(name_or_key_id)
+            known = ", ".join(sorted(r["name"] for r in cat.recipients().values())) or "none"
+            raise ArchiveError(f"no recipient {name_or_key_id!r} in this archive (known: {known})")
+        return key_id
+
+    # ------------------------------------------------------------ grant / revoke / rotate
+
+    def grant(self, key, to, *, recipient_of: str | None = None, keys_dir="keys", workers: int | None = None,
+              scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+        """Let ``to`` open every chunk ``key`` opens (only those ``recipient_of`` may open, if given)."""
+        from .access import GrantTask, grant_one
+
+        identity = _identity(key)
+        recipient = _recipient(to, keys_dir)
+        report = Report()
+        with self._writer(on_wait) as cat:
+            cat.add_recipient(recipient.key_id, recipient.kind, _name(to), recipient.key if recipient.kind == "x25519" else None)
+            only_of = None if recipient_of is None else self._resolve(cat, recipient_of)
+            tasks, records = [], {}
+            for row in cat.files(key_id=identity.key_id):
+                chunks = {ch for ch, ids in row["access"].items() if identity.key_id in ids
+                          and (only_of is None or only_of in ids) and recipient.key_id not in ids}
+                if not chunks:
+                    continue
+                records[row["path"]] = FileRecord.from_row(row)
+                tasks.append(GrantTask(str(self.root / row["path"]), row["file_sha256"], identity, recipient,
+                                       frozenset(chunks)))
+            progress("start", "", str(len(tasks)))
+            for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler):
+                rec = records[Path(task.path).relative_to(self.root).as_posix()]
+                if "error" in result:
+                    report.failed.append((rec.path, result["error"]))
+                    progress("failed", rec.path, result["error"])
+                    continue
+                if not result["granted"]:
+                    report.skipped.append(rec.path)
+                    continue
+                for ch in result["granted"]:
+                    rec.access[ch] = sorted(set(rec.access.get(ch, [])) | {recipient.key_id})
+                rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+                self._write(cat, rec, result["data"])
+                report.done.append(rec.path)
+                report.chunks += len(result["granted"])
+                progress("done", rec.path, f"{len(result['granted'])} group(s)")
+            cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
+                      f"by {identity.key_id}" + (f", chunks of {only_of}" if only_of else "")
+                      + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
+        return report
+
+    def revoke(self, keys, recipient: str, *, keys_dir="keys", workers: int | None = None, scheduler=None,
+               progress: Progress = _quiet, on_wait=None) -> Report:
+        """Every chunk ``recipient`` may open gets a fresh content key, wrapped for the others only.
+        ``keys`` must open every chunk of each file concerned (the file's core changes)."""
+        return self._rekey(keys, recipient, None, keys_dir, workers, scheduler, progress, on_wait)
+
+    def rotate(self, keys, old: str, new, *, keys_dir="keys", workers: int | None = None, scheduler=None,
+               progress: Progress = _quiet, on_wait=None) -> Report:
+        """Grant ``new`` every chunk ``old`` may open and revoke ``old``, in one rewrite of each file."""
+        return self._rekey(keys, old, new, keys_dir, workers, scheduler, progress, on_wait)
+
+    def _rekey(self, keys, revoked: str, new, keys_dir, workers, scheduler, progress, on_wait) -> Report:
+        from ..keys import Recipient
+        from .access import RekeyTask, rekey_one
+
+        identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
+        if not identities:
+            raise KeyFileError("give the key(s) that open the files (--key)")
+        added = None if new is None else _recipient(new, keys_dir)
+        report = Report()
+        with self._writer(on_wait) as cat:
+            gone = self._resolve(cat, revoked)
+            if added is not None:
+                if added.key_id == gone:
+                    raise ArchiveError("the new key is the key being revoked")
+                cat.add_recipient(added.key_id, added.kind, _name(new), added.key if added.kind == "x25519" else None)
+            known = cat.recipients()
+            resolved: dict[str, Recipient | None] = {}
+
+            def wrap_for(key_id: str) -> Recipient | None:
+                if key_id not in resolved:
+                    resolved[key_id] = _rewrap_recipient(key_id, known.get(key_id), identities, keys_dir)
+                return resolved[key_id]
+
+            tasks, records = [], {}
+            for row in cat.files(key_id=gone):
+                rec = FileRecord.from_row(row)
+                plan, problem = {}, None
+                for chunk, ids in rec.access.items():
+                    if gone not in ids:
+                        continue
+                    remaining = [k for k in ids if k != gone]
+                    wanted = [wrap_for(k) for k in remaining] + ([added] if added is not None else [])
+                    missing = [k for k, r in zip(remaining, wanted) if r is None]
+                    if missing:
+                        names = ", ".join(f"{known[k]['name'] if k in known else '?'} ({k})" for k in missing)
+                        problem = (f"cannot re-wrap for symmetric recipient(s) {names}: give their key with --key "
+                                   "or put NAME.key in --keys-dir (nothing changed)")
+                        break
+                    if not wanted:
+                        problem = (f"{known.get(gone, {}).get('name', gone)} is the only recipient of an encrypted "
+                                   "group: grant another recipient first, or it could never be opened again (nothing changed)")
+                        break
+                    plan[chunk] = wanted
+                if problem:
+                    report.failed.append((rec.path, problem))
+                    progress("failed", rec.path, problem)
+                    continue
+                records[rec.path] = (rec, plan)
+                tasks.append(RekeyTask(str(self.root / rec.path), rec.file_sha256, identities, plan))
+            progress("start", "", str(len(tasks)))
+            for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler):
+                rec, plan = records[Path(task.path).relative_to(self.root).as_posix()]
+                if "error" in result:
+                    report.failed.append((rec.path, result["error"]))
+                    progress("failed", rec.path, result["error"])
+                    continue
+                for chunk, recipients_ in plan.items():
+                    rec.access[chunk] = sorted({r.key_id for r in recipients_})
+                rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+                self._write(cat, rec, result["data"])
+                report.done.append(rec.path)
+                report.chunks += len(plan)
+                progress("done", rec.path, f"{len(plan)} group(s)")
+            action = "revoke" if added is None else "rotate"
+            cat.audit(action, [gone] + ([added.key_id] if added else []), len(report.done), report.chunks,
+                      f"by {', '.join(i.key_id for i in identities)}"
+                      + (f"; {len(report.failed)} file(s) failed, still open to the revoked key" if report.failed else ""))
+        return report
+
+    # ------------------------------------------------------------ verify / export
+
+    def verify(self, keys=(), *, workers: int | None = None, scheduler=None, progress: Progress = _quiet,
+               on_wait=None) -> Report:
+        """Every catalogued file re-read and checked; with ``keys``, the access list checked by opening."""
+        from .verify import VerifyTask, verify_one
+
+        identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
+        report = Report()
+        with self._reader(on_wait) as cat:
+            rows = cat.files()
+            pending = cat.pending()
+        on_disk = self._members_on_disk()
+        for rec in pending:
+            report.failed.append((rec.path, "an interrupted write (the next add/grant/revoke completes it)"))
+        for rel in sorted(on_disk - {r["path"] for r in rows}):
+            report.failed.append((rel, "unknown (on disk, not in the catalogue)"))
+            progress("problem", rel, "unknown")
+        for tmp in self._temp_files():
+            report.warnings.append((tmp.relative_to(self.root).as_posix(),
+                                    "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
+        tasks = [VerifyTask(str(self.root / r["path"]), r["file_sha256"], identities, r["access"]) for r in rows]
+        progress("start", "", str(len(tasks)))
+        for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler):
+            rel = Path(task.path).relative_to(self.root).as_posix()
+            if result["problems"]:
+                for p in result["problems"]:
+                    report.failed.append((rel, p))
+                progress("problem", rel, "; ".join(result["problems"]))
+            else:
+                report.done.append(rel)
+                progress("done", rel, "")
+        report.failed.sort()
+        return report
+
+    def export(self, out_dir, keys=(), *, fmt: str = "png", force: bool = False, workers: int | None = None,
+               scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+        """Every file as an ordinary image in ``out_dir`` (same relative paths), decoded with ``keys``."""
+        from ..imageio import atomic_write
+        from .export import FORMATS, ExportTask, export_one
+
+        if fmt not in FORMATS:
+            raise ArchiveError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
+        out_dir = Path(out_dir)
+        if out_dir.resolve() == self.root.resolve() or self.root.resolve() in out_dir.resolve().parents:
+            raise ArchiveError("export into a folder outside the archive")
+        report = Report()
+        with self._reader(on_wait) as cat:
+            rows = cat.files()
+            outputs, tasks = {}, []
+            taken = set()
+            for r in rows:
+                stem = r["path"][:-len(".prvc")]
+                out = Path(stem).with_suffix("." + fmt).as_posix()
+                if out in taken:          # a.jpg and a.png in one folder: keep both
+                    out = f"{stem}.{fmt}"
+                taken.add(out)
+                if (out_dir / out).exists() and not force:
+                    report.skipped.append(out)
+                    progress("skipped", out, "exists")
+                    continue
+                outputs[r["path"]] = out
+                tasks.append(ExportTask(str(self.root / r["path"]), identities, fmt))
+            progress("start", "", str(len(tasks)))
+            for task, result in runner.run(export_one, tasks, workers=workers, scheduler=scheduler):
+                rel = Path(task.path).relative_to(self.root).as_posix()
+                if "error" in result:
+                    report.failed.append((rel, result["error"]))
+                    progress("failed", rel, result["error"])
+                    continue
+                dest = out_dir / outputs[rel]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                # decrypted photos are as private as the keys that opened them
+                atomic_write(dest, result["data"], force=True, mode=0o600 if result["decoded"] else None)
+                report.done.append(outputs[rel])
+                progress("done", outputs[rel], f"{result['decoded']} decrypted, {result['missing']} filled")
+        return report
+
+
+def _name(spec) -> str:
+    spec = str(spec)
+    return Path(spec).stem if "/" in spec or spec.endswith((".key", ".pub")) else spec
+
+
+def _identity(key):
+    from ..keys import Identity, load_identity
+
+    return key if isinstance(key, Identity) else load_identity(Path(key))
+
+
+def _recipient(spec, keys_dir):
+    from ..keys import Recipient, load_recipient
+
+    if isinstance(spec, Recipient):
+        r = spec
+    else:
+        r = load_recipient(str(spec), Path(keys_dir))
+    if r.kind not in ("symmetric", "x25519"):
+        raise ArchiveError("archives hold symmetric and x25519 recipients only")
+    return r
+
+
+def _rewrap_recipient(key_id: str, known: dict | None, identities: Sequence, keys_dir):
+    """What revoke needs to wrap a fresh content key for a remaining recipient: the X25519 public key
+    from the catalogue, or a symmetric secret from the given keys or keys_dir/NAME.key."""
+    from ..keys import Recipient, load_recipient
+
+    if known is not None and known["kind"] == "x25519" and known["public"]:
+        return Recipient("x25519", known["public"], known["name"])
+    for ident in identities:
+        if ident.key_id == key_id:
+            return ident.recipient
+    if known is not None:
+        try:
+            r = load_recipient(known["name"], Path(keys_dir))
+        except (KeyFileError, OSError):
+            return None
+        if r.key_id == key_id:
+            return r
+    return None

@@ -1,0 +1,256 @@
+"""The archive's catalogue: one SQLite file inside the archive, written only by the process that
+holds the archive lock (lock.py).
+
+    files ─┬─ chunks ── access (chunk ─▶ recipient key ids)
+           └─ classes (classes of *public* groups)
+    recipients (key id ─▶ name, type, X25519 public key)     audit (append-only access log)
+
+What it holds is what a keyless reader of the files sees (sizes, dimensions, codec, group counts,
+public classes) plus the archive's access list: which recipient key ids may open which chunk.  The
+files' own recipients are anonymous (FORMAT v2), so that list is the one thing here beyond the
+files: keep the catalogue as private as the list of who may see what.  It holds no key able to
+open anything (X25519 *public* keys only, which revoke needs to re-wrap for the remaining
+recipients), no protected class and no pixel.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,            -- relative to the archive, '/'-separated, ends in .prvc
+    source_sha256 TEXT NOT NULL UNIQUE,   -- the original photo's bytes: re-adding it is skipped
+    file_sha256 TEXT NOT NULL,            -- the .prvc as last written by privcodec
+    size INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    codec TEXT NOT NULL,
+    public INTEGER NOT NULL,
+    protected INTEGER NOT NULL,
+    redacted INTEGER NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE classes (file INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE, class TEXT NOT NULL,
+                      PRIMARY KEY (file, class));
+CREATE TABLE chunks (file INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
+                     PRIMARY KEY (file, chunk));
+CREATE TABLE access (file INTEGER NOT NULL, chunk INTEGER NOT NULL, key_id TEXT NOT NULL,
+                     PRIMARY KEY (file, chunk, key_id),
+                     FOREIGN KEY (file, chunk) REFERENCES chunks(file, chunk) ON DELETE CASCADE);
+CREATE INDEX access_by_key ON access(key_id);
+CREATE TABLE recipients (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
+                         public TEXT);    -- hex X25519 public key; NULL for symmetric keys
+CREATE TABLE pending (path TEXT PRIMARY KEY, record TEXT NOT NULL);   -- write-ahead: see Catalogue.recover
+CREATE TABLE audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, action TEXT NOT NULL, key_ids TEXT NOT NULL,
+                    files INTEGER NOT NULL, chunks INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT '');
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+@dataclass
+class FileRecord:
+    """One archive member, as ingest or a re-key writes it."""
+    path: str
+    source_sha256: str
+    file_sha256: str
+    size: int
+    width: int
+    height: int
+    codec: str
+    public: int
+    protected: int
+    redacted: int
+    classes: list[str] = field(default_factory=list)                  # public groups' classes
+    access: dict[int, list[str]] = field(default_factory=dict)        # chunk index -> recipient key ids
+    added: float = 0.0                                                # time first added (0: now)
+
+    @classmethod
+    def from_row(cls, row: dict) -> "FileRecord":
+        """A record as Catalogue.files() returns it."""
+        return cls(**{k: v for k, v in row.items() if k in cls.__dataclass_fields__})
+
+
+class Catalogue:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        # isolation_level=None: transactions are explicit (with self.transaction()), one per file
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")     # a power cut must not lose a committed file
+
+    @classmethod
+    def create(cls, path: Path) -> "Catalogue":
+        cat = cls(path)
+        # one script, one transaction: a catalogue is created whole or not at all
+        cat.db.executescript(f"BEGIN; {_SCHEMA} INSERT INTO meta VALUES ('schema', '{SCHEMA_VERSION}'), "
+                             f"('created', '{time.time()}'); PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        return cat
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    # ------------------------------------------------------------ files
+
+    def has_source(self, source_sha256: str) -> str | None:
+        row = self.db.execute("SELECT path FROM files WHERE source_sha256 = ?", (source_sha256,)).fetchone()
+        return row[0] if row else None
+
+    def path_owner(self, path: str) -> str | None:
+        """The source hash of the photo stored at ``path``, if any."""
+        row = self.db.execute("SELECT source_sha256 FROM files WHERE path = ?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, rec: FileRecord) -> None:
+        """Insert or replace one file's record (and its chunks' access lists), atomically."""
+        with self.transaction():
+            self._put(rec)
+
+    def _put(self, rec: FileRecord) -> None:
+        self.db.execute("DELETE FROM files WHERE path = ?", (rec.path,))
+        cur = self.db.execute(
+            "INSERT INTO files (path, source_sha256, file_sha256, size, width, height, codec, public, protected,"
+            " redacted, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (rec.path, rec.source_sha256, rec.file_sha256, rec.size, rec.width, rec.height, rec.codec,
+             rec.public, rec.protected, rec.redacted, rec.added or time.time()))
+        fid = cur.lastrowid
+        self.db.executemany("INSERT INTO classes VALUES (?, ?)", [(fid, c) for c in sorted(set(rec.classes))])
+        self._put_access(fid, rec.access)
+
+    def _put_access(self, fid: int, access: dict[int, list[str]]) -> None:
+        self.db.execute("DELETE FROM chunks WHERE file = ?", (fid,))
+        for chunk, key_ids in sorted(access.items()):
+            self.db.execute("INSERT INTO chunks VALUES (?, ?)", (fid, chunk))
+            self.db.executemany("INSERT INTO access VALUES (?, ?, ?)", [(fid, chunk, k) for k in sorted(set(key_ids))])
+
+    def files(self, *, key_id: str | None = None, klass: str | None = None) -> list[dict]:
+        """File records (dicts), optionally only those with a chunk ``key_id`` may open, or a public group
+        of class ``klass``; each with its access list {chunk: [key ids]}."""
+        where, args = [], []
+        if key_id is not None:
+            where.append("id IN (SELECT file FROM access WHERE key_id = ?)")
+            args.append(key_id)
+        if klass is not None:
+            where.append("id IN (SELECT file FROM classes WHERE class = ?)")
+            args.append(klass)
+        sql = ("SELECT id, path, source_sha256, file_sha256, size, width, height, codec, public, protected, redacted,"
+               " added FROM files" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY path")
+        cols = ["id", "path", "source_sha256", "file_sha256", "size", "width", "height", "codec", "public",
+                "protected", "redacted", "added"]
+        out = [dict(zip(cols, row)) for row in self.db.execute(sql, args)]
+        if not out:
+            return out
+        by_id = {f["id"]: f for f in out}
+        for f in out:
+            f["access"], f["classes"] = {}, []
+        for fid, chunk in self.db.execute("SELECT file, chunk FROM chunks ORDER BY file, chunk"):
+            if fid in by_id:
+                by_id[fid]["access"][chunk] = []
+        for fid, chunk, key_id_ in self.db.execute("SELECT file, chunk, key_id FROM access ORDER BY key_id"):
+            if fid in by_id:
+                by_id[fid]["access"][chunk].append(key_id_)
+        for fid, klass_ in self.db.execute("SELECT file, class FROM classes ORDER BY class"):
+            if fid in by_id:
+                by_id[fid]["classes"].append(klass_)
+        return out
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    # ------------------------------------------------------------ write-ahead records
+
+    def begin_write(self, rec: FileRecord) -> None:
+        """Before a file is (re)written: what the catalogue will say once it is."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?)", (rec.path, _to_json(rec)))
+
+    def finish_write(self, rec: FileRecord) -> None:
+        """After the file is on disk: its record, and the write-ahead entry gone, in one transaction."""
+        with self.transaction():
+            self._put(rec)
+            self.db.execute("DELETE FROM pending WHERE path = ?", (rec.path,))
+
+    def pending(self) -> list[FileRecord]:
+        return [_from_json(r) for (r,) in self.db.execute("SELECT record FROM pending ORDER BY path")]
+
+    def recover(self, sha_on_disk) -> int:
+        """After a crash between a file's write and its catalogue row: a pending record whose file on
+        disk has the new hash is committed (the write happened); any other is dropped (it did not, and
+        the old file and row still agree).  ``sha_on_disk(path)`` -> hex or None.  Returns how many
+        were committed."""
+        done = 0
+        for rec in self.pending():
+            with self.transaction():
+                if sha_on_disk(rec.path) == rec.file_sha256:
+                    self._put(rec)
+                    done += 1
+                self.db.execute("DELETE FROM pending WHERE path = ?", (rec.path,))
+        return done
+
+    # ------------------------------------------------------------ recipients
+
+    def add_recipient(self, key_id: str, kind: str, name: str, public: bytes | None) -> None:
+        """Remember a recipient; the first name given to a key id stays."""
+        self.db.execute("INSERT OR IGNORE INTO recipients VALUES (?, ?, ?, ?)",
+                        (key_id, kind, name, public.hex() if public else None))
+
+    def recipients(self) -> dict[str, dict]:
+        return {k: {"key_id": k, "kind": kind, "name": name, "public": bytes.fromhex(pub) if pub else None}
+                for k, kind, name, pub in self.db.execute("SELECT key_id, kind, name, public FROM recipients")}
+
+    def resolve(self, name_or_key_id: str) -> str | None:
+        """A recipient's key id from its name or key id as the catalogue knows it."""
+        row = self.db.execute("SELECT key_id FROM recipients WHERE key_id = ? OR name = ? ORDER BY key_id = ? DESC",
+                              (name_or_key_id, name_or_key_id, name_or_key_id)).fetchall()
+        return row[0][0] if row else None
+
+    # ------------------------------------------------------------ audit
+
+    def audit(self, action: str, key_ids: list[str], files: int, chunks: int, detail: str = "") -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO audit (at, action, key_ids, files, chunks, detail) VALUES (?,?,?,?,?,?)",
+                            (time.time(), action, json.dumps(key_ids), files, chunks, detail))
+
+    def audit_log(self) -> list[dict]:
+        return [{"at": at, "action": a, "key_ids": json.loads(k), "files": f, "chunks": c, "detail": d}
+                for at, a, k, f, c, d in self.db.execute(
+                    "SELECT at, action, key_ids, files, chunks, detail FROM audit ORDER BY id")]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _to_json(rec: FileRecord) -> str:
+    d = dict(rec.__dict__)
+    d["access"] = {str(k): v for k, v in rec.access.items()}
+    return json.dumps(d, sort_keys=True)
+
+
+def _from_json(text: str) -> FileRecord:
+    d = json.loads(text)
+    d["access"] = {int(k): v for k, v in d["access"].items()}
+    return FileRecord(**d)

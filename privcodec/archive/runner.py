@@ -1,0 +1,71 @@
+"""Run one function over many tasks: inline, on a local process pool, or on a Dask cluster.
+
+    tasks ─▶ run(fn, tasks, workers=N)              ─▶ (task, result) as each finishes
+          └▶ run(fn, tasks, scheduler="tcp://…:8786")  (Dask distributed; privcodec installed
+                                                        on the workers, the archive on shared storage)
+
+Workers are pure: they read their inputs and return bytes and records; the calling process alone
+writes the archive and its catalogue, so a worker that dies leaves nothing half-written.
+``fn`` must return, not raise, for bad inputs (the ingest and access tasks return {"error": …}).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, Iterator
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _init_worker() -> None:
+    # N processes on N cores: one torch thread each, or they fight for the cores
+    os.environ["PRIVCODEC_THREADS"] = "1"
+    os.environ["PRIVCODEC_QUIET"] = "1"
+
+
+def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=None) -> Iterator[tuple[object, object]]:
+    tasks = list(tasks)
+    if not tasks:
+        return
+    if scheduler is not None:
+        yield from _run_dask(fn, tasks, scheduler)
+        return
+    workers = workers or default_workers()
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            yield task, fn(task)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a forked copy of a process that has loaded torch (or holds the catalogue) is unsafe
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker)
+    try:
+        futures = {pool.submit(fn, task): task for task in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, object]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        from ..errors import PrivcodecError
+
+        raise PrivcodecError("--scheduler needs Dask distributed: pip install 'privcodec[dask]'") from None
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = client.map(fn, tasks, pure=False)
+        owner = {f.key: t for f, t in zip(futures, tasks)}
+        try:
+            for future in as_completed(futures):
+                yield owner[future.key], future.result()
+        finally:
+            client.cancel(futures)
+    finally:
+        if client is not scheduler:
+            client.close()

@@ -1,0 +1,389 @@
+"""Archives (privcodec archive …): ingest, resume, catalogue, grant / revoke / rotate, verify,
+locking, and the same results on a process pool and on a Dask cluster."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import privcodec
+from privcodec.archive import Archive, ArchiveError
+from privcodec.errors import DecryptionError, PrivcodecError
+from privcodec.keys import keygen
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "privcodec/data/astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Real photos, small: three with a face (variants of the bundled portrait), two without, in subfolders."""
+    import skimage.data
+
+    d = tmp_path_factory.mktemp("photos") / "holiday"
+    (d / "day2").mkdir(parents=True)
+    face = Image.open(ASTRONAUT).convert("RGB")
+    face.save(d / "portrait.jpg", quality=92)
+    face.transpose(Image.FLIP_LEFT_RIGHT).save(d / "mirror.png")
+    face.resize((384, 384)).save(d / "day2" / "small.webp", quality=90)
+    Image.fromarray(skimage.data.coffee()).save(d / "day2" / "coffee.jpg", quality=90)
+    Image.fromarray(skimage.data.chelsea()).save(d / "cat.tif")
+    (d / "notes.txt").write_text("not a photo: ignored")
+    return d
+
+
+@pytest.fixture
+def keys(tmp_path):
+    d = tmp_path / "keys"
+    keygen("admin", d, "symmetric")
+    keygen("family", d, "symmetric")
+    keygen("alice", d, "x25519")
+    keygen("bob", d, "x25519")
+    return d
+
+
+@pytest.fixture
+def policy(tmp_path):
+    p = tmp_path / "faces.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["admin", "family", "alice"]\n\n'
+                 '[default]\naction = "public"\n')
+    return p
+
+
+@pytest.fixture
+def filled(tmp_path, photos, keys, policy):
+    """An archive holding the five photos."""
+    a = Archive.init(tmp_path / "arc")
+    report = a.add([photos], policy, keys_dir=keys, workers=1)
+    assert report.ok and len(report.done) == 5
+    return a
+
+
+def _key(keys, name):
+    return keys / f"{name}.key"
+
+
+def _opens(path, key) -> list[int]:
+    try:
+        return privcodec.view(path, keys=[key]).decoded
+    except DecryptionError:
+        return []
+
+
+def test_add_walks_folders_and_mirrors_their_paths(filled):
+    assert sorted(f["path"] for f in filled.ls()) == [
+        "holiday/cat.tif.prvc", "holiday/day2/coffee.jpg.prvc", "holiday/day2/small.webp.prvc",
+        "holiday/mirror.png.prvc", "holiday/portrait.jpg.prvc"]
+    for f in filled.ls():
+        assert (filled.root / f["path"]).is_file()
+
+
+def test_the_catalogue_lists_what_each_file_holds_and_who_may_open_it(filled, keys):
+    files = {f["path"]: f for f in filled.ls()}
+    portrait = files["holiday/portrait.jpg.prvc"]
+    info = privcodec.inspect(filled.root / "holiday/portrait.jpg.prvc")
+    assert (portrait["width"], portrait["height"], portrait["codec"]) == (512, 512, "avif-1")
+    assert portrait["size"] == (filled.root / portrait["path"]).stat().st_size
+    assert portrait["protected"] == len([g for g in info["groups"] if g["access"] == "encrypted"]) >= 1
+    assert portrait["recipients"] == ["admin", "alice", "family"]
+    assert files["holiday/cat.tif.prvc"]["protected"] == 0 and files["holiday/cat.tif.prvc"]["recipients"] == []
+    # filters
+    assert {f["path"] for f in filled.ls(recipient="alice")} == {
+        "holiday/portrait.jpg.prvc", "holiday/mirror.png.prvc", "holiday/day2/small.webp.prvc"}
+    alice_id = [r["key_id"] for r in filled.recipients() if r["name"] == "alice"][0]
+    assert filled.ls(recipient=alice_id) == filled.ls(recipient="alice")
+    assert len(filled.ls(klass="background")) == 5
+    with pytest.raises(ArchiveError, match="no recipient 'carol'"):
+        filled.ls(recipient="carol")
+
+
+def test_the_catalogue_holds_no_secret_and_no_protected_class(filled, keys):
+    raw = (filled.root / ".privcodec/catalogue.sqlite").read_bytes()
+    for name in ("admin", "family", "alice"):
+        secret = privcodec.keys.load_identity(_key(keys, name)).secret
+        assert secret not in raw and secret.hex().encode() not in raw
+    assert b"face" not in raw
+
+
+def test_adding_again_does_no_work(filled, photos, keys, policy):
+    before = {p: p.stat().st_mtime_ns for p in filled.root.rglob("*.prvc")}
+    report = filled.add([photos], policy, keys_dir=keys, workers=1)
+    assert report.done == [] and len(report.skipped) == 5 and report.ok
+    assert {p: p.stat().st_mtime_ns for p in filled.root.rglob("*.prvc")} == before
+
+
+def test_an_interrupted_add_resumes_where_it_stopped(tmp_path, photos, keys, policy):
+    a = Archive.init(tmp_path / "arc")
+    seen = []
+
+    def stop_after_two(status, path, detail):
+        if status == "done":
+            seen.append(path)
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        a.add([photos], policy, keys_dir=keys, workers=1, progress=stop_after_two)
+    assert len(a.ls()) == 2
+    assert not list(a.root.rglob("*.tmp")) and a.verify().ok
+    report = a.add([photos], policy, keys_dir=keys, workers=1)
+    assert len(report.done) == 3 and len(report.skipped) == 2
+    assert len(a.ls()) == 5 and a.verify().ok
+
+
+def test_a_crash_between_writing_a_file_and_cataloguing_it_is_completed_on_the_next_run(tmp_path, photos, keys,
+                                                                                        policy, monkeypatch):
+    from privcodec.archive.catalogue import Catalogue
+
+    a = Archive.init(tmp_path / "arc")
+
+    def power_cut(self, rec):
+        raise SystemExit("power cut")
+
+    monkeypatch.setattr(Catalogue, "finish_write", power_cut)
+    with pytest.raises(SystemExit):
+        a.add([photos / "portrait.jpg"], policy, keys_dir=keys, workers=1)
+    monkeypatch.undo()
+    assert (a.root / "portrait.jpg.prvc").exists() and a.ls() == []
+    assert not a.verify().ok                       # the interrupted write is reported ...
+    report = a.add([photos / "portrait.jpg"], policy, keys_dir=keys, workers=1)
+    assert report.skipped and not report.done      # ... and completed, not redone
+    assert [f["path"] for f in a.ls()] == ["portrait.jpg.prvc"] and a.verify().ok
+
+
+def test_a_broken_photo_is_reported_by_name_and_the_others_go_in(tmp_path, photos, keys, policy):
+    src = tmp_path / "mixed"
+    src.mkdir()
+    (src / "good.jpg").write_bytes((photos / "portrait.jpg").read_bytes())
+    (src / "truncated.jpg").write_bytes((photos / "portrait.jpg").read_bytes()[:3000])
+    (src / "text.png").write_text("this is not a PNG")
+    a = Archive.init(tmp_path / "arc")
+    report = a.add([src], policy, keys_dir=keys, workers=1)
+    assert [Path(p).name for p in report.done] == ["good.jpg"]
+    assert sorted(Path(p).name for p, _ in report.failed) == ["text.png", "truncated.jpg"]
+    assert not report.ok
+    assert [f["path"] for f in a.ls()] == ["mixed/good.jpg.prvc"]
+    assert not list(a.root.rglob("*.tmp")) and sorted(p.name for p in a.root.rglob("*.prvc")) == ["good.jpg.prvc"]
+
+
+def test_a_different_photo_never_replaces_an_archived_one(tmp_path, photos, keys, policy):
+    a = Archive.init(tmp_path / "arc")
+    first, second = tmp_path / "one" / "holiday", tmp_path / "two" / "holiday"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    (first / "p.jpg").write_bytes((photos / "portrait.jpg").read_bytes())
+    Image.open(photos / "portrait.jpg").rotate(90).save(second / "p.jpg")
+    assert a.add([first], policy, keys_dir=keys, workers=1).ok
+    before = (a.root / "holiday/p.jpg.prvc").read_bytes()
+    report = a.add([second], policy, keys_dir=keys, workers=1)
+    assert report.failed and "already holds a different photo" in report.failed[0][1]
+    assert (a.root / "holiday/p.jpg.prvc").read_bytes() == before
+
+
+def test_passphrase_recipients_are_refused_before_any_work(tmp_path, photos, keys):
+    a = Archive.init(tmp_path / "arc")
+    p = tmp_path / "pp.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["passphrase"]\n[default]\naction = "public"\n')
+    with pytest.raises(PrivcodecError):
+        a.add([photos], p, keys_dir=keys, workers=1)
+    assert a.ls() == []
+
+
+def test_grant_then_revoke(filled, keys):
+    portrait = filled.root / "holiday/portrait.jpg.prvc"
+    full = privcodec.view(portrait, keys=[_key(keys, "admin")]).pixels
+    assert _opens(portrait, _key(keys, "bob")) == []
+    report = filled.grant(_key(keys, "admin"), "bob", keys_dir=keys)
+    assert report.ok and len(report.done) == 3
+    assert _opens(portrait, _key(keys, "bob")) == _opens(portrait, _key(keys, "admin")) != []
+    assert {f["path"] for f in filled.ls(recipient="bob")} == {f["path"] for f in filled.ls(recipient="alice")}
+
+    report = filled.revoke([_key(keys, "admin")], "bob", keys_dir=keys)
+    assert report.ok and len(report.done) == 3
+    for f in filled.root.rglob("*.prvc"):
+        assert _opens(f, _key(keys, "bob")) == []          # the revoked key opens nothing in the archive
+    for name in ("admin", "family", "alice"):
+        assert _opens(portrait, _key(keys, name)) != []    # the others still do
+        assert np.array_equal(privcodec.view(portrait, keys=[_key(keys, name)]).pixels, full)
+    assert filled.ls(recipient="bob") == []
+    assert filled.verify([_key(keys, n) for n in ("admin", "family", "alice", "bob")]).ok
+    assert [e["action"] for e in filled.audit_log()] == ["grant", "revoke"]
+    assert filled.audit_log()[1]["files"] == 3
+
+
+def test_revoke_gives_fresh_content_keys(filled, keys):
+    """The revoked recipient may have kept the old content key: the new ciphertext must not open with it."""
+    from privcodec.container import open_container
+
+    path = filled.root / "holiday/portrait.jpg.prvc"
+    before = open_container(path.read_bytes())
+    old_keys = {ch.index: ck for ch, ck, _, _ in before._open([privcodec.keys.load_identity(_key(keys, "admin"))])}
+    assert filled.revoke([_key(keys, "admin")], "alice", keys_dir=keys).ok
+    after = open_container(path.read_bytes())
+    new_keys = {ch.index: ck for ch, ck, _, _ in after._open([privcodec.keys.load_identity(_key(keys, "admin"))])}
+    assert set(old_keys) == set(new_keys) and all(old_keys[i] != new_keys[i] for i in old_keys)
+    assert after.file_id == before.file_id and after.core_hash != before.core_hash
+
+
+def test_revoke_needs_keys_that_open_whole_files_and_changes_nothing_otherwise(filled, keys):
+    snapshot = {p: p.read_bytes() for p in filled.root.rglob("*.prvc")}
+    report = filled.revoke([_key(keys, "bob")], "alice", keys_dir=keys)    # bob opens nothing
+    assert not report.ok and len(report.failed) == 3
+    assert {p: p.read_bytes() for p in filled.root.rglob("*.prvc")} == snapshot
+    assert len(filled.ls(recipient="alice")) == 3
+
+
+def test_revoking_the_only_recipient_is_refused(tmp_path, photos, keys):
+    p = tmp_path / "solo.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["admin"]\n[default]\naction = "public"\n')
+    a = Archive.init(tmp_path / "arc")
+    a.add([photos / "portrait.jpg"], p, keys_dir=keys, workers=1)
+    report = a.revoke([_key(keys, "admin")], "admin", keys_dir=keys)
+    assert not report.ok and "only recipient" in report.failed[0][1]
+    assert _opens(a.root / "portrait.jpg.prvc", _key(keys, "admin")) != []
+
+
+def test_rotate(filled, keys):
+    portrait = filled.root / "holiday/portrait.jpg.prvc"
+    had = _opens(portrait, _key(keys, "family"))
+    report = filled.rotate([_key(keys, "admin")], "family", "bob", keys_dir=keys)
+    assert report.ok and len(report.done) == 3
+    assert _opens(portrait, _key(keys, "family")) == []
+    assert _opens(portrait, _key(keys, "bob")) == had
+    assert filled.ls(recipient="family") == [] and len(filled.ls(recipient="bob")) == 3
+    assert filled.audit_log()[-1]["action"] == "rotate"
+    assert filled.verify([_key(keys, n) for n in ("admin", "family", "alice", "bob")]).ok
+
+
+def test_verify_catches_a_changed_byte_a_deleted_file_and_an_unknown_file(filled):
+    assert filled.verify().ok
+    changed = filled.root / "holiday/mirror.png.prvc"
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 1
+    changed.write_bytes(bytes(data))
+    (filled.root / "holiday/cat.tif.prvc").unlink()
+    (filled.root / "stray.prvc").write_bytes((filled.root / "holiday/portrait.jpg.prvc").read_bytes())
+    report = filled.verify()
+    problems: dict[str, str] = {}
+    for path, msg in report.failed:
+        problems[path] = problems.get(path, "") + msg + "; "
+    assert not report.ok
+    assert "changed" in problems["holiday/mirror.png.prvc"]
+    assert "missing" in problems["holiday/cat.tif.prvc"]
+    assert "unknown" in problems["stray.prvc"]
+    assert sorted(report.done) == ["holiday/day2/coffee.jpg.prvc", "holiday/day2/small.webp.prvc", "holiday/portrait.jpg.prvc"]
+
+
+def test_verify_with_keys_catches_access_that_differs_from_the_catalogue(filled, keys):
+    path = filled.root / "holiday/portrait.jpg.prvc"
+    # a grant made outside the archive: bob opens a group the access list does not give him
+    path.write_bytes(privcodec.grant(path.read_bytes(), _key(keys, "admin"), "bob", keys_dir=keys))
+    report = filled.verify([_key(keys, "bob")])
+    problems = [msg for p, msg in report.failed if p == "holiday/portrait.jpg.prvc"]
+    assert any("changed" in m for m in problems) and any("does not give it" in m for m in problems)
+
+
+def test_export_writes_ordinary_images(filled, keys, tmp_path):
+    out = tmp_path / "out"
+    report = filled.export(out, [_key(keys, "alice")])
+    assert report.ok and len(report.done) == 5
+    img = np.asarray(Image.open(out / "holiday/portrait.png").convert("RGB"))
+    assert np.array_equal(img, privcodec.view(filled.root / "holiday/portrait.jpg.prvc", keys=[_key(keys, "alice")]).pixels)
+    assert (out / "holiday/portrait.png").stat().st_mode & 0o077 == 0     # decrypted: private
+    assert filled.export(out, [_key(keys, "alice")]).skipped            # existing images are kept
+    with pytest.raises(ArchiveError):
+        filled.export(filled.root / "inside", [])
+
+
+def test_a_second_writer_waits_for_the_first(filled, photos, keys, policy):
+    waited = threading.Event()
+    with filled._lock(exclusive=True):
+        t = threading.Thread(target=lambda: filled.add([photos], policy, keys_dir=keys, workers=1,
+                                                       on_wait=waited.set))
+        t.start()
+        assert waited.wait(20)      # blocked on the lock, not writing
+        assert t.is_alive()
+    t.join(120)
+    assert not t.is_alive() and filled.verify().ok
+
+
+def test_two_concurrent_adds_leave_a_consistent_archive(tmp_path, photos, keys, policy):
+    arc = tmp_path / "arc"
+    Archive.init(arc)
+    cmd = [sys.executable, "-m", "privcodec", "archive", "add", str(arc), str(photos), "--policy", str(policy),
+           "--keys-dir", str(keys), "--workers", "1"]
+    env = dict(os.environ, PRIVCODEC_THREADS="1")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    a = Archive(arc)
+    assert len(a.ls()) == 5 and a.verify().ok
+    summaries = sorted(o[0].strip().splitlines()[-1] for o in outs)
+    assert summaries == ["0 added, 5 already in the archive", "5 added"]
+
+
+def _comparable(a: Archive, keys) -> dict:
+    out = {}
+    for f in a.ls():
+        pixels = privcodec.view(a.root / f["path"], keys=[_key(keys, "admin")]).pixels
+        out[f["path"]] = ({k: f[k] for k in ("size", "width", "height", "codec", "public", "protected", "redacted",
+                                              "recipients")}, pixels.tobytes())
+    return out
+
+
+def test_a_process_pool_and_a_dask_cluster_give_the_local_result(tmp_path, photos, keys, policy):
+    distributed = pytest.importorskip("distributed")
+    local = Archive.init(tmp_path / "local")
+    assert local.add([photos], policy, keys_dir=keys, workers=1).ok
+    pool = Archive.init(tmp_path / "pool")
+    assert pool.add([photos], policy, keys_dir=keys, workers=2).ok
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        dask = Archive.init(tmp_path / "dask")
+        assert dask.add([photos], policy, keys_dir=keys, scheduler=client).ok
+        assert dask.revoke([_key(keys, "admin")], "alice", keys_dir=keys, scheduler=client).ok
+        assert dask.verify([_key(keys, "admin"), _key(keys, "alice")], scheduler=client).ok
+    assert local.revoke([_key(keys, "admin")], "alice", keys_dir=keys).ok
+    assert _comparable(pool, keys).keys() == _comparable(local, keys).keys()
+    assert _comparable(dask, keys) == _comparable(local, keys)
+
+
+def test_cli_archive_end_to_end(tmp_path, photos, keys, policy):
+    from click.testing import CliRunner
+
+    from privcodec.cli import cli
+
+    run = CliRunner().invoke
+    arc = str(tmp_path / "arc")
+    assert run(cli, ["archive", "init", arc]).exit_code == 0
+    assert run(cli, ["archive", "init", arc]).exit_code != 0
+    r = run(cli, ["archive", "add", arc, str(photos), "--policy", str(policy), "--keys-dir", str(keys), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == "5 added"
+    r = run(cli, ["archive", "ls", arc, "--recipient", "alice", "--json"])
+    assert r.exit_code == 0 and len(json.loads(r.output)) == 3
+    r = run(cli, ["archive", "revoke", arc, "--key", str(_key(keys, "admin")), "--recipient", "alice",
+                  "--keys-dir", str(keys), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["archive", "verify", arc, "--key", str(_key(keys, "alice")), "--json", "--workers", "1"])
+    assert r.exit_code == 0 and json.loads(r.output)["ok"]
+    r = run(cli, ["archive", "log", arc])
+    assert "revoke" in r.output
+    (tmp_path / "arc" / "holiday" / "cat.tif.prvc").unlink()
+    r = run(cli, ["archive", "verify", arc, "--workers", "1"])
+    assert r.exit_code == 1 and "missing" in r.output
+
+
+def test_not_an_archive_is_a_clean_error(tmp_path):
+    with pytest.raises(ArchiveError, match="not a privcodec archive"):
+        Archive(tmp_path)
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ArchiveError, match="not an empty folder"):
+        Archive.init(tmp_path)
