@@ -533,6 +533,22 @@ def bench_speed(photo, sizes, codec_name):
     run(photo, sizes=mps, codec=codec_name, echo=click.echo)
 
 
+@bench.command("archive")
+@click.option("--photos", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of photos (e.g. Kodak, 768x512).")
+@click.option("--workers", "workers", default="1,2", show_default=True, help="Worker counts to measure.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N photos.")
+def bench_archive(photos, workers, limit):
+    """Archive add / revoke / verify throughput with 1, 2, ... local workers."""
+    from .bench.archive import run
+
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError:
+        raise PrivcodecError(f"--workers must be integers separated by commas, got {workers!r}") from None
+    run(photos, counts, limit, echo=click.echo)
+
+
 @bench.command("detect")
 def bench_detect():
     """Detection time per image per detector."""

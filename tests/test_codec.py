@@ -193,6 +193,106 @@ def test_shipped_weights_leave_other_groups_streams_byte_identical():
         assert all(after[o] == before[o] for o in before if o != g)
 
 
+# ---------------------------------------------------------------- tiles (gicodec-2)
+
+
+def _tiled(model, q, tile=2):
+    """tiles.encode / decode around the small model, with 2-block tiles so small images have many."""
+    from privcodec.codec import tiles
+
+    def compress(px, grid):
+        return model.compress(torch.from_numpy(px).permute(2, 0, 1).float() / 255, torch.from_numpy(grid), q)
+
+    def decompress(streams, grid, h, w):
+        x, known = model.decompress(streams, torch.from_numpy(grid), h, w, q)
+        return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy(), known.numpy()
+
+    enc = lambda img, grid: tiles.encode(img, grid, compress, tile)
+    dec = lambda streams, grid, h, w: tiles.decode(streams, grid, h, w, decompress, tile)
+    return enc, dec
+
+
+def _pixels(h, w, seed=0):
+    return (photo(h, w, seed).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def test_tiled_every_subset_decodes_bit_exactly_with_groups_crossing_tile_edges(model):
+    enc, dec = _tiled(model, 4.0)
+    h, w = 90, 118                  # 6 x 8 blocks: 3 x 4 tiles of 2 x 2 blocks, the last ones cut
+    grid = np.zeros((6, 8), dtype=np.int64)
+    grid[1:4, 1:6] = 1              # crosses tile edges both ways
+    grid[3:, 6:] = 2                # right and bottom border, two tiles
+    grid[5, 0] = 3
+    img = _pixels(h, w)
+    streams = enc(img, grid)
+    assert sorted(streams) == [0, 1, 2, 3]
+    full, known_all = dec(streams, grid, h, w)
+    assert known_all.all()
+    for r in range(1, 5):
+        for subset in itertools.combinations(range(4), r):
+            known_grid = np.where(np.isin(grid, subset), grid, UNKNOWN_GROUP)
+            part, known = dec({g: streams[g] for g in subset}, known_grid, h, w)
+            expected = np.kron(np.isin(grid, subset), np.ones((16, 16), bool))[:h, :w]
+            assert np.array_equal(known, expected), subset
+            assert np.array_equal(part[known], full[known]), subset
+
+
+def test_tiled_streams_of_other_groups_are_byte_identical_when_one_group_changes(model):
+    enc, _ = _tiled(model, 3.0)
+    h, w = 96, 130
+    grid = grid_with_groups(6, 9, 5, seed=3).numpy()
+    img = _pixels(h, w, seed=1)
+    before = enc(img, grid)
+    rng = np.random.default_rng(0)
+    for g in range(5):
+        pix = np.kron(grid == g, np.ones((16, 16), bool))[:h, :w]
+        changed = img.copy()
+        changed[pix] = rng.integers(0, 256, (int(pix.sum()), 3))
+        after = enc(changed, grid)
+        assert after[g] != before[g]
+        assert all(after[o] == before[o] for o in before if o != g)
+
+
+def test_one_tile_is_the_whole_image_stream_with_a_length(model):
+    """A photo smaller than a tile codes exactly as gicodec-1 did, plus 4 bytes per group."""
+    import struct
+
+    enc, _ = _tiled(model, 5.0, tile=64)
+    grid = grid_with_groups(6, 8, 3, seed=2).numpy()
+    img = _pixels(96, 128, seed=4)
+    whole = model.compress(torch.from_numpy(img).permute(2, 0, 1).float() / 255, torch.from_numpy(grid), 5.0)
+    assert enc(img, grid) == {g: struct.pack(">I", len(s)) + s for g, s in whole.items()}
+
+
+@pytest.mark.parametrize("bad", ["truncated", "trailing", "zero", "missing tile"])
+def test_tiled_framing_must_account_for_every_byte(model, bad):
+    enc, dec = _tiled(model, 4.0)
+    grid = np.zeros((4, 4), dtype=np.int64)
+    grid[1:3, 1:3] = 1              # group 1 has blocks in all four tiles
+    streams = enc(_pixels(64, 64), grid)
+    s = streams[1]
+    forged = {"truncated": s[:-1], "trailing": s + b"\0", "zero": b"\0\0\0\0" + s[4:],
+              "missing tile": s[:4 + int.from_bytes(s[:4], "big")]}[bad]
+    with pytest.raises(ValueError):
+        dec({**streams, 1: forged}, grid, 64, 64)
+
+
+def test_shipped_weights_tiled_across_a_tile_edge_decode_every_subset_exactly():
+    from privcodec import codec
+
+    rng = np.random.default_rng(5)
+    h, w = 48, 1040                  # 65 block columns: a 1024-px tile and a 16-px one
+    img = np.cumsum(rng.integers(0, 9, (h, w, 3)), axis=1).clip(0, 255).astype(np.uint8)
+    grid = np.zeros((3, 65), dtype=np.int64)
+    grid[1:, 60:] = 1               # crosses the tile edge at block column 64
+    streams = codec.encode_groups(img, grid, 4.0)
+    full, known = codec.decode_groups(streams, grid, h, w, 4.0)
+    assert known.all()
+    for g in (0, 1):
+        part, k = codec.decode_groups({g: streams[g]}, np.where(grid == g, g, UNKNOWN_GROUP), h, w, 4.0)
+        assert np.array_equal(k, np.kron(grid == g, np.ones((16, 16), bool))) and np.array_equal(part[k], full[k])
+
+
 def test_the_training_path_computes_what_the_coding_path_codes(model):
     """forward() (batched, all groups at once) and per_group() (each group on its crop) are two
     implementations of one transform: they must agree, or training optimises another codec."""

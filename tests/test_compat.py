@@ -42,7 +42,7 @@ def test_every_released_model_is_shipped_and_registered():
     assert shipped == {path for _, path, _ in codec.RELEASED_MODELS.values()}
     for digest, (codec_id, path, _) in codec.RELEASED_MODELS.items():
         assert hashlib.sha256((codec.WEIGHTS_DIR / path).read_bytes()).hexdigest() == digest
-        assert codec_id == codec.CODEC_ID
+        assert codec_id == codec.MODEL_ID
     assert codec.CURRENT_MODEL in codec.RELEASED_MODELS
     assert codec.weights_digest().hex() == codec.CURRENT_MODEL or codec.os.environ.get("PRIVCODEC_WEIGHTS")
 

@@ -99,6 +99,12 @@ class Catalogue:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
+        # fold the write-ahead log back in: between commands the catalogue is one file, so copying the
+        # archive folder (a backup) copies all of it
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError:
+            pass   # another reader holds it; the next command checkpoints
         self.db.close()
 
     def transaction(self):

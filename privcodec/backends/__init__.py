@@ -8,8 +8,8 @@ A backend is a module-like object with ``codec_id``, ``model_digest()`` (the hea
 a function of its own group's pixels and block mask (and the quality) only, and decode alone,
 bit for bit.  Two backends ship:
 
-- ``gicodec`` (``gicodec-1``): the learned group-independent codec (privcodec.codec; needs the
-  ``learned`` extra: torch + compressai);
+- ``gicodec`` (``gicodec-2``, tiled; ``gicodec-1`` files still decode): the learned
+  group-independent codec (privcodec.codec; needs the ``learned`` extra: torch + compressai);
 - ``avif`` (``avif-1``): each group's bounding box as a still AV1 image (privcodec.backends.avif;
   Pillow only);
 - ``lossless`` (``lossless-1``): the same boxes as lossless WebP, bit-exact (``protect --lossless``).
@@ -30,10 +30,13 @@ class _Learned:
 
     name = "gicodec"
 
+    def __init__(self, codec_id: str | None = None):
+        self._file_codec_id = codec_id        # the id of the file being decoded; None: what new files get
+
     @property
     def codec_id(self) -> str:
         from .. import codec
-        return codec.CODEC_ID
+        return self._file_codec_id or codec.CODEC_ID
 
     def _codec(self):
         from .. import codec
@@ -50,12 +53,13 @@ class _Learned:
         return self._codec().weights_digest()
 
     def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
-        return self._codec().encode_groups(image, block_groups, quality)
+        return self._codec().encode_groups(image, block_groups, quality, codec_id=self.codec_id)
 
     def decode_groups(self, streams, block_groups, height, width, quality, digest: bytes):
         from .. import codec
-        weights = codec.weights_for(codec.CODEC_ID, digest)   # a clear error for a model we never had
-        return self._codec().decode_groups(streams, block_groups, height, width, quality, weights=weights)
+        weights = codec.weights_for(self.codec_id, digest)   # a clear error for a model we never had
+        return self._codec().decode_groups(streams, block_groups, height, width, quality, weights=weights,
+                                           codec_id=self.codec_id)
 
 
 def _avif():
@@ -95,7 +99,7 @@ def for_codec_id(codec_id: str):
         return _avif()
     if codec_id == LOSSLESS_ID:
         return _lossless()
-    if codec_id.startswith("gicodec-"):
-        return _Learned()
+    if codec_id in ("gicodec-1", "gicodec-2"):    # codec.MODEL_OF, without importing the codec
+        return _Learned(codec_id)
     raise FormatError(f"this file was made with a codec this privcodec does not have ({codec_id}): "
                       "it needs a newer privcodec")

@@ -23,7 +23,12 @@ from ._compressai import install as _light_compressai
 
 _light_compressai()   # before anything imports compressai: skip its 2.4 s package initialiser
 
-CODEC_ID = "gicodec-1"
+# The network is gicodec-1 (RELEASED_MODELS name it); files name how its streams are laid out:
+#   gicodec-1  one stream per group over the whole image (privcodec before tiling; still read)
+#   gicodec-2  the same network run on 1024-px tiles (tiles.py): bounded memory; what new files use
+MODEL_ID = "gicodec-1"
+CODEC_ID = "gicodec-2"
+MODEL_OF = {"gicodec-1": MODEL_ID, "gicodec-2": MODEL_ID}
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
 BLOCK = 16
@@ -83,9 +88,9 @@ def weights_for(codec_id: str, digest: bytes) -> str:
     from ..errors import FormatError
 
     entry = RELEASED_MODELS.get(digest.hex())
-    if entry is not None and entry[0] == codec_id:
+    if entry is not None and codec_id in MODEL_OF and entry[0] == MODEL_OF[codec_id]:
         return str(WEIGHTS_DIR / entry[1])
-    if codec_id == CODEC_ID and os.environ.get("PRIVCODEC_WEIGHTS") and weights_digest() == digest:
+    if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and weights_digest() == digest:
         return str(default_weights_path())
     raise FormatError(f"this file was made with a codec model this privcodec does not have ({codec_id}, weights "
                       f"{digest.hex()[:12]}): it needs a newer privcodec")
@@ -110,25 +115,52 @@ def weights_digest(path: str | None = None) -> bytes:
     return weights_sha256(Path(path) if path else default_weights_path())
 
 
-def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None = None) -> dict[int, bytes]:
-    """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0."""
+def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None = None,
+                  codec_id: str = CODEC_ID) -> dict[int, bytes]:
+    """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0.
+    ``codec_id``: gicodec-2 (tiled, the default) or gicodec-1 (whole image)."""
+    from . import tiles
+
+    if codec_id == "gicodec-1":
+        return _encode_whole(image, block_groups, quality, weights)
+    _check_codec_id(codec_id)
+    return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights))
+
+
+def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
+                  weights: str | None = None, codec_id: str = CODEC_ID) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the groups in ``streams``; block_groups has UNKNOWN_GROUP where the group is not known.
+
+    Returns (uint8 image (H,W,3), bool mask of decoded pixels).  Raises ValueError on a malformed stream."""
+    from . import tiles
+
+    if codec_id == "gicodec-1":
+        return _decode_whole(streams, block_groups, height, width, quality, weights)
+    _check_codec_id(codec_id)
+    return tiles.decode(streams, np.asarray(block_groups), height, width,
+                        lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights))
+
+
+def _check_codec_id(codec_id: str) -> None:
+    if codec_id not in MODEL_OF:
+        raise ValueError(f"unknown learned codec id {codec_id!r}")
+
+
+def _encode_whole(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None) -> dict[int, bytes]:
     import torch
 
     model = load_codec(weights)
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-    return model.compress(x, torch.from_numpy(block_groups.astype(np.int64)), quality)
+    return model.compress(x, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), quality)
 
 
-def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
-                  weights: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the groups in ``streams``; block_groups has UNKNOWN_GROUP where the group is not known.
-
-    Returns (uint8 image (H,W,3), bool mask of decoded pixels)."""
+def _decode_whole(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
+                  weights: str | None) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     model = load_codec(weights)
     crop, known_crop, (top, left) = model.decompress_region(
-        streams, torch.from_numpy(block_groups.astype(np.int64)), height, width, quality)
+        streams, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), height, width, quality)
     # The decoder ran on the decoded groups' region only; the rest of the canvas is uint8 zeros.
     image = np.zeros((height, width, 3), dtype=np.uint8)
     known = np.zeros((height, width), dtype=bool)

@@ -1,0 +1,83 @@
+"""Tiled coding (codec id gicodec-2): the gicodec-1 network run tile by tile, so memory is bounded
+by the tile, not the photo, and time is linear in pixels.
+
+    block grid ─▶ tiles of TILE_BLOCKS x TILE_BLOCKS blocks (1024 px; the last row/column smaller)
+    each tile ─▶ GICodec.compress on the tile alone (a tile edge is an image edge, so also a group edge)
+    group stream = for each tile holding blocks of the group, in raster order: u32 length ‖ tile stream
+
+A group's stream still depends only on its own pixels and block mask (the tiling is fixed by the
+image size), and any subset of groups decodes alone, bit for bit: each tile is an independent
+gicodec-1 image.  The decoder knows which tiles a group has blocks in (its block mask), so the
+framing carries lengths only, and must account for every byte.  FORMAT.md, "Codec streams".
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable, Iterator
+
+import numpy as np
+
+TILE_BLOCKS = 64          # 1024 px: ~1 MP per tile keeps the network's activations well under 1 GB
+BLOCK = 16
+
+
+def tiles(rows: int, cols: int, tile: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) block ranges of the tiles, in raster order."""
+    tile = tile or TILE_BLOCKS
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            yield r0, min(rows, r0 + tile), c0, min(cols, c0 + tile)
+
+
+def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int | None = None) -> dict[int, bytes]:
+    """image: uint8 (H, W, 3); grid: group ids >= 0 per block; compress(tile pixels, tile grid) ->
+    {group: stream} codes one tile.  Returns {group: framed stream}."""
+    height, width = image.shape[:2]
+    parts: dict[int, list[bytes]] = {}
+    for r0, r1, c0, c1 in tiles(*grid.shape, tile):
+        pixels = image[r0 * BLOCK:min(height, r1 * BLOCK), c0 * BLOCK:min(width, c1 * BLOCK)]
+        for group, stream in compress(pixels, grid[r0:r1, c0:c1]).items():
+            parts.setdefault(int(group), []).append(struct.pack(">I", len(stream)) + stream)
+    return {g: b"".join(p) for g, p in parts.items()}
+
+
+def split(stream: bytes, count: int) -> list[bytes]:
+    """A group's framed stream -> its ``count`` tile streams; ValueError unless it is exactly that."""
+    out, pos = [], 0
+    for _ in range(count):
+        if pos + 4 > len(stream):
+            raise ValueError("truncated tiled stream")
+        (n,) = struct.unpack_from(">I", stream, pos)
+        pos += 4
+        if n == 0 or pos + n > len(stream):
+            raise ValueError("bad tile length")
+        out.append(stream[pos:pos + n])
+        pos += n
+    if pos != len(stream):
+        raise ValueError("trailing bytes in tiled stream")
+    return out
+
+
+def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int, decompress: Callable,
+           tile: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """grid: group ids, negative where unknown; decompress(tile streams, tile grid, h, w) -> (uint8
+    (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask)."""
+    boxes = list(tiles(*grid.shape, tile))
+    per_group = {}
+    for g, stream in streams.items():
+        holding = [i for i, (r0, r1, c0, c1) in enumerate(boxes) if (grid[r0:r1, c0:c1] == g).any()]
+        if not holding:
+            raise ValueError("group has no blocks")
+        per_group[g] = dict(zip(holding, split(stream, len(holding))))   # all framing checked before decoding
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    known = np.zeros((height, width), dtype=bool)
+    for i, (r0, r1, c0, c1) in enumerate(boxes):
+        tile_streams = {g: parts[i] for g, parts in per_group.items() if i in parts}
+        if not tile_streams:
+            continue
+        y0, x0 = r0 * BLOCK, c0 * BLOCK
+        h, w = min(height, r1 * BLOCK) - y0, min(width, c1 * BLOCK) - x0
+        pixels, decoded = decompress(tile_streams, grid[r0:r1, c0:c1], h, w)
+        image[y0:y0 + h, x0:x0 + w][decoded] = pixels[decoded]
+        known[y0:y0 + h, x0:x0 + w] |= decoded
+    return image, known
