@@ -89,7 +89,7 @@ def _finish(report, done: str, *, skipped: str = "skipped") -> None:
         sys.exit(1)
 
 
-@click.group(short_help="Archives of protected photos: add, ls, grant, revoke, rotate, verify, export.")
+@click.group(short_help="Archives of protected photos: add, ls, rm, grant, revoke, rotate, verify, export.")
 def archive():
     """An archive is a folder of .prvc files with a catalogue (ARCHIVE/.privcodec), as a restic
     repository is: photos are added in batches, access is granted, revoked and rotated across all
@@ -156,6 +156,20 @@ def archive_ls(archive, recipient, klass, as_json):
     click.echo(f"{len(files)} file(s)", err=True)
 
 
+@archive.command("rm", short_help="Take files out of the archive.")
+@ARCHIVE
+@click.argument("paths", nargs=-1, required=True)
+def archive_rm(archive, paths):
+    """Delete the archive files PATHS (as `archive ls` shows them) and their catalogue entries.
+    The original photos are not touched; adding one again puts it back."""
+    from .archive import Archive
+
+    report = Archive(archive).remove(paths, on_wait=_waiting)
+    for path, msg in report.failed:
+        click.echo(f"failed: {path}: {msg}", err=True)
+    _finish(report, "removed")
+
+
 @archive.command("log", short_help="The audit log of access changes.")
 @ARCHIVE
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
@@ -165,13 +179,16 @@ def archive_log(archive, as_json):
 
     from .archive import Archive
 
-    log = Archive(archive).audit_log()
+    a = Archive(archive)
+    log = a.audit_log()
+    names = {r["key_id"]: r["name"] for r in a.recipients()}
     if as_json:
         click.echo(json.dumps(log, indent=2))
         return
     for e in log:
         when = datetime.datetime.fromtimestamp(e["at"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        click.echo(f"{when}  {e['action']:<6}  {', '.join(e['key_ids'])}  {e['files']} file(s), "
+        who = ", ".join(f"{names[k]} ({k})" if k in names else k for k in e["key_ids"]) or "-"
+        click.echo(f"{when}  {e['action']:<6}  {who}  {e['files']} file(s), "
                    f"{e['chunks']} chunk(s)  {e['detail']}")
 
 

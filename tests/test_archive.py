@@ -381,6 +381,14 @@ def test_cli_archive_end_to_end(tmp_path, photos, keys, policy):
     assert r.exit_code == 1 and "missing" in r.output
 
 
+def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
+    report = filled.remove(["holiday/cat.tif.prvc", "holiday/nope.prvc"])
+    assert report.done == ["holiday/cat.tif.prvc"] and report.failed[0][0] == "holiday/nope.prvc"
+    assert not (filled.root / "holiday/cat.tif.prvc").exists() and len(filled.ls()) == 4
+    assert filled.verify().ok and filled.audit_log()[-1]["action"] == "remove"
+    assert filled.add([photos], policy, keys_dir=keys, workers=1).done == [str(photos / "cat.tif")]
+
+
 def test_not_an_archive_is_a_clean_error(tmp_path):
     with pytest.raises(ArchiveError, match="not a privcodec archive"):
         Archive(tmp_path)

@@ -242,6 +242,27 @@ class Archive:
             report.warnings.append((where, w))
         return report
 
+    # ------------------------------------------------------------ rm
+
+    def remove(self, paths: Iterable[str], *, on_wait=None) -> Report:
+        """Take files out of the archive (the .prvc and its catalogue entry; logged).  ``paths`` are
+        archive paths as ``ls`` shows them."""
+        report = Report()
+        with self._writer(on_wait) as cat:
+            known = {f["path"] for f in cat.files()}
+            for rel in paths:
+                rel = Path(str(rel)).as_posix()
+                if rel not in known:
+                    report.failed.append((rel, "not in the archive"))
+                    continue
+                (self.root / rel).unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
+                cat.remove(rel)
+                report.done.append(rel)
+            if report.done:
+                cat.audit("remove", [], len(report.done), 0, ", ".join(report.done[:20])
+                          + (f" and {len(report.done) - 20} more" if len(report.done) > 20 else ""))
+        return report
+
     # ------------------------------------------------------------ ls
 
     def ls(self, *, recipient: str | None = None, klass: str | None = None) -> list[dict]:

@@ -174,6 +174,10 @@ class Catalogue:
                 by_id[fid]["classes"].append(klass_)
         return out
 
+    def remove(self, path: str) -> bool:
+        with self.transaction():
+            return self.db.execute("DELETE FROM files WHERE path = ?", (path,)).rowcount > 0
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
