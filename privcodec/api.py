@@ -339,14 +339,16 @@ def _check_signer(c, require_signer) -> None:
 def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY, regions: Sequence = (),
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
             min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
-            keep_metadata: Sequence[str] | None = None, codec: str | None = None, **detector_options) -> ProtectResult:
+            keep_metadata: Sequence[str] | None = None, codec: str | None = None, recipients: dict | None = None,
+            **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
     ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group;
     ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
     (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone);
-    ``codec``: the group-independent backend, "avif" (the default: backends.DEFAULT) or "gicodec" (learned).
+    ``codec``: the group-independent backend, "avif" (the default: backends.DEFAULT) or "gicodec" (learned);
+    ``recipients``: the policy's recipients already loaded (``load_recipients``), instead of ``keys_dir``.
     ``detect=None`` (the default) runs the detectors for the classes the policy names
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
@@ -368,7 +370,8 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     else:
         pixels = load_image(image)
     meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
-    recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
+    if recipients is None:
+        recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
     metadata = None
     if meta_to:
         from .imageio import read_metadata

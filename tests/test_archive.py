@@ -381,6 +381,16 @@ def test_cli_archive_end_to_end(tmp_path, photos, keys, policy):
     assert r.exit_code == 1 and "missing" in r.output
 
 
+def test_a_name_given_to_two_keys_must_be_disambiguated_by_key_id(filled, keys, tmp_path):
+    new = tmp_path / "newkeys"
+    keygen("family", new, "symmetric")                       # a new family key, same name
+    assert filled.rotate([_key(keys, "admin")], "family", new / "family.key", keys_dir=keys).ok
+    with pytest.raises(ArchiveError, match="names several keys"):
+        filled.ls(recipient="family")
+    new_id = privcodec.keys.load_identity(new / "family.key").key_id
+    assert len(filled.ls(recipient=new_id)) == 3
+
+
 def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
     report = filled.remove(["holiday/cat.tif.prvc", "holiday/nope.prvc"])
     assert report.done == ["holiday/cat.tif.prvc"] and report.failed[0][0] == "holiday/nope.prvc"

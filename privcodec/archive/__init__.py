@@ -186,7 +186,9 @@ class Archive:
         recipients = api.load_recipients(pol, keys_dir)   # every key checked before any work
         if api.PASSPHRASE_RECIPIENT in recipients:
             raise ArchiveError(f"{policy}: archives cannot use passphrase recipients (revoke could not re-wrap them)")
-        api._check_quality(quality, codec or "")
+        from .. import backends
+
+        api._check_quality(quality, backends.get(codec or backends.DEFAULT).codec_id)
         for src in sources:
             if not Path(src).exists():
                 raise ArchiveError(f"{src}: no such file or folder")
@@ -195,7 +197,7 @@ class Archive:
             for name, r in recipients.items():
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
                                   r.key if r.kind == "x25519" else None)
-            tasks, planned = [], set()
+            tasks, planned, planned_paths = [], set(), set()
             for path, rel in walk(sources):
                 try:
                     digest = sha256_file(path)
@@ -209,7 +211,7 @@ class Archive:
                     progress("skipped", str(path), f"already in the archive as {known or rel}")
                     continue
                 owner = cat.path_owner(rel)
-                if owner is not None or rel in {p for p, _ in planned}:
+                if owner is not None or rel in planned_paths:
                     report.failed.append((str(path), f"{rel} already holds a different photo"))
                     progress("failed", str(path), "name taken by a different photo")
                     continue
@@ -219,8 +221,8 @@ class Archive:
                     progress("failed", str(path), "unknown file in the way")
                     continue
                 planned.add((rel, digest))
-                tasks.append(IngestTask(str(Path(path).resolve()), rel, str(policy_path), str(Path(keys_dir).resolve()),
-                                        codec or "", float(quality)))
+                planned_paths.add(rel)
+                tasks.append(IngestTask(str(Path(path).resolve()), rel, pol, recipients, codec or "", float(quality)))
             warned: dict[str, list[str]] = {}     # one line per warning, not one per photo
             progress("start", "", str(len(tasks)))
             for task, result in runner.run(ingest_one, tasks, workers=workers, scheduler=scheduler):
@@ -289,7 +291,10 @@ class Archive:
 
     @staticmethod
     def _resolve(cat: Catalogue, name_or_key_id: str) -> str:
-        key_id = cat.resolve(str(name_or_key_id))
+        matches = cat.resolve(str(name_or_key_id))
+        if len(matches) > 1:
+            raise ArchiveError(f"{name_or_key_id!r} names several keys ({', '.join(matches)}): give the key id")
+        key_id = matches[0] if matches else None
         if key_id is None:
             if re.fullmatch(r"[0-9a-f]{16}", str(name_or_key_id)):
                 return str(name_or_key_id)

@@ -222,11 +222,13 @@ class Catalogue:
         return {k: {"key_id": k, "kind": kind, "name": name, "public": bytes.fromhex(pub) if pub else None}
                 for k, kind, name, pub in self.db.execute("SELECT key_id, kind, name, public FROM recipients")}
 
-    def resolve(self, name_or_key_id: str) -> str | None:
-        """A recipient's key id from its name or key id as the catalogue knows it."""
-        row = self.db.execute("SELECT key_id FROM recipients WHERE key_id = ? OR name = ? ORDER BY key_id = ? DESC",
-                              (name_or_key_id, name_or_key_id, name_or_key_id)).fetchall()
-        return row[0][0] if row else None
+    def resolve(self, name_or_key_id: str) -> list[str]:
+        """Key ids the catalogue knows by this key id, else by this name (a name given to a new key
+        after a rotation can name two)."""
+        exact = self.db.execute("SELECT key_id FROM recipients WHERE key_id = ?", (name_or_key_id,)).fetchall()
+        rows = exact or self.db.execute("SELECT key_id FROM recipients WHERE name = ? ORDER BY key_id",
+                                        (name_or_key_id,)).fetchall()
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------ audit
 

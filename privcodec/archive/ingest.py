@@ -23,8 +23,8 @@ SUFFIX = ".prvc"
 class IngestTask:
     source: str            # absolute path of the photo
     dest: str              # archive-relative path of the .prvc ('/'-separated)
-    policy: str
-    keys_dir: str
+    policy: object         # policy.Policy, loaded once by the caller
+    recipients: dict       # its recipients (keys.Recipient by name): workers need no key files
     codec: str
     quality: float
 
@@ -70,10 +70,8 @@ def ingest_one(task: IngestTask) -> dict:
     except OSError as e:
         return {"error": f"cannot read: {e.strerror or e}"}
     try:
-        result = api.protect(raw, task.policy, keys_dir=task.keys_dir, codec=task.codec, quality=task.quality)
-        # every recipient must be one that revoke can re-wrap for later
-        if any(k == api.PASSPHRASE_RECIPIENT for ids in result.access.values() for k in ids):
-            return {"error": "archives cannot hold passphrase recipients (revoke could not re-wrap them)"}
+        result = api.protect(raw, task.policy, recipients=task.recipients, codec=task.codec or None,
+                             quality=task.quality)
         from ..container import open_container
 
         c = open_container(result.data)
