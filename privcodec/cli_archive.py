@@ -197,14 +197,17 @@ def archive_log(archive, as_json):
 @click.option("--key", required=True, type=click.Path(path_type=Path), metavar="FILE", help="Your secret key file.")
 @click.option("--to", "to", required=True, metavar="RECIPIENT", help="Key name (in --keys-dir) or key file.")
 @click.option("--recipient-of", metavar="NAME|KEY_ID", help="Only groups this recipient may open.")
+@click.option("--metadata", is_flag=True, help="Also the photos' kept EXIF/XMP (dates, places), where KEY opens it.")
 @KEYS_DIR
 @SCALE_OPTIONS
-def archive_grant(archive, key, to, recipient_of, keys_dir, workers, scheduler):
-    """Add RECIPIENT to every encrypted group KEY opens (no re-encryption)."""
+def archive_grant(archive, key, to, recipient_of, metadata, keys_dir, workers, scheduler):
+    """Add RECIPIENT to every encrypted group KEY opens (no re-encryption).  Kept metadata only
+    with --metadata: the policy chose who gets it."""
     from .archive import Archive
 
     a = Archive(archive)
-    report = _run("granted", lambda p: a.grant(key, to, recipient_of=recipient_of, keys_dir=keys_dir, workers=workers,
+    report = _run("granted", lambda p: a.grant(key, to, recipient_of=recipient_of, metadata=metadata,
+                                              keys_dir=keys_dir, workers=workers,
                                               scheduler=scheduler, progress=p, on_wait=_waiting))
     _finish(report, f"file(s) granted ({report.chunks} group(s))")
 

@@ -391,6 +391,50 @@ def test_a_name_given_to_two_keys_must_be_disambiguated_by_key_id(filled, keys, 
     assert len(filled.ls(recipient=new_id)) == 3
 
 
+def test_grant_leaves_the_kept_metadata_to_the_policy(tmp_path, photos, keys):
+    p = tmp_path / "meta.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["admin", "family"]\n'
+                 '[default]\naction = "public"\n[metadata]\nrecipients = ["admin"]\n')
+    src = tmp_path / "exif"
+    src.mkdir()
+    img = Image.open(photos / "portrait.jpg")
+    exif = Image.Exif()
+    exif[0x0132] = "2019:07:14 10:00:00"          # DateTime
+    img.save(src / "dated.jpg", exif=exif)
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([src], p, keys_dir=keys, workers=1).ok
+    path = a.root / "exif/dated.jpg.prvc"
+    assert privcodec.view(path, keys=[_key(keys, "admin")]).metadata is not None
+    assert a.grant(_key(keys, "admin"), "bob", keys_dir=keys).ok
+    assert privcodec.view(path, keys=[_key(keys, "bob")]).metadata is None      # faces, not where and when
+    assert a.grant(_key(keys, "admin"), "alice", keys_dir=keys, metadata=True).ok
+    assert privcodec.view(path, keys=[_key(keys, "alice")]).metadata is not None
+    assert a.verify([_key(keys, n) for n in ("admin", "bob", "alice")]).ok
+
+
+def test_a_tampered_catalogue_cannot_redirect_reads_writes_or_keys(filled, keys, tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(filled.root / ".privcodec/catalogue.sqlite")
+    db.execute("UPDATE recipients SET public = ? WHERE name = 'alice'",      # someone else's public key
+               (privcodec.keys.load_recipient("bob", keys).key.hex(),))
+    db.commit()
+    report = filled.revoke([_key(keys, "admin")], "family", keys_dir=keys)
+    assert not report.ok and all("cannot re-wrap" in m for _, m in report.failed)
+    for f in filled.root.rglob("*.prvc"):
+        assert _opens(f, _key(keys, "bob")) == []
+    db.execute("UPDATE files SET path = '../../escape.prvc' WHERE path = 'holiday/cat.tif.prvc'")
+    db.commit()
+    db.close()
+    with pytest.raises(ArchiveError, match="not a plain relative path"):
+        filled.export(tmp_path / "out", [])
+
+
+def test_revoking_a_key_the_archive_does_not_know_is_an_error(filled, keys):
+    with pytest.raises(ArchiveError, match="no recipient"):
+        filled.revoke([_key(keys, "admin")], "0123456789abcdef", keys_dir=keys)
+
+
 def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
     report = filled.remove(["holiday/cat.tif.prvc", "holiday/nope.prvc"])
     assert report.done == ["holiday/cat.tif.prvc"] and report.failed[0][0] == "holiday/nope.prvc"

@@ -15,6 +15,7 @@ transaction per file, after the file, with a write-ahead record in between (Cata
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -78,12 +79,14 @@ class Archive:
     @classmethod
     def init(cls, path) -> "Archive":
         root = Path(path)
-        if (root / META_DIR).exists():
+        if (root / META_DIR / CATALOGUE).exists():
             raise ArchiveError(f"{root} is already a privcodec archive")
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        # empty, or holding only what an init that crashed half-way left (.privcodec without a catalogue)
+        if root.exists() and (not root.is_dir() or any(p.name != META_DIR for p in root.iterdir())):
             raise ArchiveError(f"{root} exists and is not an empty folder")
-        (root / META_DIR).mkdir(parents=True, mode=0o700)
+        (root / META_DIR).mkdir(parents=True, mode=0o700, exist_ok=True)
         tmp = root / META_DIR / f".{CATALOGUE}.new"
+        tmp.unlink(missing_ok=True)
         Catalogue.create(tmp).close()
         os.replace(tmp, root / META_DIR / CATALOGUE)   # an archive exists only once its catalogue is whole
         return cls(root)
@@ -111,41 +114,25 @@ class Archive:
                                "upgrade privcodec")
         return cat
 
+    @contextlib.contextmanager
     def _writer(self, on_wait=None):
         """Exclusive lock, the catalogue, interrupted writes completed, stale temporary files removed."""
-        archive = self
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._lock(True, on_wait))
+            cat = self._catalogue()
+            stack.callback(cat.close)
+            cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
+            for tmp in self._temp_files():
+                tmp.unlink(missing_ok=True)
+            yield cat
 
-        class _Session:
-            def __enter__(self):
-                self.lock = archive._lock(True, on_wait)
-                self.lock.__enter__()
-                self.cat = archive._catalogue()
-                self.cat.recover(lambda rel: _sha_file(archive.root / rel))
-                for tmp in archive._temp_files():
-                    tmp.unlink(missing_ok=True)
-                return self.cat
-
-            def __exit__(self, *exc):
-                self.cat.close()
-                return self.lock.__exit__(*exc)
-
-        return _Session()
-
+    @contextlib.contextmanager
     def _reader(self, on_wait=None):
-        archive = self
-
-        class _Session:
-            def __enter__(self):
-                self.lock = archive._lock(False, on_wait)
-                self.lock.__enter__()
-                self.cat = archive._catalogue()
-                return self.cat
-
-            def __exit__(self, *exc):
-                self.cat.close()
-                return self.lock.__exit__(*exc)
-
-        return _Session()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._lock(False, on_wait))
+            cat = self._catalogue()
+            stack.callback(cat.close)
+            yield cat
 
     def _members_on_disk(self) -> set[str]:
         out = set()
@@ -166,8 +153,9 @@ class Archive:
     def _write(self, cat: Catalogue, rec: FileRecord, data: bytes) -> None:
         from ..imageio import atomic_write
 
-        dest = self.root / rec.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        safe_member(rec.path)
+        (self.root / rec.path).parent.mkdir(parents=True, exist_ok=True)
+        dest = _inside(self.root, rec.path)
         cat.begin_write(rec)
         atomic_write(dest, data, force=True)
         cat.finish_write(rec)
@@ -211,7 +199,7 @@ class Archive:
                     progress("skipped", str(path), f"already in the archive as {known or rel}")
                     continue
                 owner = cat.path_owner(rel)
-                if owner is not None or rel in planned_paths:
+                if owner is not None or rel.casefold() in planned_paths:
                     report.failed.append((str(path), f"{rel} already holds a different photo"))
                     progress("failed", str(path), "name taken by a different photo")
                     continue
@@ -220,8 +208,13 @@ class Archive:
                                                      "(move it away, or check with: privcodec archive verify)"))
                     progress("failed", str(path), "unknown file in the way")
                     continue
+                try:
+                    safe_member(rel)
+                except ArchiveError as e:
+                    report.failed.append((str(path), str(e)))
+                    continue
                 planned.add((rel, digest))
-                planned_paths.add(rel)
+                planned_paths.add(rel.casefold())   # A.jpg and a.jpg are one file on some filesystems
                 tasks.append(IngestTask(str(Path(path).resolve()), rel, pol, recipients, codec or "", float(quality)))
             warned: dict[str, list[str]] = {}     # one line per warning, not one per photo
             progress("start", "", str(len(tasks)))
@@ -257,7 +250,7 @@ class Archive:
                 if rel not in known:
                     report.failed.append((rel, "not in the archive"))
                     continue
-                (self.root / rel).unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
+                _inside(self.root, rel).unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
                 cat.remove(rel)
                 report.done.append(rel)
             if report.done:
@@ -290,13 +283,13 @@ class Archive:
             return cat.audit_log()
 
     @staticmethod
-    def _resolve(cat: Catalogue, name_or_key_id: str) -> str:
+    def _resolve(cat: Catalogue, name_or_key_id: str, *, known_only: bool = False) -> str:
         matches = cat.resolve(str(name_or_key_id))
         if len(matches) > 1:
             raise ArchiveError(f"{name_or_key_id!r} names several keys ({', '.join(matches)}): give the key id")
         key_id = matches[0] if matches else None
         if key_id is None:
-            if re.fullmatch(r"[0-9a-f]{16}", str(name_or_key_id)):
+            if not known_only and re.fullmatch(r"[0-9a-f]{16}", str(name_or_key_id)):
                 return str(name_or_key_id)
             known = ", ".join(sorted(r["name"] for r in cat.recipients().values())) or "none"
             raise ArchiveError(f"no recipient {name_or_key_id!r} in this archive (known: {known})")
@@ -304,47 +297,59 @@ class Archive:
 
     # ------------------------------------------------------------ grant / revoke / rotate
 
-    def grant(self, key, to, *, recipient_of: str | None = None, keys_dir="keys", workers: int | None = None,
-              scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
-        """Let ``to`` open every chunk ``key`` opens (only those ``recipient_of`` may open, if given)."""
-        from .access import GrantTask, grant_one
+    def grant(self, key, to, *, recipient_of: str | None = None, metadata: bool = False, keys_dir="keys",
+              workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+        """Let ``to`` open every group ``key`` opens (only those ``recipient_of`` may open, if given).
+        The photos' kept EXIF/XMP (dates, places) only with ``metadata``: the policy chose who gets it."""
+        from ..container import METADATA_INDEX
+
+        from .access import GrantTask
 
         identity = _identity(key)
         recipient = _recipient(to, keys_dir)
         report = Report()
         with self._writer(on_wait) as cat:
             cat.add_recipient(recipient.key_id, recipient.kind, _name(to), recipient.key if recipient.kind == "x25519" else None)
-            only_of = None if recipient_of is None else self._resolve(cat, recipient_of)
+            only_of = None if recipient_of is None else self._resolve(cat, recipient_of, known_only=True)
             tasks, records = [], {}
             for row in cat.files(key_id=identity.key_id):
                 chunks = {ch for ch, ids in row["access"].items() if identity.key_id in ids
-                          and (only_of is None or only_of in ids) and recipient.key_id not in ids}
+                          and (only_of is None or only_of in ids) and recipient.key_id not in ids
+                          and (metadata or ch != METADATA_INDEX)}
                 if not chunks:
                     continue
                 records[row["path"]] = FileRecord.from_row(row)
-                tasks.append(GrantTask(str(self.root / row["path"]), row["file_sha256"], identity, recipient,
+                tasks.append(GrantTask(str(_inside(self.root, row["path"])), row["file_sha256"], identity, recipient,
                                        frozenset(chunks)))
             progress("start", "", str(len(tasks)))
-            for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler):
-                rec = records[Path(task.path).relative_to(self.root).as_posix()]
-                if "error" in result:
-                    report.failed.append((rec.path, result["error"]))
-                    progress("failed", rec.path, result["error"])
-                    continue
-                if not result["granted"]:
-                    report.skipped.append(rec.path)
-                    continue
-                for ch in result["granted"]:
-                    rec.access[ch] = sorted(set(rec.access.get(ch, [])) | {recipient.key_id})
-                rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
-                self._write(cat, rec, result["data"])
-                report.done.append(rec.path)
-                report.chunks += len(result["granted"])
-                progress("done", rec.path, f"{len(result['granted'])} group(s)")
-            cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
-                      f"by {identity.key_id}" + (f", chunks of {only_of}" if only_of else "")
-                      + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
+            try:
+                self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report)
+            finally:   # logged even when the run stops half-way: the files already changed are in it
+                cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
+                          f"by {identity.key_id}" + (f", groups of {only_of}" if only_of else "")
+                          + (", with metadata" if metadata else "")
+                          + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
         return report
+
+    def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report) -> None:
+        from .access import grant_one
+
+        for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler):
+            rec = records[Path(task.path).relative_to(self.root).as_posix()]
+            if "error" in result:
+                report.failed.append((rec.path, result["error"]))
+                progress("failed", rec.path, result["error"])
+                continue
+            if not result["granted"]:
+                report.skipped.append(rec.path)
+                continue
+            for ch in result["granted"]:
+                rec.access[ch] = sorted(set(rec.access.get(ch, [])) | {recipient.key_id})
+            rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+            self._write(cat, rec, result["data"])
+            report.done.append(rec.path)
+            report.chunks += len(result["granted"])
+            progress("done", rec.path, f"{len(result['granted'])} group(s)")
 
     def revoke(self, keys, recipient: str, *, keys_dir="keys", workers: int | None = None, scheduler=None,
                progress: Progress = _quiet, on_wait=None) -> Report:
@@ -359,7 +364,7 @@ class Archive:
 
     def _rekey(self, keys, revoked: str, new, keys_dir, workers, scheduler, progress, on_wait) -> Report:
         from ..keys import Recipient
-        from .access import RekeyTask, rekey_one
+        from .access import RekeyTask
 
         identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
         if not identities:
@@ -367,7 +372,11 @@ class Archive:
         added = None if new is None else _recipient(new, keys_dir)
         report = Report()
         with self._writer(on_wait) as cat:
-            gone = self._resolve(cat, revoked)
+            gone = self._resolve(cat, revoked, known_only=True)
+            strays = self._members_on_disk() - {f["path"] for f in cat.files()}
+            if strays:
+                report.warnings.append((f"{len(strays)} file(s)", "not in the catalogue, so not re-keyed: "
+                                        "run archive verify (e.g. " + sorted(strays)[0] + ")"))
             if added is not None:
                 if added.key_id == gone:
                     raise ArchiveError("the new key is the key being revoked")
@@ -405,39 +414,52 @@ class Archive:
                     progress("failed", rec.path, problem)
                     continue
                 records[rec.path] = (rec, plan)
-                tasks.append(RekeyTask(str(self.root / rec.path), rec.file_sha256, identities, plan))
+                tasks.append(RekeyTask(str(_inside(self.root, rec.path)), rec.file_sha256, identities, plan))
             progress("start", "", str(len(tasks)))
-            for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler):
-                rec, plan = records[Path(task.path).relative_to(self.root).as_posix()]
-                if "error" in result:
-                    report.failed.append((rec.path, result["error"]))
-                    progress("failed", rec.path, result["error"])
-                    continue
-                for chunk, recipients_ in plan.items():
-                    rec.access[chunk] = sorted({r.key_id for r in recipients_})
-                rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
-                self._write(cat, rec, result["data"])
-                report.done.append(rec.path)
-                report.chunks += len(plan)
-                progress("done", rec.path, f"{len(plan)} group(s)")
             action = "revoke" if added is None else "rotate"
-            cat.audit(action, [gone] + ([added.key_id] if added else []), len(report.done), report.chunks,
-                      f"by {', '.join(i.key_id for i in identities)}"
-                      + (f"; {len(report.failed)} file(s) failed, still open to the revoked key" if report.failed else ""))
+            try:
+                self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report)
+            finally:   # logged even when the run stops half-way: the files already re-keyed are in it
+                cat.audit(action, [gone] + ([added.key_id] if added else []), len(report.done), report.chunks,
+                          f"by {', '.join(i.key_id for i in identities)}"
+                          + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
+                             if report.failed else ""))
         return report
+
+    def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report) -> None:
+        from .access import rekey_one
+
+        for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler):
+            rec, plan = records[Path(task.path).relative_to(self.root).as_posix()]
+            if "error" in result:
+                report.failed.append((rec.path, result["error"]))
+                progress("failed", rec.path, result["error"])
+                continue
+            for chunk, recipients_ in plan.items():
+                rec.access[chunk] = sorted({r.key_id for r in recipients_})
+            rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+            self._write(cat, rec, result["data"])
+            report.done.append(rec.path)
+            report.chunks += len(plan)
+            if result.get("warning"):
+                report.warnings.append((rec.path, result["warning"]))
+            progress("done", rec.path, f"{len(plan)} group(s)")
 
     # ------------------------------------------------------------ verify / export
 
     def verify(self, keys=(), *, workers: int | None = None, scheduler=None, progress: Progress = _quiet,
                on_wait=None) -> Report:
         """Every catalogued file re-read and checked; with ``keys``, the access list checked by opening."""
+        identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
+        with self._reader(on_wait) as cat:   # held throughout: a concurrent writer would look like damage
+            return self._verify(cat, identities, workers, scheduler, progress)
+
+    def _verify(self, cat, identities, workers, scheduler, progress) -> Report:
         from .verify import VerifyTask, verify_one
 
-        identities = tuple(_identity(k) for k in ([keys] if isinstance(keys, (str, os.PathLike)) else keys))
         report = Report()
-        with self._reader(on_wait) as cat:
-            rows = cat.files()
-            pending = cat.pending()
+        rows = cat.files()
+        pending = cat.pending()
         on_disk = self._members_on_disk()
         for rec in pending:
             report.failed.append((rec.path, "an interrupted write (the next add/grant/revoke completes it)"))
@@ -447,7 +469,7 @@ class Archive:
         for tmp in self._temp_files():
             report.warnings.append((tmp.relative_to(self.root).as_posix(),
                                     "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
-        tasks = [VerifyTask(str(self.root / r["path"]), r["file_sha256"], identities, r["access"]) for r in rows]
+        tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"]) for r in rows]
         progress("start", "", str(len(tasks)))
         for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler):
             rel = Path(task.path).relative_to(self.root).as_posix()
@@ -489,7 +511,7 @@ class Archive:
                     progress("skipped", out, "exists")
                     continue
                 outputs[r["path"]] = out
-                tasks.append(ExportTask(str(self.root / r["path"]), identities, fmt))
+                tasks.append(ExportTask(str(_inside(self.root, r["path"])), identities, fmt))
             progress("start", "", str(len(tasks)))
             for task, result in runner.run(export_one, tasks, workers=workers, scheduler=scheduler):
                 rel = Path(task.path).relative_to(self.root).as_posix()
@@ -497,13 +519,33 @@ class Archive:
                     report.failed.append((rel, result["error"]))
                     progress("failed", rel, result["error"])
                     continue
-                dest = out_dir / outputs[rel]
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                (out_dir / outputs[rel]).parent.mkdir(parents=True, exist_ok=True)
+                dest = _inside(out_dir, outputs[rel], "." + fmt)
                 # decrypted photos are as private as the keys that opened them
                 atomic_write(dest, result["data"], force=True, mode=0o600 if result["decoded"] else None)
                 report.done.append(outputs[rel])
                 progress("done", outputs[rel], f"{result['decoded']} decrypted, {result['missing']} filled")
         return report
+
+
+def safe_member(rel: str, suffix: str = ".prvc") -> str:
+    """An archive member path as the catalogue may hold it: relative, '/'-separated, no '.', '..' or
+    empty parts, not inside .privcodec, ending in ``suffix``.  Anything else is refused, so a tampered
+    catalogue cannot make privcodec read or write outside the archive (or the export folder)."""
+    parts = str(rel).split("/")
+    if (not str(rel).endswith(suffix) or str(rel).startswith("/") or "\\" in str(rel)
+            or any(p in ("", ".", "..") for p in parts) or parts[0] == META_DIR):
+        raise ArchiveError(f"refusing an archive member path that is not a plain relative path: {rel!r}")
+    return str(rel)
+
+
+def _inside(root: Path, rel: str, suffix: str = ".prvc") -> Path:
+    """root / rel, refused if a symlinked folder leads it outside root."""
+    path = root / safe_member(rel, suffix)
+    real_root = root.resolve()
+    if real_root not in path.parent.resolve().parents and path.parent.resolve() != real_root:
+        raise ArchiveError(f"{rel}: its folder leads outside the archive (a symbolic link?)")
+    return path
 
 
 def _name(spec) -> str:
@@ -535,7 +577,10 @@ def _rewrap_recipient(key_id: str, known: dict | None, identities: Sequence, key
     from ..keys import Recipient, load_recipient
 
     if known is not None and known["kind"] == "x25519" and known["public"]:
-        return Recipient("x25519", known["public"], known["name"])
+        r = Recipient("x25519", known["public"], known["name"])
+        # the catalogue is a file anyone with write access can edit: never wrap for a key that is not
+        # the one the access list names
+        return r if r.key_id == key_id else None
     for ident in identities:
         if ident.key_id == key_id:
             return ident.recipient

@@ -89,4 +89,6 @@ def rekey_one(task: RekeyTask) -> dict:
         return {"error": str(e)}
     if before != after:   # never replace a file with one that decodes differently
         return {"error": "internal error: the re-keyed file does not decrypt to the same content; left unchanged"}
+    if c.signatures:
+        return {"data": new, "warning": f"its signature by {c.signer.key_id} was dropped (it signed the old header)"}
     return {"data": new}

@@ -15,6 +15,7 @@ recipients), no protected class and no pixel.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -84,12 +85,13 @@ class Catalogue:
         # isolation_level=None: transactions are explicit (with self.transaction()), one per file
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")     # a power cut must not lose a committed file
 
     @classmethod
     def create(cls, path: Path) -> "Catalogue":
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))   # private from the start
         cat = cls(path)
+        cat.db.execute("PRAGMA journal_mode = WAL")      # persistent: set once, here
         # one script, one transaction: a catalogue is created whole or not at all
         cat.db.executescript(f"BEGIN; {_SCHEMA} INSERT INTO meta VALUES ('schema', '{SCHEMA_VERSION}'), "
                              f"('created', '{time.time()}'); PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
@@ -252,7 +254,14 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return False
+            except sqlite3.Error:
+                self.db.execute("ROLLBACK")   # a failed COMMIT leaves the transaction open
+                raise
+        self.db.execute("ROLLBACK")
         return False
 
 

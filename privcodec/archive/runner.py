@@ -24,7 +24,25 @@ def _init_worker() -> None:
     os.environ["PRIVCODEC_QUIET"] = "1"
 
 
+class _Guarded:
+    """fn(task), with any exception a worker raises turned into a result: one file never stops the others."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, task):
+        try:
+            return self.fn(task)
+        except Exception as e:   # a bug or an environment failure, reported for this file only
+            return {"error": f"internal error ({type(e).__name__}: {e})", "problems": [f"internal error: {e}"]}
+
+
+def _lost(e: BaseException) -> dict:
+    return {"error": f"the worker was lost ({type(e).__name__}: {e})", "problems": [f"the worker was lost: {e}"]}
+
+
 def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=None) -> Iterator[tuple[object, object]]:
+    fn = _Guarded(fn)
     tasks = list(tasks)
     if not tasks:
         return
@@ -45,7 +63,11 @@ def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=
     try:
         futures = {pool.submit(fn, task): task for task in tasks}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                result = future.result()
+            except Exception as e:     # e.g. a worker killed by the out-of-memory killer
+                result = _lost(e)
+            yield futures[future], result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -63,7 +85,11 @@ def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, ob
         owner = {f.key: t for f, t in zip(futures, tasks)}
         try:
             for future in as_completed(futures):
-                yield owner[future.key], future.result()
+                try:
+                    result = future.result()
+                except Exception as e:   # KilledWorker and the like
+                    result = _lost(e)
+                yield owner[future.key], result
         finally:
             client.cancel(futures)
     finally:

@@ -63,9 +63,10 @@ def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int,
     """grid: group ids, negative where unknown; decompress(tile streams, tile grid, h, w) -> (uint8
     (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask)."""
     boxes = list(tiles(*grid.shape, tile))
+    present = [set(np.unique(grid[r0:r1, c0:c1]).tolist()) for r0, r1, c0, c1 in boxes]   # one pass over the grid
     per_group = {}
     for g, stream in streams.items():
-        holding = [i for i, (r0, r1, c0, c1) in enumerate(boxes) if (grid[r0:r1, c0:c1] == g).any()]
+        holding = [i for i, groups in enumerate(present) if g in groups]
         if not holding:
             raise ValueError("group has no blocks")
         per_group[g] = dict(zip(holding, split(stream, len(holding))))   # all framing checked before decoding
