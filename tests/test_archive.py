@@ -138,6 +138,26 @@ def test_an_interrupted_add_resumes_where_it_stopped(tmp_path, photos, keys, pol
     assert len(a.ls()) == 5 and a.verify().ok
 
 
+def test_an_add_killed_with_sigkill_resumes_and_loses_nothing(tmp_path, photos, keys, policy):
+    import signal
+
+    arc = tmp_path / "arc"
+    Archive.init(arc)
+    cmd = [sys.executable, "-m", "privcodec", "archive", "add", str(arc), str(photos), "--policy", str(policy),
+           "--keys-dir", str(keys), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, PRIVCODEC_THREADS="1"))
+    assert proc.stdout.readline().startswith("added ")       # one photo in, the next one under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    a = Archive(arc)
+    done_before = len(a.ls())
+    assert 1 <= done_before < 5
+    report = a.add([photos], policy, keys_dir=keys, workers=1)
+    assert len(report.done) + len(report.skipped) == 5 and len(report.done) == 5 - done_before
+    assert len(a.ls()) == 5 and a.verify().ok and not list(arc.rglob("*.tmp"))
+
+
 def test_a_crash_between_writing_a_file_and_cataloguing_it_is_completed_on_the_next_run(tmp_path, photos, keys,
                                                                                         policy, monkeypatch):
     from privcodec.archive.catalogue import Catalogue
