@@ -11,7 +11,7 @@ MIN_PASSPHRASE = 8                       # characters; shorter ones are refused 
 
 
 # Codecs with levels above 8 (FORMAT.md, "Core"): the AVIF backend goes on to visually lossless.
-QUALITY_MAX_BY_CODEC = {"avif-1": 10.0}
+QUALITY_MAX_BY_CODEC = {"avif-1": 10.0, "avif-2": 10.0}
 
 
 def quality_max(codec_id: str) -> float:

@@ -89,7 +89,7 @@ def test_the_catalogue_lists_what_each_file_holds_and_who_may_open_it(filled, ke
     files = {f["path"]: f for f in filled.ls()}
     portrait = files["holiday/portrait.jpg.prvc"]
     info = privcodec.inspect(filled.root / "holiday/portrait.jpg.prvc")
-    assert (portrait["width"], portrait["height"], portrait["codec"]) == (512, 512, "avif-1")
+    assert (portrait["width"], portrait["height"], portrait["codec"]) == (512, 512, "avif-2")
     assert portrait["size"] == (filled.root / portrait["path"]).stat().st_size
     assert portrait["protected"] == len([g for g in info["groups"] if g["access"] == "encrypted"]) >= 1
     assert portrait["recipients"] == ["admin", "alice", "family"]

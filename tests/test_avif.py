@@ -27,24 +27,34 @@ def subset(grid, groups):
     return np.where(np.isin(grid, list(groups)), grid, UNKNOWN)
 
 
-def test_every_subset_of_groups_decodes_bit_exactly():
+@pytest.fixture(params=["avif-1", "avif-2 whole", "avif-2 tiled"])
+def codec_id(request, monkeypatch):
+    """Each test below runs on the untiled avif-1, on avif-2 with one tile, and on avif-2 with 2-block
+    tiles so that groups cross tile edges."""
+    if request.param == "avif-2 tiled":
+        monkeypatch.setattr(avif, "TILE_BLOCKS", 2)
+    return request.param.split()[0]
+
+
+def test_every_subset_of_groups_decodes_bit_exactly(codec_id):
     h, w = 90, 118                          # not multiples of 16; groups on the right and bottom border
     grid = np.zeros((6, 8), np.int64)
     grid[1:3, 2:5] = 1
     grid[3:, 6:] = 2
     grid[5, 0] = 3                          # a single block
-    streams = avif.encode_groups(photo(h, w), grid, 5.0)
-    full, known_all = avif.decode_groups(streams, grid, h, w, 5.0)
+    streams = avif.encode_groups(photo(h, w), grid, 5.0, codec_id=codec_id)
+    full, known_all = avif.decode_groups(streams, grid, h, w, 5.0, codec_id=codec_id)
     assert known_all.all()
     for r in range(1, 5):
         for groups in itertools.combinations(range(4), r):
-            part, known = avif.decode_groups({g: streams[g] for g in groups}, subset(grid, groups), h, w, 5.0)
+            part, known = avif.decode_groups({g: streams[g] for g in groups}, subset(grid, groups), h, w, 5.0,
+                                             codec_id=codec_id)
             assert np.array_equal(part[known], full[known])
             expected = np.kron(np.isin(grid, groups), np.ones((16, 16), bool))[:h, :w]
             assert np.array_equal(known, expected)
 
 
-def test_changing_one_group_leaves_every_other_stream_byte_identical():
+def test_changing_one_group_leaves_every_other_stream_byte_identical(codec_id):
     h, w = 96, 130
     rng = np.random.default_rng(3)
     grid = np.zeros((6, 9), np.int64)
@@ -54,26 +64,26 @@ def test_changing_one_group_leaves_every_other_stream_byte_identical():
     _, grid = np.unique(grid, return_inverse=True)
     grid = grid.reshape(6, 9)
     x = photo(h, w, seed=1)
-    before = avif.encode_groups(x, grid, 3.0)
+    before = avif.encode_groups(x, grid, 3.0, codec_id=codec_id)
     for g in before:
         pix = np.kron(grid == g, np.ones((16, 16), bool))[:h, :w]
         y = x.copy()
         y[pix] = 255 - y[pix]
-        after = avif.encode_groups(y, grid, 3.0)
+        after = avif.encode_groups(y, grid, 3.0, codec_id=codec_id)
         assert after[g] != before[g]
         assert all(after[o] == before[o] for o in before if o != g)
 
 
 @pytest.mark.parametrize("n_groups", [1, 2, 7, 16])
-def test_one_to_sixteen_groups_round_trip(n_groups):
+def test_one_to_sixteen_groups_round_trip(n_groups, codec_id):
     h, w = 112, 136
     grid = np.arange(math.ceil(h / 16) * math.ceil(w / 16)).reshape(math.ceil(h / 16), -1) % n_groups
-    streams = avif.encode_groups(photo(h, w, seed=n_groups), grid, 4.0)
+    streams = avif.encode_groups(photo(h, w, seed=n_groups), grid, 4.0, codec_id=codec_id)
     assert len(streams) == n_groups
-    full, known = avif.decode_groups(streams, grid, h, w, 4.0)
+    full, known = avif.decode_groups(streams, grid, h, w, 4.0, codec_id=codec_id)
     assert known.all()
     for g in range(n_groups):
-        part, k = avif.decode_groups({g: streams[g]}, subset(grid, {g}), h, w, 4.0)
+        part, k = avif.decode_groups({g: streams[g]}, subset(grid, {g}), h, w, 4.0, codec_id=codec_id)
         assert np.array_equal(part[k], full[k])
 
 
@@ -88,13 +98,17 @@ def test_a_stream_that_does_not_fit_its_group_is_rejected():
     Image.fromarray(photo(512, 512)).save(buf, "AVIF", quality=20)
     big = avif._compact(buf.getvalue())
     assert avif.av1_max_frame_size(big[2 + big[1]:]) == (512, 512)
+    framed = lambda s: len(s).to_bytes(4, "big") + s           # avif-2: one tile
     with pytest.raises(ValueError, match="does not fit"):    # a 512 x 512 frame for a 16 x 16 group
-        avif.decode_groups({1: big}, subset(grid, {1}), 32, 32, 4.0)
-    with pytest.raises(ValueError):
-        avif.decode_groups({1: b"\x00" + buf.getvalue()}, subset(grid, {1}), 32, 32, 4.0)
-    for junk in (b"\x00" * 100, b"\x01\x05abcde" + bytes(50), b"\x07", b""):
+        avif.decode_groups({1: big}, subset(grid, {1}), 32, 32, 4.0, codec_id="avif-1")
+    with pytest.raises(ValueError, match="does not fit"):
+        avif.decode_groups({1: framed(big)}, subset(grid, {1}), 32, 32, 4.0)
+    for codec_id, wrap in (("avif-1", lambda s: s), ("avif-2", framed)):
         with pytest.raises(ValueError):
-            avif.decode_groups({0: junk}, grid, 32, 32, 4.0)
+            avif.decode_groups({1: wrap(b"\x00" + buf.getvalue())}, subset(grid, {1}), 32, 32, 4.0, codec_id=codec_id)
+        for junk in (b"\x00" * 100, b"\x01\x05abcde" + bytes(50), b"\x07", b""):
+            with pytest.raises(ValueError):
+                avif.decode_groups({0: wrap(junk)}, grid, 32, 32, 4.0, codec_id=codec_id)
 
 
 def test_quality_levels_are_monotonic():

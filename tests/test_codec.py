@@ -198,7 +198,7 @@ def test_shipped_weights_leave_other_groups_streams_byte_identical():
 
 def _tiled(model, q, tile=2):
     """tiles.encode / decode around the small model, with 2-block tiles so small images have many."""
-    from privcodec.codec import tiles
+    from privcodec import tiles
 
     def compress(px, grid):
         return model.compress(torch.from_numpy(px).permute(2, 0, 1).float() / 255, torch.from_numpy(grid), q)

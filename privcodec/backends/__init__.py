@@ -10,9 +10,10 @@ bit for bit.  Two backends ship:
 
 - ``gicodec`` (``gicodec-2``, tiled; ``gicodec-1`` files still decode): the learned
   group-independent codec (privcodec.codec; needs the ``learned`` extra: torch + compressai);
-- ``avif`` (``avif-1``): each group's bounding box as a still AV1 image (privcodec.backends.avif;
-  Pillow only);
-- ``lossless`` (``lossless-1``): the same boxes as lossless WebP, bit-exact (``protect --lossless``).
+- ``avif`` (``avif-2``; ``avif-1`` files still decode): each group's bounding box within each
+  2048-px tile as a still AV1 image (privcodec.backends.avif; Pillow only);
+- ``lossless`` (``lossless-2``; ``lossless-1`` read): the same boxes as lossless WebP, bit-exact
+  (``protect --lossless``).
 
 A third (JPEG XL, a future learned model) is one more module and one line in ``BACKENDS``.
 """
@@ -62,18 +63,37 @@ class _Learned:
                                            codec_id=self.codec_id)
 
 
-def _avif():
+class _ImageFormat:
+    """An image-format backend module (avif.py, lossless.py) bound to one of its codec ids: new files
+    get the module's CODEC_ID, a file is decoded with the id in its header (and its digest checked)."""
+
+    def __init__(self, module, codec_id: str | None = None):
+        self._module = module
+        self.codec_id = codec_id or module.CODEC_ID
+        self.name = module.NAME
+
+    def model_digest(self) -> bytes:
+        return self._module.model_digest(self.codec_id)
+
+    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
+        return self._module.encode_groups(image, block_groups, quality, codec_id=self.codec_id)
+
+    def decode_groups(self, streams, block_groups, height, width, quality, digest: bytes | None = None):
+        return self._module.decode_groups(streams, block_groups, height, width, quality, digest, codec_id=self.codec_id)
+
+
+def _avif(codec_id: str | None = None):
     from PIL import features
 
     if not features.check("avif"):
         raise PrivcodecError("this Pillow cannot read or write AVIF: pip install 'pillow>=11.3'")
     from . import avif
-    return avif
+    return _ImageFormat(avif, codec_id)
 
 
-def _lossless():
+def _lossless(codec_id: str | None = None):
     from . import lossless
-    return lossless
+    return _ImageFormat(lossless, codec_id)
 
 
 BACKENDS = {"gicodec": _Learned, "avif": _avif, "lossless": _lossless}
@@ -92,13 +112,13 @@ def get(name: str):
 
 def for_codec_id(codec_id: str):
     """The backend that decodes files with this codec id."""
-    from .avif import CODEC_ID as AVIF_ID
-    from .lossless import CODEC_ID as LOSSLESS_ID
+    from .avif import CODEC_IDS as AVIF_IDS
+    from .lossless import CODEC_IDS as LOSSLESS_IDS
 
-    if codec_id == AVIF_ID:
-        return _avif()
-    if codec_id == LOSSLESS_ID:
-        return _lossless()
+    if codec_id in AVIF_IDS:
+        return _avif(codec_id)
+    if codec_id in LOSSLESS_IDS:
+        return _lossless(codec_id)
     if codec_id in ("gicodec-1", "gicodec-2"):    # codec.MODEL_OF, without importing the codec
         return _Learned(codec_id)
     raise FormatError(f"this file was made with a codec this privcodec does not have ({codec_id}): "

@@ -32,7 +32,11 @@ import numpy as np
 
 from . import boxes
 
-CODEC_ID = "avif-1"
+# avif-1: one AV1 image per group box (still read); avif-2: the same per 2048-px tile (privcodec/tiles.py),
+# so a 64 MP photo never puts the whole image through one AV1 encoder (~1 GB at 48 MP)
+CODEC_ID = "avif-2"
+CODEC_IDS = ("avif-1", "avif-2")
+TILE_BLOCKS = 128
 NAME = "avif"
 # --quality 1..8 -> libavif quality 0..100 (measured operating points: README, "Codec backends")
 QUALITY = (30, 38, 46, 53, 59, 64, 68, 72, 85, 95)   # 9 and 10: for archives, up to visually lossless
@@ -40,9 +44,9 @@ SPEED = 6                     # libavif speed: 6 is its default trade-off (0 slo
 SUBSAMPLING = "4:2:0"
 
 
-def model_digest() -> bytes:
+def model_digest(codec_id: str = CODEC_ID) -> bytes:
     """The header's weights_sha256 for this backend: it has no weights, so a fixed name."""
-    return hashlib.sha256(b"privcodec avif-1").digest()
+    return hashlib.sha256(f"privcodec {codec_id}".encode()).digest()
 
 
 codec_id, name = CODEC_ID, NAME   # the backend interface (see backends/__init__.py)
@@ -197,8 +201,10 @@ def _expand(stream: bytes, width: int, height: int) -> bytes:
     return _rebuild(stream[2:2 + n], payload, width, height)
 
 
-def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
+def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, codec_id: str = CODEC_ID) -> dict[int, bytes]:
     from PIL import Image
+
+    from .. import tiles
 
     def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
@@ -207,13 +213,33 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -
                                    subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=threads())
         return _compact(buf.getvalue())
 
-    return boxes.encode(image, block_groups, "inpaint", encode_crop)   # the fill uses g's own pixels only
+    def encode_boxes(pixels: np.ndarray, grid: np.ndarray) -> dict[int, bytes]:
+        return boxes.encode(pixels, grid, "inpaint", encode_crop)   # the fill uses g's own pixels only
+
+    _check_id(codec_id)
+    if codec_id == "avif-1":
+        return encode_boxes(image, block_groups)
+    return tiles.encode(image, np.asarray(block_groups), encode_boxes, TILE_BLOCKS)
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
-                  digest: bytes | None = None):
+                  digest: bytes | None = None, codec_id: str = CODEC_ID):
     """Decode any subset of groups; block_groups holds -2 (unknown) where the group is not decoded.
     Returns (uint8 image (H,W,3), bool mask of decoded pixels).  ValueError on a bad stream."""
-    if digest is not None and digest != model_digest():
-        raise ValueError("not an avif-1 stream set")
-    return boxes.decode(streams, block_groups, height, width, lambda s, w, h: (_expand(s, w, h), "AVIF"))
+    from .. import tiles
+
+    _check_id(codec_id)
+    if digest is not None and digest != model_digest(codec_id):
+        raise ValueError(f"not an {codec_id} stream set")
+
+    def decode_boxes(parts, grid, h, w):
+        return boxes.decode(parts, grid, h, w, lambda s, bw, bh: (_expand(s, bw, bh), "AVIF"))
+
+    if codec_id == "avif-1":
+        return decode_boxes(streams, block_groups, height, width)
+    return tiles.decode(streams, np.asarray(block_groups), height, width, decode_boxes, TILE_BLOCKS)
+
+
+def _check_id(codec_id: str) -> None:
+    if codec_id not in CODEC_IDS:
+        raise ValueError(f"unknown codec id {codec_id!r}")

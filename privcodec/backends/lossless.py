@@ -18,18 +18,23 @@ import numpy as np
 
 from . import boxes
 
-CODEC_ID = "lossless-1"
+# lossless-1: one image per group box (still read); lossless-2: the same per 2048-px tile (privcodec/tiles.py)
+CODEC_ID = "lossless-2"
+CODEC_IDS = ("lossless-1", "lossless-2")
+TILE_BLOCKS = 128
 NAME = "lossless"
 codec_id, name = CODEC_ID, NAME
 WEBP_MAX_SIDE = 16383
 
 
-def model_digest() -> bytes:
-    return hashlib.sha256(b"privcodec lossless-1").digest()
+def model_digest(codec_id: str = CODEC_ID) -> bytes:
+    return hashlib.sha256(f"privcodec {codec_id}".encode()).digest()
 
 
-def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
+def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, codec_id: str = CODEC_ID) -> dict[int, bytes]:
     from PIL import Image
+
+    from .. import tiles
 
     def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
@@ -39,7 +44,13 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float) -
         Image.fromarray(crop).save(buf, "PNG", compress_level=9)
         return b"\x03" + buf.getvalue()
 
-    return boxes.encode(image, block_groups, "solid", encode_crop)   # other groups' pixels: grey
+    def encode_boxes(pixels: np.ndarray, grid: np.ndarray) -> dict[int, bytes]:
+        return boxes.encode(pixels, grid, "solid", encode_crop)   # other groups' pixels: grey
+
+    _check_id(codec_id)
+    if codec_id == "lossless-1":
+        return encode_boxes(image, block_groups)
+    return tiles.encode(image, np.asarray(block_groups), encode_boxes, TILE_BLOCKS)
 
 
 def _open_stream(stream: bytes, width: int, height: int) -> tuple[bytes, str]:
@@ -50,7 +61,21 @@ def _open_stream(stream: bytes, width: int, height: int) -> tuple[bytes, str]:
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
-                  digest: bytes | None = None):
-    if digest is not None and digest != model_digest():
-        raise ValueError("not a lossless-1 stream set")
-    return boxes.decode(streams, block_groups, height, width, _open_stream)
+                  digest: bytes | None = None, codec_id: str = CODEC_ID):
+    from .. import tiles
+
+    _check_id(codec_id)
+    if digest is not None and digest != model_digest(codec_id):
+        raise ValueError(f"not a {codec_id} stream set")
+
+    def decode_boxes(parts, grid, h, w):
+        return boxes.decode(parts, grid, h, w, _open_stream)
+
+    if codec_id == "lossless-1":
+        return decode_boxes(streams, block_groups, height, width)
+    return tiles.decode(streams, np.asarray(block_groups), height, width, decode_boxes, TILE_BLOCKS)
+
+
+def _check_id(codec_id: str) -> None:
+    if codec_id not in CODEC_IDS:
+        raise ValueError(f"unknown codec id {codec_id!r}")

@@ -25,10 +25,11 @@ _light_compressai()   # before anything imports compressai: skip its 2.4 s packa
 
 # The network is gicodec-1 (RELEASED_MODELS name it); files name how its streams are laid out:
 #   gicodec-1  one stream per group over the whole image (privcodec before tiling; still read)
-#   gicodec-2  the same network run on 1024-px tiles (tiles.py): bounded memory; what new files use
+#   gicodec-2  the same network run on 1024-px tiles (privcodec/tiles.py): bounded memory; new files
 MODEL_ID = "gicodec-1"
 CODEC_ID = "gicodec-2"
 MODEL_OF = {"gicodec-1": MODEL_ID, "gicodec-2": MODEL_ID}
+TILE_BLOCKS = 64     # gicodec-2 tiles: 1024 px, ~1 MP keeps the network's activations well under 1 GB
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
 BLOCK = 16
@@ -119,12 +120,13 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
                   codec_id: str = CODEC_ID) -> dict[int, bytes]:
     """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0.
     ``codec_id``: gicodec-2 (tiled, the default) or gicodec-1 (whole image)."""
-    from . import tiles
+    from .. import tiles
 
     if codec_id == "gicodec-1":
         return _encode_whole(image, block_groups, quality, weights)
     _check_codec_id(codec_id)
-    return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights))
+    return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights),
+                        TILE_BLOCKS)
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
@@ -132,13 +134,13 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     """Decode the groups in ``streams``; block_groups has UNKNOWN_GROUP where the group is not known.
 
     Returns (uint8 image (H,W,3), bool mask of decoded pixels).  Raises ValueError on a malformed stream."""
-    from . import tiles
+    from .. import tiles
 
     if codec_id == "gicodec-1":
         return _decode_whole(streams, block_groups, height, width, quality, weights)
     _check_codec_id(codec_id)
     return tiles.decode(streams, np.asarray(block_groups), height, width,
-                        lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights))
+                        lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS)
 
 
 def _check_codec_id(codec_id: str) -> None:

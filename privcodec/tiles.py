@@ -1,13 +1,13 @@
-"""Tiled coding (codec id gicodec-2): the gicodec-1 network run tile by tile, so memory is bounded
-by the tile, not the photo, and time is linear in pixels.
+"""Tiled coding: any group-independent coder run tile by tile, so memory is bounded by the tile,
+not the photo, and time is linear in pixels (codec ids gicodec-2, avif-2, lossless-2).
 
-    block grid ─▶ tiles of TILE_BLOCKS x TILE_BLOCKS blocks (1024 px; the last row/column smaller)
-    each tile ─▶ GICodec.compress on the tile alone (a tile edge is an image edge, so also a group edge)
+    block grid ─▶ tiles of `tile` x `tile` blocks, raster order (the last row/column cut by the image)
+    each tile ─▶ the coder on the tile alone (a tile edge is an image edge, so also a group edge)
     group stream = for each tile holding blocks of the group, in raster order: u32 length ‖ tile stream
 
 A group's stream still depends only on its own pixels and block mask (the tiling is fixed by the
 image size), and any subset of groups decodes alone, bit for bit: each tile is an independent
-gicodec-1 image.  The decoder knows which tiles a group has blocks in (its block mask), so the
+image to the coder.  The decoder knows which tiles a group has blocks in (its block mask), so the
 framing carries lengths only, and must account for every byte.  FORMAT.md, "Codec streams".
 """
 from __future__ import annotations
@@ -17,19 +17,17 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-TILE_BLOCKS = 64          # 1024 px: ~1 MP per tile keeps the network's activations well under 1 GB
 BLOCK = 16
 
 
-def tiles(rows: int, cols: int, tile: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+def tiles(rows: int, cols: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
     """(r0, r1, c0, c1) block ranges of the tiles, in raster order."""
-    tile = tile or TILE_BLOCKS
     for r0 in range(0, rows, tile):
         for c0 in range(0, cols, tile):
             yield r0, min(rows, r0 + tile), c0, min(cols, c0 + tile)
 
 
-def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int | None = None) -> dict[int, bytes]:
+def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -> dict[int, bytes]:
     """image: uint8 (H, W, 3); grid: group ids >= 0 per block; compress(tile pixels, tile grid) ->
     {group: stream} codes one tile.  Returns {group: framed stream}."""
     height, width = image.shape[:2]
@@ -59,7 +57,7 @@ def split(stream: bytes, count: int) -> list[bytes]:
 
 
 def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int, decompress: Callable,
-           tile: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+           tile: int) -> tuple[np.ndarray, np.ndarray]:
     """grid: group ids, negative where unknown; decompress(tile streams, tile grid, h, w) -> (uint8
     (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask)."""
     boxes = list(tiles(*grid.shape, tile))
