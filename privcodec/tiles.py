@@ -30,12 +30,16 @@ def tiles(rows: int, cols: int, tile: int) -> Iterator[tuple[int, int, int, int]
 def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -> dict[int, bytes]:
     """image: uint8 (H, W, 3); grid: group ids >= 0 per block; compress(tile pixels, tile grid) ->
     {group: stream} codes one tile.  Returns {group: framed stream}."""
+    from . import progress
+
     height, width = image.shape[:2]
     parts: dict[int, list[bytes]] = {}
-    for r0, r1, c0, c1 in tiles(*grid.shape, tile):
+    boxes = list(tiles(*grid.shape, tile))
+    for r0, r1, c0, c1 in boxes:
         pixels = image[r0 * BLOCK:min(height, r1 * BLOCK), c0 * BLOCK:min(width, c1 * BLOCK)]
         for group, stream in compress(pixels, grid[r0:r1, c0:c1]).items():
             parts.setdefault(int(group), []).append(struct.pack(">I", len(stream)) + stream)
+        progress.advance(len(boxes))
     return {g: b"".join(p) for g, p in parts.items()}
 
 
@@ -68,10 +72,13 @@ def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int,
         if not holding:
             raise ValueError("group has no blocks")
         per_group[g] = dict(zip(holding, split(stream, len(holding))))   # all framing checked before decoding
+    from . import progress
+
     image = np.zeros((height, width, 3), dtype=np.uint8)
     known = np.zeros((height, width), dtype=bool)
     for i, (r0, r1, c0, c1) in enumerate(boxes):
         tile_streams = {g: parts[i] for g, parts in per_group.items() if i in parts}
+        progress.advance(len(boxes))
         if not tile_streams:
             continue
         y0, x0 = r0 * BLOCK, c0 * BLOCK
