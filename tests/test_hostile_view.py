@@ -20,7 +20,8 @@ from privcodec.keys import load_identity
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT / "tests/fixtures/keys"
 SYM, X = KEYS / "fixture-sym.key", KEYS / "fixture-x25519.key"
-CORPUS = sorted((ROOT / "tests/fuzz/corpus").glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
+CORPUS = (sorted((ROOT / "tests/fuzz/corpus").glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
+          + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc")))
 IDENTITIES = [load_identity(SYM), load_identity(X)]
 
 
