@@ -54,7 +54,7 @@ def run(photos: Path, workers: list[int], limit: int | None, echo=print) -> list
             verify = measure(cli + ["verify", str(arc), "--key", str(tmp / "keys/admin.key"), "--workers", str(n)])
             catalogue = _catalogue_bytes_per_file(arc / ".privcodec/catalogue.sqlite", tmp / f"scale{n}.sqlite")
             rows.append({"workers": n, "photos": len(sources), "add": add, "revoke": revoke, "verify": verify,
-                         "catalogue_bytes_per_file": catalogue / len(sources)})
+                         "catalogue_bytes_per_file": catalogue})
     echo(f"{len(sources)} photos from {photos}; each command in a fresh process (start-up included)")
     echo(f"{'workers':>7}  {'add photos/s':>12}  {'add wall s':>10}  {'add CPU s':>9}  {'revoke files/s':>14}  "
          f"{'verify files/s':>14}  {'catalogue B/file':>16}")

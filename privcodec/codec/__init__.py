@@ -73,9 +73,11 @@ RELEASED_MODELS = {
     "54cc03812cddbcf1dbe462f16160b192230aa2da6b3ab992c9bbbe72194a70e6":
         ("gicodec-1", "released/gicodec-1-39k.pt", "39.25k CPU iterations (2026-11-25)"),
     "374c44a0b60e82c913086d150ec2dad4c14236a2e95d552dafaeb206d59504e2":
-        ("gicodec-1", "gicodec.pt", "45.75k CPU iterations, EMA (2026-11-26)"),
+        ("gicodec-1", "released/gicodec-1-45k75.pt", "45.75k CPU iterations, EMA (2026-11-26)"),
+    "ab81e9f719f86ddce5cd9f0a5f4887700bcaea1554ed91aef69e329c8baee539":
+        ("gicodec-1", "gicodec.pt", "53.75k CPU iterations, EMA (2026-11-26, session 4)"),
 }
-CURRENT_MODEL = "374c44a0b60e82c913086d150ec2dad4c14236a2e95d552dafaeb206d59504e2"
+CURRENT_MODEL = "ab81e9f719f86ddce5cd9f0a5f4887700bcaea1554ed91aef69e329c8baee539"
 
 
 def default_weights_path() -> Path:
