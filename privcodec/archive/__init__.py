@@ -30,6 +30,7 @@ from .catalogue import Catalogue, FileRecord
 META_DIR = ".privcodec"
 CATALOGUE = "catalogue.sqlite"
 LOCK = "lock"
+LIGHT_TASKS = 200      # grant / revoke / verify: tasks per worker before a process pool pays off
 NOTHING = " matched nothing in this photo"               # api's per-photo warning, counted per run here
 _TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")      # imageio.atomic_write's temporary files
 
@@ -334,7 +335,7 @@ class Archive:
     def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report) -> None:
         from .access import grant_one
 
-        for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler):
+        for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
             rec = records[Path(task.path).relative_to(self.root).as_posix()]
             if "error" in result:
                 report.failed.append((rec.path, result["error"]))
@@ -429,7 +430,7 @@ class Archive:
     def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report) -> None:
         from .access import rekey_one
 
-        for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler):
+        for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
             rec, plan = records[Path(task.path).relative_to(self.root).as_posix()]
             if "error" in result:
                 report.failed.append((rec.path, result["error"]))
@@ -471,7 +472,7 @@ class Archive:
                                     "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
         tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"]) for r in rows]
         progress("start", "", str(len(tasks)))
-        for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler):
+        for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
             rel = Path(task.path).relative_to(self.root).as_posix()
             if result["problems"]:
                 for p in result["problems"]:

@@ -41,7 +41,11 @@ def _lost(e: BaseException) -> dict:
     return {"error": f"the worker was lost ({type(e).__name__}: {e})", "problems": [f"the worker was lost: {e}"]}
 
 
-def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=None) -> Iterator[tuple[object, object]]:
+def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=None,
+        min_per_worker: int = 1) -> Iterator[tuple[object, object]]:
+    """``min_per_worker``: below that many tasks per worker, run inline — for light tasks (re-keying,
+    verifying: ~10 ms a file) starting worker processes costs more than it saves (measured:
+    24 files re-keyed at 86 files/s inline, 42 files/s on two fresh workers)."""
     fn = _Guarded(fn)
     tasks = list(tasks)
     if not tasks:
@@ -50,7 +54,7 @@ def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=
         yield from _run_dask(fn, tasks, scheduler)
         return
     workers = workers or default_workers()
-    if workers == 1 or len(tasks) == 1:
+    if workers == 1 or len(tasks) < max(2, workers * min_per_worker):
         for task in tasks:
             yield task, fn(task)
         return
