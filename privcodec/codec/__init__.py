@@ -163,8 +163,16 @@ def _decode_whole(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     import torch
 
     model = load_codec(weights)
-    crop, known_crop, (top, left) = model.decompress_region(
-        streams, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), height, width, quality)
+    # One thread: the float32 synthesis sums in a different order with more threads, and a pixel
+    # value near .5 can then round the other way (measured: 1 value in 8640 with the 53.75k model).
+    # Streams never depend on threads (float64 entropy path); decoded pixels must not either.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        crop, known_crop, (top, left) = model.decompress_region(
+            streams, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), height, width, quality)
+    finally:
+        torch.set_num_threads(threads)
     # The decoder ran on the decoded groups' region only; the rest of the canvas is uint8 zeros.
     image = np.zeros((height, width, 3), dtype=np.uint8)
     known = np.zeros((height, width), dtype=bool)
