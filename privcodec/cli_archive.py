@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from .errors import PrivcodecError
 
 ARCHIVE = click.argument("archive", type=click.Path(path_type=Path))
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
