@@ -519,10 +519,11 @@ def strip(data, keys: Iterable = (), *, passphrase: str | None = None) -> bytes:
     return _same_form(raw, c.strip(identities))
 
 
-def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> bytes:
+def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None, metadata: bool = False) -> bytes:
     """Let recipient ``to`` (a key name, a key file, a Recipient, or "passphrase" with ``passphrase``)
-    open every group that ``key`` (one key file or Identity) opens — no re-encoding.  A file with no
-    protected group has nothing to grant and comes back unchanged."""
+    open every group that ``key`` (one key file or Identity) opens — no re-encoding.  The kept
+    EXIF/XMP (date, place) only with ``metadata``: who gets it was chosen apart from the groups.
+    A file with nothing to grant comes back unchanged."""
     from . import container
     from .keys import Recipient, load_recipient, passphrase_recipient
 
@@ -537,6 +538,7 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None) -> b
         recipient = load_recipient(to, Path(keys_dir))
     raw = _raw_bytes(data)
     c = container.open_container(_container_bytes(raw))
-    if not c.protected_chunks and c.metadata_chunk is None:
+    chunks = {ch.index for ch in c.protected_chunks} | ({c.metadata_chunk.index} if metadata and c.metadata_chunk else set())
+    if not chunks:
         return raw
-    return _same_form(raw, c.grant(identities[0], recipient))
+    return _same_form(raw, c.grant(identities[0], recipient, only=chunks))

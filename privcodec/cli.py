@@ -358,18 +358,20 @@ def strip(container, output, keys, ask_passphrase, passphrase_file, force):
 @click.option("--key", required=True, type=click.Path(path_type=Path), metavar="FILE", help="Your secret key file.")
 @click.option("--to", "recipient", required=True,
               help="Recipient key name (in --keys-dir), .pub/.key path, or 'passphrase' (with --passphrase[-file]).")
+@click.option("--metadata", is_flag=True, help="Also the photo's kept EXIF/XMP (date, place), if your key opens it.")
 @KEYS_DIR
 @PASSPHRASE_OPTIONS
 @FORCE
-def grant(container, output, key, recipient, keys_dir, ask_passphrase, passphrase_file, force):
-    """Let the --to recipient open what your key opens (no re-encoding)."""
+def grant(container, output, key, recipient, metadata, keys_dir, ask_passphrase, passphrase_file, force):
+    """Let the --to recipient open the groups your key opens (no re-encoding); the kept metadata
+    only with --metadata."""
     from . import api
     from .container import open_container
 
     _check_output(output, force, inputs=[container, key])
     data = _read(container)
     passphrase = _passphrase(ask_passphrase, passphrase_file, confirm=True) if recipient == "passphrase" else None
-    granted = api.grant(data, key, recipient, keys_dir=keys_dir, passphrase=passphrase)
+    granted = api.grant(data, key, recipient, keys_dir=keys_dir, passphrase=passphrase, metadata=metadata)
     if granted == data:
         if not open_container(data).protected_chunks:
             click.echo("note: the file has no protected group: nothing to grant", err=True)

@@ -154,6 +154,14 @@ def test_kept_metadata_goes_to_key_holders_only_and_without_the_thumbnail(tmp_pa
     assert thumb[:20] not in restored.info["exif"]                 # the thumbnail never comes back
     other = privcodec.view(data, keys=[KEYS / "fixture-x25519.key"])   # opens the face, not the metadata
     assert other.decoded and other.metadata is None
+    # granting the groups does not hand over where and when the photo was taken; --metadata does
+    from privcodec.keys import generate_identity
+
+    bob = generate_identity("symmetric")
+    granted = privcodec.grant(data, SYM, bob.recipient)
+    assert privcodec.view(granted, keys=[bob]).decoded and privcodec.view(granted, keys=[bob]).metadata is None
+    with_meta = privcodec.grant(data, SYM, bob.recipient, metadata=True)
+    assert privcodec.view(with_meta, keys=[bob]).metadata.exif
 
 
 def test_damaged_carriers_end_in_clean_errors_and_fill_bytes_are_fine(carriers):
