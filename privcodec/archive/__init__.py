@@ -116,40 +116,38 @@ class Archive:
         return cat
 
     @contextlib.contextmanager
+    def _session(self, exclusive: bool, on_wait=None):
+        """The archive lock and the catalogue.  A writer (exclusive) first completes interrupted
+        writes and removes stale temporary files, and keeps the members on disk it saw then
+        (self._on_disk): the lock keeps that list true for the whole command."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._lock(exclusive, on_wait))
+            cat = self._catalogue()
+            stack.callback(cat.close)
+            if exclusive:
+                cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
+                self._on_disk, temps = self._scan()
+                for tmp in temps:
+                    tmp.unlink(missing_ok=True)
+            yield cat
+
     def _writer(self, on_wait=None):
-        """Exclusive lock, the catalogue, interrupted writes completed, stale temporary files removed."""
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self._lock(True, on_wait))
-            cat = self._catalogue()
-            stack.callback(cat.close)
-            cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
-            for tmp in self._temp_files():
-                tmp.unlink(missing_ok=True)
-            yield cat
+        return self._session(True, on_wait)
 
-    @contextlib.contextmanager
     def _reader(self, on_wait=None):
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self._lock(False, on_wait))
-            cat = self._catalogue()
-            stack.callback(cat.close)
-            yield cat
+        return self._session(False, on_wait)
 
-    def _members_on_disk(self) -> set[str]:
-        out = set()
+    def _scan(self) -> tuple[set[str], list[Path]]:
+        """One walk of the archive: (member .prvc paths, temporary files of interrupted writes)."""
+        members, temps = set(), []
         for root, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if not (Path(root) == self.root and d == META_DIR)]
             for name in files:
-                if name.endswith(".prvc") and not _TEMP.match(name):
-                    out.add((Path(root) / name).relative_to(self.root).as_posix())
-        return out
-
-    def _temp_files(self) -> list[Path]:
-        out = []
-        for root, dirs, files in os.walk(self.root):
-            dirs[:] = [d for d in dirs if not (Path(root) == self.root and d == META_DIR)]
-            out += [Path(root) / n for n in files if _TEMP.match(n)]
-        return out
+                if _TEMP.match(name):
+                    temps.append(Path(root) / name)
+                elif name.endswith(".prvc"):
+                    members.add((Path(root) / name).relative_to(self.root).as_posix())
+        return members, temps
 
     def _write(self, cat: Catalogue, rec: FileRecord, data: bytes) -> None:
         from ..imageio import atomic_write
@@ -374,7 +372,7 @@ class Archive:
         report = Report()
         with self._writer(on_wait) as cat:
             gone = self._resolve(cat, revoked, known_only=True)
-            strays = self._members_on_disk() - {f["path"] for f in cat.files()}
+            strays = self._on_disk - {f["path"] for f in cat.files()}
             if strays:
                 report.warnings.append((f"{len(strays)} file(s)", "not in the catalogue, so not re-keyed: "
                                         "run archive verify (e.g. " + sorted(strays)[0] + ")"))
@@ -461,13 +459,13 @@ class Archive:
         report = Report()
         rows = cat.files()
         pending = cat.pending()
-        on_disk = self._members_on_disk()
+        on_disk, temps = self._scan()
         for rec in pending:
             report.failed.append((rec.path, "an interrupted write (the next add/grant/revoke completes it)"))
         for rel in sorted(on_disk - {r["path"] for r in rows}):
             report.failed.append((rel, "unknown (on disk, not in the catalogue)"))
             progress("problem", rel, "unknown")
-        for tmp in self._temp_files():
+        for tmp in temps:
             report.warnings.append((tmp.relative_to(self.root).as_posix(),
                                     "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
         tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"]) for r in rows]

@@ -49,8 +49,10 @@ def _plaintexts(c, identities) -> dict[int, bytes]:
     return {chunk.index: plaintext for chunk, _, plaintext, _ in c._open(identities)}
 
 
-def grant_one(task: GrantTask) -> dict:
-    """{"data", "granted": [chunk indices]} or {"error"}."""
+def _rewrite(task, identities: list, change) -> dict:
+    """Read the catalogued file, ``change(container, plaintexts) -> {"data": new bytes, ...}`` (data
+    None: nothing to do), and check the new file decrypts, for ``identities``, to exactly the
+    plaintexts the old one did: a file is never replaced by one that decodes differently."""
     from ..container import open_container
     from ..errors import PrivcodecError
 
@@ -59,36 +61,35 @@ def grant_one(task: GrantTask) -> dict:
         return data
     try:
         c = open_container(data)
-        before = _plaintexts(c, [task.identity])
-        granted = sorted(set(before) if task.only is None else set(before) & task.only)
-        if not granted:
-            return {"data": None, "granted": []}
-        new = c.grant(task.identity, task.recipient, only=set(granted))
-        after = _plaintexts(open_container(new), [task.identity])
+        before = _plaintexts(c, identities)
+        result = change(c, before)
+        if result["data"] is None:
+            return result
+        after = _plaintexts(open_container(result["data"]), identities)
     except PrivcodecError as e:
         return {"error": str(e)}
     if before != after:
-        return {"error": "internal error: the granted file does not decrypt to the same content; left unchanged"}
-    return {"data": new, "granted": granted}
+        return {"error": "internal error: the new file does not decrypt to the same content; left unchanged"}
+    return result
+
+
+def grant_one(task: GrantTask) -> dict:
+    """{"data", "granted": [chunk indices]} or {"error"}."""
+    def change(c, before):
+        granted = sorted(set(before) if task.only is None else set(before) & task.only)
+        if not granted:
+            return {"data": None, "granted": []}
+        return {"data": c.grant(task.identity, task.recipient, only=set(granted)), "granted": granted}
+
+    return _rewrite(task, [task.identity], change)
 
 
 def rekey_one(task: RekeyTask) -> dict:
-    """{"data"} or {"error"}."""
-    from ..container import open_container
-    from ..errors import PrivcodecError
+    """{"data"[, "warning"]} or {"error"}."""
+    def change(c, before):
+        result = {"data": c.rekey(list(task.identities), task.new_recipients)}
+        if c.signatures:
+            result["warning"] = f"its signature by {c.signer.key_id} was dropped (it signed the old header)"
+        return result
 
-    data = _read(task.path, task.expected_sha256)
-    if isinstance(data, dict):
-        return data
-    try:
-        c = open_container(data)
-        before = _plaintexts(c, list(task.identities))
-        new = c.rekey(list(task.identities), task.new_recipients)
-        after = _plaintexts(open_container(new), list(task.identities))
-    except PrivcodecError as e:
-        return {"error": str(e)}
-    if before != after:   # never replace a file with one that decodes differently
-        return {"error": "internal error: the re-keyed file does not decrypt to the same content; left unchanged"}
-    if c.signatures:
-        return {"data": new, "warning": f"its signature by {c.signer.key_id} was dropped (it signed the old header)"}
-    return {"data": new}
+    return _rewrite(task, list(task.identities), change)
