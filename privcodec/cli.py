@@ -121,7 +121,7 @@ def cli(quiet):
       privcodec view photo.prvc -o public.png                    # what everyone sees
       privcodec view photo.prvc -o full.png --key keys/family.key
 
-    PRIVCODEC_THREADS sets the torch threads (default: the idle cores, at most 8).
+    PRIVCODEC_THREADS sets the coding threads (default: the cores idle now, at most 8).
     """
     if quiet:
         import os

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
 
 import numpy as np
@@ -50,19 +49,6 @@ def model_digest(codec_id: str = CODEC_ID) -> bytes:
 
 
 codec_id, name = CODEC_ID, NAME   # the backend interface (see backends/__init__.py)
-
-
-def threads() -> int:
-    """libavif encoder threads: PRIVCODEC_THREADS, else the idle cores (as for torch).  Streams may
-    differ in their bits between thread counts; each is still a function of its own group only,
-    and every AV1 decoder gives the same pixels for the same bits."""
-    from ..codec import default_threads
-
-    try:
-        n = int(os.environ.get("PRIVCODEC_THREADS", "0"))
-    except ValueError:
-        n = 0
-    return n if n > 0 else default_threads()
 
 
 def avif_quality(quality: float) -> int:
@@ -205,12 +191,18 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, c
     from PIL import Image
 
     from .. import tiles
+    from ..threads import threads
+
+    # libavif encoder threads, counted once per photo.  Streams may differ in their bits between
+    # thread counts; each is still a function of its own group only, and every AV1 decoder gives
+    # the same pixels for the same bits.
+    encoder_threads = threads()
 
     def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
         # past level 8 (archives, up to visually lossless) chroma keeps full resolution
         Image.fromarray(crop).save(buf, "AVIF", quality=avif_quality(quality), speed=SPEED,
-                                   subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=threads())
+                                   subsampling=SUBSAMPLING if quality <= 8 else "4:4:4", max_threads=encoder_threads)
         return _compact(buf.getvalue())
 
     def encode_boxes(pixels: np.ndarray, grid: np.ndarray) -> dict[int, bytes]:

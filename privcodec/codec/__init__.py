@@ -36,26 +36,13 @@ BLOCK = 16
 UNKNOWN_GROUP = -2
 
 
-def default_threads() -> int:
-    """Cores that are idle now (capped at 8: more buys little here).  On a busy machine extra
-    threads only contend: measured, 2 threads ran 3-6x slower than 1 with the other core loaded."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(8, cores - busy))
-
-
 def configure_threads() -> int:
-    """PRIVCODEC_THREADS if set, else default_threads()."""
+    """Torch's CPU threads: PRIVCODEC_THREADS, else the idle cores (privcodec/threads.py)."""
     import torch
 
-    try:
-        n = int(os.environ.get("PRIVCODEC_THREADS", "0"))
-    except ValueError:
-        n = 0
-    n = n if n > 0 else default_threads()
+    from ..threads import threads
+
+    n = threads()
     torch.set_num_threads(n)
     return n
 
