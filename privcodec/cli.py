@@ -466,14 +466,18 @@ def demo(out):
 @click.option("--eval-every", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Iterations between real-bitstream evaluations.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32.")
+@click.option("--checkerboard", is_flag=True,
+              help="Train network gicodec-3 (a checkerboard context in every slice); with --init, grow it "
+                   "from a gicodec-1 network.")
 def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
-          eval_every, no_bf16):
+          eval_every, no_bf16, checkerboard):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
     path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
                bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
-               holdout_every=holdout_every, eval_every=eval_every, log=lambda s: click.echo(s))
+               holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard,
+               log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 
 

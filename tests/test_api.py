@@ -114,7 +114,7 @@ def test_forged_public_payload_is_rejected_not_decoded(forged):
 
     h, w = 1024, 1024   # large enough that an unchecked decoder would read far past the stream
     grid = np.zeros((h // 16, w // 16), dtype=np.int32)
-    blob = container.seal(width=w, height=h, block=16, codec_id=codec.CODEC_ID,
+    blob = container.seal(width=w, height=h, block=16, codec_id=codec.new_codec_id(),
                           weights_sha256=codec.weights_digest(), quality=4.0, block_map=grid,
                           public=[container.PublicGroup(0, "background", 1.0, forged)], protected=[])
     with pytest.raises(FormatError):

@@ -19,15 +19,19 @@ from privcodec.codec.model import UNKNOWN_GROUP, CodecConfig, GICodec
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[False, True], ids=["gicodec-1", "gicodec-3"])
+def model(request):
+    """The small model of each network: gicodec-1, and gicodec-3 (checkerboard context)."""
     torch.manual_seed(0)
     cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32,
-                      z_ch=16, slices=4)
+                      z_ch=16, slices=4, checkerboard=request.param)
     m = GICodec(cfg).eval()
     # random weights are too smooth to exercise the coder: widen the latent a bit
     with torch.no_grad():
         m.g_a.convs.convs[-1].weight.mul_(8)
+        if cfg.checkerboard:   # its output layer starts at zero (= no context): make the context act
+            for ctx in m.entropy.cb_context:
+                torch.nn.init.normal_(ctx.out.weight, std=0.2)
     m.update(force=True)
     return m
 
@@ -308,3 +312,65 @@ def test_the_training_path_computes_what_the_coding_path_codes(model):
         x_train = model.g_s(y_code, grid[None])
         x_code = model.g_s.per_group(y_code, grid, {0, 1, 2})
         assert torch.allclose(x_train, x_code, rtol=1e-4, atol=1e-4)
+
+
+def _y_bytes(stream: bytes) -> int:
+    from privcodec.codec.entropy import _read_uvarint
+
+    z_len, pos = _read_uvarint(stream)
+    return len(stream) - pos - z_len
+
+
+@pytest.mark.parametrize("checkerboard", [False, True], ids=["gicodec-1", "gicodec-3"])
+def test_the_training_rate_is_the_rate_the_coder_spends(checkerboard):
+    """The likelihoods training optimises (forward, eval mode: hard rounding) are those the coder
+    uses: their -log2 sum is the coded y size, within the range coder's overhead.  The shipped
+    weights give real latents (random ones live in the tails, where the coder's escape codes
+    and the likelihood floor differ); for gicodec-3 they are grown with a random, active context,
+    so a context that differed between the two paths would show up here."""
+    from privcodec import codec
+    from privcodec.codec.train import grow
+    from privcodec.codec.weights_io import load_checkpoint
+
+    parent = load_checkpoint(codec.default_weights_path())
+    model = grow(parent["config"], parent["model"], checkerboard).eval()
+    if checkerboard:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for ctx in model.entropy.cb_context:
+                torch.nn.init.normal_(ctx.out.weight, std=0.05)
+    model.update(force=True)
+    x = photo(128, 192, seed=7)
+    grid = torch.zeros(8, 12, dtype=torch.long)
+    grid[2:6, 3:8] = 1
+    for q in (2.0, 5.0, 8.0):
+        with torch.no_grad():
+            out = model(x[None], grid[None], torch.tensor([q]), 2)
+        predicted = float(-torch.log2(out["y_likelihoods"]).sum()) / 8
+        coded = sum(_y_bytes(s) for s in model.compress(x, grid, q).values())
+        assert abs(coded - predicted) <= 0.02 * predicted + 16, (q, coded, predicted)
+
+
+def test_a_grown_checkerboard_network_codes_exactly_as_its_parent():
+    """gicodec-3 grown from a gicodec-1 network (train --checkerboard --init) starts with a zero
+    context: until training moves it, it codes the same symbols with the same probabilities as
+    its parent (only their order in the stream differs: anchors first), so it decodes to the same
+    pixels at the same size."""
+    from privcodec.codec.train import grow
+
+    torch.manual_seed(1)
+    cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4)
+    parent = GICodec(cfg).eval()
+    with torch.no_grad():
+        parent.g_a.convs.convs[-1].weight.mul_(8)
+    parent.update(force=True)
+    child = grow(cfg.to_dict(), parent.state_dict(), checkerboard=True).eval()
+    assert child.config.checkerboard and not parent.config.checkerboard
+    grid = grid_with_groups(5, 7, 3, seed=2)
+    x = photo(80, 112, seed=2)
+    ours, theirs = child.compress(x, grid, 3.0), parent.compress(x, grid, 3.0)
+    assert ours != theirs
+    assert all(abs(len(ours[g]) - len(theirs[g])) <= 4 for g in theirs)
+    assert torch.equal(child.decompress(ours, grid, 80, 112, 3.0)[0], parent.decompress(theirs, grid, 80, 112, 3.0)[0])
+    with pytest.raises(ValueError, match="cannot be shrunk"):
+        grow(child.config.to_dict(), child.state_dict(), checkerboard=False)

@@ -66,7 +66,7 @@ BOMB = textwrap.dedent("""
         block_map = np.full((hb, hb), PROTECTED, np.int32)
         block_map[0, 0] = 0
         stream = codec.encode_groups(np.full((16, 16, 3), 90, np.uint8), np.zeros((1, 1), np.int64), 4.0)[0]
-        data = seal(width=side, height=side, block=16, codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(),
+        data = seal(width=side, height=side, block=16, codec_id=codec.new_codec_id(), weights_sha256=codec.weights_digest(),
                     quality=4.0, block_map=block_map, public=[PublicGroup(0, "background", 1.0, stream)],
                     protected=[ProtectedGroup(1, "face", 1.0, block_map == PROTECTED, b"x", [generate_identity().recipient])])
         return open_container(data).strip([])
@@ -151,7 +151,7 @@ def test_a_huge_payload_is_rejected_before_decoding(tmp_path):
     from privcodec import codec
     from privcodec.container import PublicGroup, seal
 
-    data = seal(width=16, height=16, block=16, codec_id=codec.CODEC_ID, weights_sha256=codec.weights_digest(),
+    data = seal(width=16, height=16, block=16, codec_id=codec.new_codec_id(), weights_sha256=codec.weights_digest(),
                 quality=4.0, block_map=np.zeros((1, 1), np.int32),
                 public=[PublicGroup(0, "background", 1.0, b"\x00" + bytes(32_000_000))], protected=[])
     with pytest.raises(FormatError):

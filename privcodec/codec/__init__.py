@@ -23,12 +23,15 @@ from ._compressai import install as _light_compressai
 
 _light_compressai()   # before anything imports compressai: skip its 2.4 s package initialiser
 
-# The network is gicodec-1 (RELEASED_MODELS name it); files name how its streams are laid out:
-#   gicodec-1  one stream per group over the whole image (privcodec before tiling; still read)
-#   gicodec-2  the same network run on 1024-px tiles (privcodec/tiles.py): bounded memory; new files
-MODEL_ID = "gicodec-1"
-CODEC_ID = "gicodec-2"
-MODEL_OF = {"gicodec-1": MODEL_ID, "gicodec-2": MODEL_ID}
+# Two networks (RELEASED_MODELS name each weights file's): "gicodec-1" (hyperprior + ChARM) and
+# "gicodec-3" (the same with a checkerboard context in every slice: entropy.py).  A file's codec id
+# says which network and how its streams are laid out:
+#   gicodec-1  network gicodec-1, one stream per group over the whole image (before tiling; still read)
+#   gicodec-2  network gicodec-1 on 1024-px tiles (privcodec/tiles.py): bounded memory
+#   gicodec-3  network gicodec-3 on the same tiles
+MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3"}
+NEW_FILES = {"gicodec-1": "gicodec-2", "gicodec-3": "gicodec-3"}   # network -> codec id of new files
+CODEC_IDS = tuple(MODEL_OF)
 TILE_BLOCKS = 64     # gicodec-2 tiles: 1024 px, ~1 MP keeps the network's activations well under 1 GB
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
@@ -105,12 +108,25 @@ def weights_digest(path: str | None = None) -> bytes:
     return weights_sha256(Path(path) if path else default_weights_path())
 
 
+def network_of(model) -> str:
+    """The network id of a loaded model (what RELEASED_MODELS and MODEL_OF call it)."""
+    return "gicodec-3" if model.config.checkerboard else "gicodec-1"
+
+
+def new_codec_id(weights: str | None = None) -> str:
+    """The codec id new files get with these weights (default: the current release)."""
+    entry = None if weights or os.environ.get("PRIVCODEC_WEIGHTS") else RELEASED_MODELS[CURRENT_MODEL]
+    return NEW_FILES[entry[0] if entry else network_of(load_codec(weights))]
+
+
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None = None,
-                  codec_id: str = CODEC_ID) -> dict[int, bytes]:
+                  codec_id: str | None = None) -> dict[int, bytes]:
     """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0.
-    ``codec_id``: gicodec-2 (tiled, the default) or gicodec-1 (whole image)."""
+    ``codec_id``: what new_codec_id() says (the default), or an older layout of the same network."""
     from .. import tiles
 
+    codec_id = codec_id or new_codec_id(weights)
+    _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
         return _encode_whole(image, block_groups, quality, weights)
     _check_codec_id(codec_id)
@@ -119,12 +135,14 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
-                  weights: str | None = None, codec_id: str = CODEC_ID) -> tuple[np.ndarray, np.ndarray]:
+                  weights: str | None = None, codec_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode the groups in ``streams``; block_groups has UNKNOWN_GROUP where the group is not known.
 
     Returns (uint8 image (H,W,3), bool mask of decoded pixels).  Raises ValueError on a malformed stream."""
     from .. import tiles
 
+    codec_id = codec_id or new_codec_id(weights)
+    _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
         return _decode_whole(streams, block_groups, height, width, quality, weights)
     _check_codec_id(codec_id)
@@ -135,6 +153,13 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
 def _check_codec_id(codec_id: str) -> None:
     if codec_id not in MODEL_OF:
         raise ValueError(f"unknown learned codec id {codec_id!r}")
+
+
+def _check_network(codec_id: str, weights: str | None) -> None:
+    """Streams of one network cannot be coded or read by the other's weights."""
+    _check_codec_id(codec_id)
+    if network_of(load_codec(weights)) != MODEL_OF[codec_id]:
+        raise ValueError(f"{codec_id} streams need a {MODEL_OF[codec_id]} network")
 
 
 def _encode_whole(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None) -> dict[int, bytes]:

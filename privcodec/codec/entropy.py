@@ -1,9 +1,17 @@
-"""Per-group entropy model: cell-local hyperprior + group-masked context + ChARM.
+"""Per-group entropy model: cell-local hyperprior + group-masked context + ChARM (+ checkerboard).
 
     y_g ──h_a (1x1, 2x2/2, 2x2/2)──▶ z_g ──Q──▶ EntropyBottleneck ──▶ z bits of group g
                                           │
     ẑ_g ──h_s (2x2/2ᵀ, 2x2/2ᵀ)──▶ F_g ──(Σ_g m_g F_g)──▶ masked 3x3 convs ──▶ (μ_h, σ_h)
     (μ_h, σ_h, ŷ_<i) ──1x1 ChARM slice i──▶ (μ_i, σ_i) ──▶ GaussianConditional ──▶ y bits
+    with ``checkerboard`` (network gicodec-3), inside each slice:
+      anchors ((row + col) even) coded with (μ_i, σ_i);  ŷ_i on anchors ──group-masked 3x3 conv,
+      GELU, 1x1──▶ (Δμ, Δlog σ) ──▶ the other half coded with (μ_i + Δμ, σ_i·e^Δlog σ)
+
+The checkerboard context is He et al., *Checkerboard Context Model for Efficient Learned Image
+Compression* (CVPR 2021), as ELIC uses it inside channel slices (He et al., CVPR 2022); here its
+conv only reads anchors of the centre's own group, so groups stay independent.  Its last layer
+starts at zero: a model grown from a gicodec-1 network codes exactly as that network did.
 
 Why not one hyperprior for the whole image (GIT-SSIC, Feng et al. ICCV 2023):
 its z mixes every group and is sent to everyone, so it leaks protected content.
@@ -113,8 +121,34 @@ class HyperContext(nn.Module):
         return run_1x1(self.out, f)
 
 
+MAX_LOG_SCALE_STEP = 6.0
+
+
+def anchors(h: int, w: int) -> torch.Tensor:
+    """(h, w) bool: the checkerboard's first half, (row + col) even.  Tiles and decoded regions
+    start on even latent rows and columns, so this is the same set as on the whole image."""
+    r = torch.arange(h)[:, None]
+    c = torch.arange(w)[None, :]
+    return (r + c) % 2 == 0
+
+
+class CheckerboardContext(nn.Module):
+    """(ŷ_i on the anchors, zeros elsewhere) ─▶ (Δμ, Δlog σ) for the other half of slice i."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = GroupMaskedConv2d(ch, ch, 3)
+        self.out = nn.Conv2d(ch, 2 * ch, 1)
+        nn.init.zeros_(self.out.weight)   # starts as "no context": the parent network's exact codes
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, y_hat_anchors: torch.Tensor, gid: torch.Tensor):
+        return run_1x1(self.out, F.gelu(self.conv(y_hat_anchors, gid))).chunk(2, 1)
+
+
 class GroupEntropyModel(nn.Module):
-    def __init__(self, latent: int = 192, hyper: int = 128, z_ch: int = 64, slices: int = 6):
+    def __init__(self, latent: int = 192, hyper: int = 128, z_ch: int = 64, slices: int = 6,
+                 checkerboard: bool = False):
         super().__init__()
         assert latent % slices == 0
         self.latent, self.slices, self.slice_ch = latent, slices, latent // slices
@@ -132,6 +166,9 @@ class GroupEntropyModel(nn.Module):
         self.cc_mean = nn.ModuleList(_mlp1x1(latent + i * s, 128, s) for i in range(slices))
         self.cc_scale = nn.ModuleList(_mlp1x1(latent + i * s, 128, s) for i in range(slices))
         self.lrp = nn.ModuleList(_mlp1x1(latent + (i + 1) * s, 128, s) for i in range(slices))
+        self.checkerboard = checkerboard
+        if checkerboard:
+            self.cb_context = nn.ModuleList(CheckerboardContext(s) for _ in range(slices))
         self.entropy_bottleneck = EntropyBottleneck(z_ch)
         self.gaussian_conditional = GaussianConditional(scale_table().tolist())
 
@@ -140,6 +177,14 @@ class GroupEntropyModel(nn.Module):
         mean_in = torch.cat([mu_h] + prev, 1)
         scale_in = torch.cat([sigma_h] + prev, 1)
         return run_1x1(self.cc_mean[i], mean_in), run_1x1(self.cc_scale[i], scale_in)
+
+    def second_half(self, i: int, mu, sigma, y_hat_i, gid, first):
+        """Slice i's parameters once its anchors are known: (μ, σ) unchanged on the anchors
+        (``first``), refined from the neighbouring anchors of the same group on the rest."""
+        d_mu, d_log_sigma = self.cb_context[i](y_hat_i * first, gid)
+        rest = ~first
+        # bounded: a scale moves at most e^6 either way, and never overflows (hostile symbols too)
+        return mu + d_mu * rest, sigma * torch.exp(d_log_sigma.clamp(-MAX_LOG_SCALE_STEP, MAX_LOG_SCALE_STEP) * rest)
 
     def refine(self, i: int, mu_h, prev, y_hat_i):
         return y_hat_i + 0.5 * torch.tanh(run_1x1(self.lrp[i], torch.cat([mu_h] + prev + [y_hat_i], 1)))
@@ -168,9 +213,13 @@ class GroupEntropyModel(nn.Module):
         feats = self.hyper_features(z_hat, masks)
         mu_h, sigma_h = self.context(feats, gid).chunk(2, 1)
 
+        first = anchors(h, w).to(y.device) if self.checkerboard else None
         y_hat_slices, liks = [], []
         for i, y_i in enumerate(y.chunk(self.slices, 1)):
             mu, sigma = self.slice_params(i, mu_h, sigma_h, y_hat_slices)
+            if self.checkerboard:
+                y_hat_a = (torch.round(y_i - mu) - (y_i - mu)).detach() + y_i
+                mu, sigma = self.second_half(i, mu, sigma, y_hat_a, gid, first)
             _, lik = self.gaussian_conditional(y_i, sigma, mu)
             liks.append(lik)
             y_hat_i = (torch.round(y_i - mu) - (y_i - mu)).detach() + y_i  # straight-through
@@ -186,6 +235,13 @@ class GroupEntropyModel(nn.Module):
         for g, z_hat in z_hat_by_group.items():
             feats += self.h_s(z_hat) * (gid == g).to(torch.float64)
         return self.context(feats, gid[None]).chunk(2, 1)
+
+    def _halves(self, gid_c: torch.Tensor):
+        """(anchor mask or None, the position sets coded one after the other within a slice)."""
+        if not self.checkerboard:
+            return None, [torch.ones(gid_c.shape, dtype=torch.bool)]
+        first = anchors(*gid_c.shape)
+        return first, [first, ~first]
 
     @torch.no_grad()
     def compress(self, y: torch.Tensor, gid_c: torch.Tensor) -> dict[int, bytes]:
@@ -213,17 +269,22 @@ class GroupEntropyModel(nn.Module):
         encoders = {grp: BufferedRansEncoder() for grp in groups}
         positions = {grp: gid_c == grp for grp in groups}
         cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        first, halves = self._halves(gid_c)
         prev = []
         for i, y_i in enumerate(y.chunk(self.slices, 1)):
             mu, sigma = self.slice_params(i, mu_h, sigma_h, prev)
-            idx = gc.build_indexes(sigma)
             sym = torch.round(y_i - mu)
-            if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
-                raise ValueError("latent out of the coder's range")
-            for grp in groups:
-                p = positions[grp]
-                encoders[grp].encode_with_indexes(
-                    sym[0][:, p].reshape(-1).int().tolist(), idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
+            for k, half in enumerate(halves):
+                if k:   # the anchors are coded: their ŷ sharpens the rest of the slice
+                    mu, sigma = self.second_half(i, mu, sigma, sym + mu, gid_c[None], first)
+                idx = gc.build_indexes(sigma)
+                sym = torch.round(y_i - mu)
+                if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
+                    raise ValueError("latent out of the coder's range")
+                for grp in groups:
+                    p = positions[grp] & half
+                    encoders[grp].encode_with_indexes(
+                        sym[0][:, p].reshape(-1).int().tolist(), idx[0][:, p].reshape(-1).int().tolist(), cdf, cdf_len, offset)
             prev.append(self.refine(i, mu_h, prev, sym + mu))
         return {grp: _uvarint(len(z_streams[grp])) + z_streams[grp] + encoders[grp].flush() for grp in groups}
 
@@ -265,19 +326,23 @@ class GroupEntropyModel(nn.Module):
             known |= m
         cdf, cdf_len, offset = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
         decoded = {grp: ([], []) for grp in decoders}
+        first, halves = self._halves(gid_c)
         prev = []
         for i in range(self.slices):
             mu, sigma = self.slice_params(i, mu_h, sigma_h, prev)
-            idx = gc.build_indexes(sigma)
             sym = torch.zeros_like(mu)
-            for grp, dec in decoders.items():
-                p = positions[grp]
-                indexes = idx[0][:, p].reshape(-1).int().tolist()
-                vals = dec.decode_stream(indexes, cdf, cdf_len, offset)
-                _check_symbols(vals)
-                decoded[grp][0].extend(vals)
-                decoded[grp][1].extend(indexes)
-                sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(self.slice_ch, -1)
+            for k, half in enumerate(halves):
+                if k:
+                    mu, sigma = self.second_half(i, mu, sigma, sym + mu, gid_c[None], first)
+                idx = gc.build_indexes(sigma)
+                for grp, dec in decoders.items():
+                    p = positions[grp] & half
+                    indexes = idx[0][:, p].reshape(-1).int().tolist()
+                    vals = dec.decode_stream(indexes, cdf, cdf_len, offset)
+                    _check_symbols(vals)
+                    decoded[grp][0].extend(vals)
+                    decoded[grp][1].extend(indexes)
+                    sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(self.slice_ch, -1)
             prev.append(self.refine(i, mu_h, prev, sym + mu) * known.double())
         # The rANS decoder accepts any bytes; a stream is valid only if it is exactly what
         # encoding its own symbols gives back (catches corrupted or forged public payloads).

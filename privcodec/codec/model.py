@@ -40,6 +40,7 @@ class CodecConfig:
     hyper: int = 128
     z_ch: int = 64
     slices: int = 6
+    checkerboard: bool = False        # network gicodec-3: a checkerboard context inside every slice
     lambdas: tuple = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 
     def to_dict(self):
@@ -56,7 +57,7 @@ class GICodec(nn.Module):
         self.config = c = config or CodecConfig()
         self.g_a = Analysis(c.channels, c.latent, c.attn_depth, c.heads, c.window)
         self.g_s = Synthesis(c.channels, c.latent, c.attn_depth, c.heads, c.window)
-        self.entropy = GroupEntropyModel(c.latent, c.hyper, c.z_ch, c.slices)
+        self.entropy = GroupEntropyModel(c.latent, c.hyper, c.z_ch, c.slices, c.checkerboard)
         lam = torch.tensor(c.lambdas)
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])  # quantiser step ~ 1/sqrt(lambda)
         self.log_gain = nn.Parameter(init[:, None].repeat(1, c.latent))

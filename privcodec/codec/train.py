@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import GICodec
+from .model import CodecConfig, GICodec
 from .weights_io import atomic_torch_save, export_weights, load_checkpoint
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
@@ -165,11 +165,26 @@ class WeightEMA:
         return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
 
 
+def grow(config: dict, state: dict, checkerboard: bool) -> GICodec:
+    """A model from a parent's config and weights, grown into gicodec-3 when ``checkerboard``: the
+    new context layers keep their fresh initialisation, whose output layer is zero, so the grown
+    model codes exactly as its parent until training moves it."""
+    parent = CodecConfig.from_dict(config)
+    if parent.checkerboard and not checkerboard:
+        raise ValueError("a gicodec-3 network cannot be shrunk back into gicodec-1: train with --checkerboard")
+    model = GICodec(CodecConfig.from_dict({**config, "checkerboard": checkerboard}))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    if checkerboard and not parent.checkerboard:
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("entropy.cb_context.")})
+    model.load_state_dict(state)
+    return model
+
+
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
           lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
           init: Path | None = None, decay_frac: float = 0.15, warmup: int = 500, ema_decay: float = 0.999,
-          holdout_every: int = 40, log=print) -> Path:
+          holdout_every: int = 40, checkerboard: bool = False, log=print) -> Path:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
@@ -182,12 +197,15 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         start = ckpt["iter"]
         log(f"resumed from {ckpt_path} at iteration {start}")
     else:
-        model, ckpt, start = GICodec(), None, 0
+        ckpt, start = None, 0
+        model = GICodec(CodecConfig(checkerboard=checkerboard))
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
-            model.load_state_dict(load_checkpoint(init)["model"])
-            log(f"initialised from {init}")
+            parent = load_checkpoint(init)
+            model = grow(parent["config"], parent["model"], checkerboard)
+            log(f"initialised from {init}" + (" (grown into gicodec-3: checkerboard context)"
+                                              if checkerboard and not parent["config"].get("checkerboard") else ""))
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
