@@ -52,3 +52,13 @@ def test_a_model_this_privcodec_never_had_is_a_clear_error():
         codec.weights_for("gicodec-2", hashlib.sha256(b"a future model").digest())
     with pytest.raises(FormatError, match="does not have"):
         codec.weights_for("gicodec-9", bytes.fromhex(codec.CURRENT_MODEL))
+
+
+def test_a_codec_id_never_reads_with_the_other_networks_weights():
+    for digest, (network, _, _) in codec.RELEASED_MODELS.items():
+        for codec_id, needs in codec.MODEL_OF.items():
+            if needs == network:
+                assert codec.weights_for(codec_id, bytes.fromhex(digest))
+            else:
+                with pytest.raises(FormatError, match="does not have"):
+                    codec.weights_for(codec_id, bytes.fromhex(digest))
