@@ -374,3 +374,21 @@ def test_a_grown_checkerboard_network_codes_exactly_as_its_parent():
     assert torch.equal(child.decompress(ours, grid, 80, 112, 3.0)[0], parent.decompress(theirs, grid, 80, 112, 3.0)[0])
     with pytest.raises(ValueError, match="cannot be shrunk"):
         grow(child.config.to_dict(), child.state_dict(), checkerboard=False)
+
+
+def test_scale_indexes_are_compressais_build_indexes_bit_for_bit():
+    """The coder's table lookup is a faster form of compressai's: one index off and a stream
+    would not decode, so it must agree everywhere, at the table's own values and around them."""
+    from compressai.entropy_models import GaussianConditional
+
+    from privcodec.codec.entropy import scale_indexes, scale_table
+
+    gc = GaussianConditional(scale_table().tolist()).double()
+    table = gc.scale_table
+    edges = torch.cat([table, torch.nextafter(table, torch.full_like(table, 1e9)),
+                       torch.nextafter(table, torch.zeros_like(table))])
+    special = torch.tensor([0.0, -0.0, -1.0, 1e-300, float("inf"), float("-inf"), float("nan"), 1e30], dtype=torch.float64)
+    rng = torch.Generator().manual_seed(0)
+    scales = torch.cat([edges, special, torch.exp(torch.randn(20000, generator=rng, dtype=torch.float64) * 3)])
+    for x in (scales, scales.float()):
+        assert torch.equal(scale_indexes(gc, x), gc.build_indexes(x))

@@ -41,6 +41,15 @@ def scale_table(min_=0.11, max_=256.0, levels=64):
     return torch.exp(torch.linspace(math.log(min_), math.log(max_), levels))
 
 
+def scale_indexes(gc: GaussianConditional, scales: torch.Tensor) -> torch.Tensor:
+    """``gc.build_indexes(scales)``, bit for bit, in one binary search per value: compressai's
+    loop makes one full pass per table entry (63), ~10 % of coding time.  The index is the number
+    of table entries (all but the last) below the lower-bounded scale; NaN gets the last, as there."""
+    scales = gc.lower_bound_scale(scales)
+    idx = torch.bucketize(scales, gc.scale_table[:-1].to(scales.dtype))
+    return torch.where(torch.isnan(scales), len(gc.scale_table) - 1, idx).int()
+
+
 def run_1x1(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply 1x1 convs (and activations) as matrix products when coding in float64:
     torch's float64 conv2d has no fast kernel and made decoding 2x slower."""
@@ -277,7 +286,7 @@ class GroupEntropyModel(nn.Module):
             for k, half in enumerate(halves):
                 if k:   # the anchors are coded: their ŷ sharpens the rest of the slice
                     mu, sigma = self.second_half(i, mu, sigma, sym + mu, gid_c[None], first)
-                idx = gc.build_indexes(sigma)
+                idx = scale_indexes(gc, sigma)
                 sym = torch.round(y_i - mu)
                 if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
                     raise ValueError("latent out of the coder's range")
@@ -334,7 +343,7 @@ class GroupEntropyModel(nn.Module):
             for k, half in enumerate(halves):
                 if k:
                     mu, sigma = self.second_half(i, mu, sigma, sym + mu, gid_c[None], first)
-                idx = gc.build_indexes(sigma)
+                idx = scale_indexes(gc, sigma)
                 for grp, dec in decoders.items():
                     p = positions[grp] & half
                     indexes = idx[0][:, p].reshape(-1).int().tolist()
