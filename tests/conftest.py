@@ -22,6 +22,25 @@ def make_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def small_codec(checkerboard: bool = False, seed: int = 0):
+    """The codec's real architecture at a small size, random weights, ready to code (torch)."""
+    import torch
+
+    from privcodec.codec.model import CodecConfig, GICodec
+
+    torch.manual_seed(seed)
+    cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4,
+                      checkerboard=checkerboard)
+    m = GICodec(cfg).eval()
+    with torch.no_grad():
+        m.g_a.convs.convs[-1].weight.mul_(8)   # random weights are too smooth to exercise the coder
+        if checkerboard:   # its output layer starts at zero (= no context): make the context act
+            for ctx in m.entropy.cb_context:
+                torch.nn.init.normal_(ctx.out.weight, std=0.2)
+    m.update(force=True)
+    return m
+
+
 @pytest.fixture
 def photo_path(tmp_path):
     from PIL import Image

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from privcodec.codec.model import UNKNOWN_GROUP, CodecConfig, GICodec
+from conftest import small_codec
+from privcodec.codec.model import UNKNOWN_GROUP
 
 torch.set_num_threads(1)
 
@@ -22,18 +23,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module", params=[False, True], ids=["gicodec-1", "gicodec-3"])
 def model(request):
     """The small model of each network: gicodec-1, and gicodec-3 (checkerboard context)."""
-    torch.manual_seed(0)
-    cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32,
-                      z_ch=16, slices=4, checkerboard=request.param)
-    m = GICodec(cfg).eval()
-    # random weights are too smooth to exercise the coder: widen the latent a bit
-    with torch.no_grad():
-        m.g_a.convs.convs[-1].weight.mul_(8)
-        if cfg.checkerboard:   # its output layer starts at zero (= no context): make the context act
-            for ctx in m.entropy.cb_context:
-                torch.nn.init.normal_(ctx.out.weight, std=0.2)
-    m.update(force=True)
-    return m
+    return small_codec(checkerboard=request.param)
 
 
 def photo(h, w, seed=0):
@@ -358,13 +348,8 @@ def test_a_grown_checkerboard_network_codes_exactly_as_its_parent():
     pixels at the same size."""
     from privcodec.codec.train import grow
 
-    torch.manual_seed(1)
-    cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4)
-    parent = GICodec(cfg).eval()
-    with torch.no_grad():
-        parent.g_a.convs.convs[-1].weight.mul_(8)
-    parent.update(force=True)
-    child = grow(cfg.to_dict(), parent.state_dict(), checkerboard=True).eval()
+    parent = small_codec(seed=1)
+    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True).eval()
     assert child.config.checkerboard and not parent.config.checkerboard
     grid = grid_with_groups(5, 7, 3, seed=2)
     x = photo(80, 112, seed=2)

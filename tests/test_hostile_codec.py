@@ -15,20 +15,15 @@ import pytest
 import torch
 
 from privcodec.codec.entropy import _uvarint
-from privcodec.codec.model import UNKNOWN_GROUP, CodecConfig, GICodec
+from conftest import small_codec
+from privcodec.codec.model import UNKNOWN_GROUP
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4)
-    m = GICodec(cfg).eval()
-    with torch.no_grad():
-        m.g_a.convs.convs[-1].weight.mul_(8)
-    m.update(force=True)
-    return m
+@pytest.fixture(scope="module", params=[False, True], ids=["gicodec-1", "gicodec-3"])
+def model(request):
+    return small_codec(checkerboard=request.param)
 
 
 def test_a_group_far_from_the_origin_decodes_on_its_region_exactly(model):

@@ -46,7 +46,7 @@ def scale_indexes(gc: GaussianConditional, scales: torch.Tensor) -> torch.Tensor
     loop makes one full pass per table entry (63), ~10 % of coding time.  The index is the number
     of table entries (all but the last) below the lower-bounded scale; NaN gets the last, as there."""
     scales = gc.lower_bound_scale(scales)
-    idx = torch.bucketize(scales, gc.scale_table[:-1].to(scales.dtype))
+    idx = torch.bucketize(scales.contiguous(), gc.scale_table[:-1].to(scales.dtype))
     return torch.where(torch.isnan(scales), len(gc.scale_table) - 1, idx).int()
 
 
