@@ -54,3 +54,24 @@ def test_random_groups_are_block_maps_with_one_to_k_groups():
     counts = [len(np.unique(random_groups(8, 8, rng, 3))) for _ in range(200)]
     assert min(counts) == 1 and max(counts) <= 3
     assert 0.3 < counts.count(1) / len(counts) < 0.8     # one group about half the time
+
+
+def test_a_grown_checkerboard_network_trains_its_new_layers_faster_and_resumes(tmp_path, photos):
+    from privcodec import codec
+    from privcodec.codec.train import GROWN_LR_SCALE
+
+    log = []
+    parent = train(photos, tmp_path / "parent", iters=1, batch=2, crop=64, threads=1, log=log.append)
+    out = tmp_path / "grown"
+    train(photos, out, iters=1, batch=2, crop=64, threads=1, init=parent, checkerboard=True, warmup=0,
+          log=log.append)
+    assert any("grown into gicodec-3" in line for line in log)
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["config"]["checkerboard"]
+    groups = ckpt["opt"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, GROWN_LR_SCALE]
+    assert groups[1]["lr"] == pytest.approx(GROWN_LR_SCALE * groups[0]["lr"])
+    assert len(groups[1]["params"]) == len([k for k in ckpt["model"] if k.startswith("entropy.cb_context.")])
+    weights = train(photos, out, iters=2, batch=2, crop=64, threads=1, checkerboard=True, log=log.append)
+    assert torch.load(out / "last.pt", weights_only=False)["iter"] == 2
+    assert codec.network_of(load_weights(weights)) == "gicodec-3"
