@@ -65,9 +65,11 @@ RELEASED_MODELS = {
     "374c44a0b60e82c913086d150ec2dad4c14236a2e95d552dafaeb206d59504e2":
         ("gicodec-1", "released/gicodec-1-45k75.pt", "45.75k CPU iterations, EMA (2026-11-26)"),
     "ab81e9f719f86ddce5cd9f0a5f4887700bcaea1554ed91aef69e329c8baee539":
-        ("gicodec-1", "gicodec.pt", "53.75k CPU iterations, EMA (2026-11-26, session 4)"),
+        ("gicodec-1", "released/gicodec-1-53k75.pt", "53.75k CPU iterations, EMA (2026-11-26, session 4)"),
+    "608b04ee54685722616374770e753df9d806dfd87dd11b1ec082c006d723e68e":
+        ("gicodec-3", "gicodec.pt", "network gicodec-3: 53.75k grown with the checkerboard context + 5k, EMA (2026-11-26, session 5)"),
 }
-CURRENT_MODEL = "ab81e9f719f86ddce5cd9f0a5f4887700bcaea1554ed91aef69e329c8baee539"
+CURRENT_MODEL = "608b04ee54685722616374770e753df9d806dfd87dd11b1ec082c006d723e68e"
 
 
 def default_weights_path() -> Path:
