@@ -66,7 +66,7 @@ RANDOM_STREAMS = textwrap.dedent("""
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     grid = np.zeros((2, 2), np.int64)
-    real = codec.encode_groups(img, grid, 4.0, codec_id="gicodec-1")[0]   # the network's own stream
+    real = model.compress(torch.from_numpy(img).permute(2, 0, 1).float() / 255, torch.from_numpy(grid), 4.0)[0]  # untiled
     zlen, pos = _read_uvarint(real)
     z_part, y_len = real[:pos + zlen], len(real) - pos - zlen
     outcomes, seeds = {}, 0
