@@ -31,7 +31,6 @@ _light_compressai()   # before anything imports compressai: skip its 2.4 s packa
 #   gicodec-3  network gicodec-3 on the same tiles
 MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3"}
 NEW_FILES = {"gicodec-1": "gicodec-2", "gicodec-3": "gicodec-3"}   # network -> codec id of new files
-CODEC_IDS = tuple(MODEL_OF)
 TILE_BLOCKS = 64     # gicodec-2 tiles: 1024 px, ~1 MP keeps the network's activations well under 1 GB
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
@@ -131,7 +130,6 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
     _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
         return _encode_whole(image, block_groups, quality, weights)
-    _check_codec_id(codec_id)
     return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights),
                         TILE_BLOCKS)
 
@@ -147,7 +145,6 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
         return _decode_whole(streams, block_groups, height, width, quality, weights)
-    _check_codec_id(codec_id)
     return tiles.decode(streams, np.asarray(block_groups), height, width,
                         lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS)
 

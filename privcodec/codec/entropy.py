@@ -286,8 +286,8 @@ class GroupEntropyModel(nn.Module):
             for k, half in enumerate(halves):
                 if k:   # the anchors are coded: their ŷ sharpens the rest of the slice
                     mu, sigma = self.second_half(i, mu, sigma, sym + mu, gid_c[None], first)
+                    sym = torch.round(y_i - mu)
                 idx = scale_indexes(gc, sigma)
-                sym = torch.round(y_i - mu)
                 if not bool(sym.abs().le(MAX_ABS_SYMBOL).all()):
                     raise ValueError("latent out of the coder's range")
                 for grp in groups:

@@ -199,20 +199,19 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         model = GICodec.from_state(ckpt["config"], ckpt["model"])
         start = ckpt["iter"]
         log(f"resumed from {ckpt_path} at iteration {start}")
+        grown = len(ckpt["opt"]["param_groups"]) == 2   # the run that grew them kept their rate
     else:
-        ckpt, start = None, 0
+        ckpt, start, grown = None, 0, False
         model = GICodec(CodecConfig(checkerboard=checkerboard))
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
             parent = load_checkpoint(init)
             model = grow(parent["config"], parent["model"], checkerboard)
-            log(f"initialised from {init}" + (" (grown into gicodec-3: checkerboard context)"
-                                              if checkerboard and not parent["config"].get("checkerboard") else ""))
+            grown = checkerboard and not parent["config"].get("checkerboard")
+            log(f"initialised from {init}" + (" (grown into gicodec-3: checkerboard context)" if grown else ""))
     # Layers grown this run start from zero inside a trained network: at the network's fine-tuning
     # rate they would take thousands of iterations just to wake up, so they learn GROWN_LR_SCALE x faster.
-    grown = (ckpt is not None and len(ckpt["opt"]["param_groups"]) == 2) or \
-        (ckpt is None and init is not None and checkerboard and not parent["config"].get("checkerboard"))
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     new = [p for n, p in model.named_parameters() if grown and n.startswith("entropy.cb_context.")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
