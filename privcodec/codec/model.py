@@ -77,16 +77,17 @@ class GICodec(nn.Module):
         return g, ig
 
     def lmbda(self, quality: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self._interp(torch.log(torch.tensor(self.config.lambdas))[:, None], quality))[:, 0]
+        lambdas = torch.tensor(self.config.lambdas, device=quality.device)
+        return torch.exp(self._interp(torch.log(lambdas)[:, None], quality))[:, 0]
 
     # -- training -----------------------------------------------------------------
     def forward(self, x: torch.Tensor, gid: torch.Tensor, quality: torch.Tensor, groups: int, autocast: bool = False):
         """x: (B,3,H,W) in [0,1], H, W multiples of 64; gid: (B,H/16,W/16) in 0..groups-1."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             y = self.g_a(x, gid)
         g, ig = self.gains(quality)
         y_hat, y_lik, z_bits = self.entropy(y.float() * g, gid, groups)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             x_hat = self.g_s(y_hat * ig, gid)
         return {"x_hat": x_hat.float(), "y_likelihoods": y_lik, "z_bits": z_bits}
 

@@ -149,9 +149,10 @@ class WeightEMA:
 
     def __init__(self, model: torch.nn.Module, decay: float, state: dict | None = None):
         self.decay = decay
-        src = state if state is not None else model.state_dict()
-        self.shadow = {k: v.detach().clone().float() for k, v in src.items()
-                       if v.is_floating_point() and k in model.state_dict()}
+        own = model.state_dict()
+        src = state if state is not None else own
+        self.shadow = {k: v.detach().float().to(own[k].device, copy=True) for k, v in src.items()
+                       if v.is_floating_point() and k in own}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
@@ -187,8 +188,15 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
           lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
           init: Path | None = None, decay_frac: float = 0.15, warmup: int = 500, ema_decay: float = 0.999,
-          holdout_every: int = 40, checkerboard: bool = False, log=print) -> Path:
+          holdout_every: int = 40, checkerboard: bool = False, device: str = "cpu",
+          time_limit: float | None = None, log=print) -> Path:
+    """Train (or resume) into ``out``.  ``time_limit`` (seconds, from the call) fixes the run's
+    length once the speed is known: the learning-rate schedule, decay included, then ends in time."""
+    started = time.time()
     torch.set_num_threads(threads)
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     rng = random.Random(seed)
@@ -210,6 +218,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             model = grow(parent["config"], parent["model"], checkerboard)
             grown = checkerboard and not parent["config"].get("checkerboard")
             log(f"initialised from {init}" + (" (grown into gicodec-3: checkerboard context)" if grown else ""))
+    model.to(device)
     # Layers grown this run start from zero inside a trained network: at the network's fine-tuning
     # rate they would take thousands of iterations just to wake up, so they learn GROWN_LR_SCALE x faster.
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -243,19 +252,31 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
                 eval_images.append(np.asarray(Image.open(p).convert("RGB"))[:256, :384].copy())
 
     def evaluated_model() -> GICodec:
-        if ema is None:
-            return model
+        """The weights to score and export, on the CPU (coding runs there): the EMA if kept."""
         shadow = GICodec(model.config)
-        shadow.load_state_dict(ema.averaged_state(model))
+        shadow.load_state_dict({k: v.cpu() for k, v in (ema.averaged_state(model) if ema is not None
+                                                         else model.state_dict()).items()})
         return shadow.eval()
 
     model.train()
     stats, t_last, skipped = [], time.time(), 0
+    timed_from = start + 20   # the first iterations include one-off set-up (allocator, cudnn autotuning)
     for it in range(start, iters):
+        if it >= iters:   # the time limit shortened the run
+            break
+        if time_limit is not None and it == timed_from:
+            t_timed = time.time()
+        if time_limit is not None and it == timed_from + 30:
+            per_it = (time.time() - t_timed) / 30
+            fits = it + int((time_limit - (time.time() - started)) / per_it * 0.97)  # 3 % for checkpoints
+            if fits < iters:
+                iters = max(fits, it + 1)
+                log(f"time limit {time_limit:.0f}s: {per_it:.3f}s/it, so the run ends at iteration {iters}")
         for group in opt.param_groups:
             group["lr"] = group.get("lr_scale", 1.0) * lr_at(it, iters, lr, lr_floor, warmup=warmup, decay_frac=decay_frac)
         x, gid = make_batch(photos, batch, crop, rng, max_groups)
-        quality = torch.rand(batch) * 7 + 1
+        x, gid = x.to(device, non_blocking=True), gid.to(device, non_blocking=True)
+        quality = (torch.rand(batch) * 7 + 1).to(device)
         out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
         loss, bpp, psnr = rd_loss(model, out_, x, quality)
         opt.zero_grad(set_to_none=True)
@@ -280,11 +301,11 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         aux_opt.step()
         if ema is not None:
             ema.update(model)
-        stats.append((loss.item(), bpp.item(), psnr.item()))
+        stats.append(torch.stack([loss.detach(), bpp, psnr]))
 
         done = it + 1
         if done % 100 == 0:
-            l, b, p = np.mean(stats, 0)
+            l, b, p = torch.stack(stats).mean(0).tolist()
             log(f"iter {done}/{iters} loss {l:.4f} bpp {b:.3f} psnr {p:.2f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"{(time.time() - t_last) / len(stats):.3f}s/it")
             stats, t_last = [], time.time()
@@ -293,13 +314,11 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
                                "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate(),
                                **({"ema": ema.shadow} if ema is not None else {})}, ckpt_path)
         if eval_images and (done % eval_every == 0 or done == iters):
-            model.eval()
             scored = evaluated_model()
             for q in (2.0, 5.0, 8.0):
                 b, p = evaluate(scored, eval_images, q)
                 log(f"eval iter {done} q{q:g}: {b:.3f} bpp {p:.2f} dB (real bitstreams, {len(eval_images)} held-out crops"
                     f"{', EMA' if ema is not None else ''})")
-            model.train()
             t_last = time.time()
     model.eval()
     export_weights(evaluated_model(), out / "gicodec.pt", {"iterations": iters, "crop": crop, "batch": batch,

@@ -27,13 +27,13 @@ def expand_groups(gid: torch.Tensor):
     Returns masks=None when every image is a single group (nothing to mask)."""
     B = gid.shape[0]
     if bool((gid == gid[:, :1, :1]).all()):
-        return torch.arange(B), None
+        return torch.arange(B, device=gid.device), None
     rows, masks = [], []
     for b in range(B):
         for g in torch.unique(gid[b]):
             rows.append(b)
             masks.append(gid[b] == g)
-    return torch.tensor(rows), torch.stack(masks).float()
+    return torch.tensor(rows, device=gid.device), torch.stack(masks).float()
 
 
 def group_boxes(gid: torch.Tensor):
@@ -62,7 +62,7 @@ class Analysis(nn.Module):
             y = self.convs(x, None)
         else:
             h = x[rows] * masks.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, None]
-            y = torch.zeros(x.shape[0], self.latent, *gid.shape[1:], dtype=h.dtype)
+            y = torch.zeros(x.shape[0], self.latent, *gid.shape[1:], dtype=h.dtype, device=h.device)
             y = y.index_add(0, rows, self.convs(h, masks).to(y.dtype))
         return self.mix(y, gid)
 
@@ -95,7 +95,7 @@ class Synthesis(nn.Module):
         if masks is None:
             return self.convs(t, None, block=1)
         h = self.convs(t[rows] * masks[:, None].to(t.dtype), masks, block=1)
-        out = torch.zeros(y.shape[0], 3, gid.shape[1] * BLOCK, gid.shape[2] * BLOCK, dtype=h.dtype)
+        out = torch.zeros(y.shape[0], 3, gid.shape[1] * BLOCK, gid.shape[2] * BLOCK, dtype=h.dtype, device=h.device)
         return out.index_add(0, rows, h)
 
     def per_group(self, y: torch.Tensor, gid: torch.Tensor, groups) -> torch.Tensor:
