@@ -1,6 +1,8 @@
 """The training command: runs, checkpoints, resumes where it stopped, exports loadable weights."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,39 @@ def test_a_grown_checkerboard_network_trains_its_new_layers_faster_and_resumes(t
     weights = train(photos, out, iters=2, batch=2, crop=64, threads=1, checkerboard=True, log=log.append)
     assert torch.load(out / "last.pt", weights_only=False)["iter"] == 2
     assert codec.network_of(load_weights(weights)) == "gicodec-3"
+
+
+def test_the_learning_rate_warms_up_holds_then_decays_to_the_floor():
+    from privcodec.codec.train import lr_at
+
+    assert lr_at(0, 100, 1e-4, 1e-5, warmup=10) == pytest.approx(1e-5)
+    assert lr_at(50, 100, 1e-4, 1e-5, warmup=10, decay_frac=0.4) == pytest.approx(1e-4)
+    assert lr_at(80, 100, 1e-4, 1e-5, warmup=10, decay_frac=0.4) == pytest.approx(5.5e-5)
+    assert lr_at(100, 100, 1e-4, 1e-5, warmup=10, decay_frac=0.4) == pytest.approx(1e-5)
+    # sized by time: the clock's progress replaces it/total
+    assert lr_at(50, 10**6, 1e-4, 1e-5, warmup=10, decay_frac=0.4, progress=0.8) == pytest.approx(5.5e-5)
+    assert lr_at(50, 10**6, 1e-4, 1e-5, warmup=10, decay_frac=0.4, progress=1.0) == pytest.approx(1e-5)
+
+
+def test_a_time_limited_run_stops_when_its_time_is_up_and_exports(tmp_path, photos, monkeypatch):
+    import privcodec.codec.train as training
+
+    clock = [1000.0]
+    monkeypatch.setattr(training.time, "time", lambda: clock[0])
+    seen_lrs = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        seen_lrs.append(self.param_groups[0]["lr"])
+        clock[0] += 10.0             # model and aux step: 20 s an iteration, of a 35 s budget
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    out = tmp_path / "run"
+    weights = train(photos, out, iters=10**6, batch=2, crop=64, threads=1, warmup=0, lr=1e-4, lr_floor=1e-5,
+                    decay_frac=0.5, time_limit=35, ema_decay=0, log=lambda s: None)
+    done = torch.load(out / "last.pt", weights_only=False)["iter"]
+    assert done == 2      # the 2nd iteration ends at 40 s, past the deadline
+    assert seen_lrs[0] == pytest.approx(1e-4)
+    assert seen_lrs[2] == pytest.approx(1e-5 + 9e-5 * 0.5 * (1 + math.cos(math.pi * (20 / 35 - 0.5) / 0.5)))
+    assert load_weights(weights).meta["iterations"] == done
