@@ -66,9 +66,13 @@ RELEASED_MODELS = {
     "ab81e9f719f86ddce5cd9f0a5f4887700bcaea1554ed91aef69e329c8baee539":
         ("gicodec-1", "released/gicodec-1-53k75.pt", "53.75k CPU iterations, EMA (2026-11-26, session 4)"),
     "608b04ee54685722616374770e753df9d806dfd87dd11b1ec082c006d723e68e":
-        ("gicodec-3", "gicodec.pt", "network gicodec-3: 53.75k grown with the checkerboard context + 5k, EMA (2026-11-26, session 5)"),
+        ("gicodec-3", "released/gicodec-3-58k75.pt",
+         "network gicodec-3: 53.75k grown with the checkerboard context + 5k, EMA (2026-11-26, session 5)"),
+    "2d8f4bd2f8fcfc45c5590cfa5e0637a3a6628e6620c018b371a0b6de013f9908":
+        ("gicodec-3", "gicodec.pt",
+         "gicodec-3 58.75k + 5.5k batch-16 iterations on an H100 + 5k CPU, EMA (2026-11-26, session 6)"),
 }
-CURRENT_MODEL = "608b04ee54685722616374770e753df9d806dfd87dd11b1ec082c006d723e68e"
+CURRENT_MODEL = "2d8f4bd2f8fcfc45c5590cfa5e0637a3a6628e6620c018b371a0b6de013f9908"
 
 
 def default_weights_path() -> Path:
