@@ -469,17 +469,21 @@ def demo(out):
 @click.option("--checkerboard", is_flag=True,
               help="Train network gicodec-3 (a checkerboard context in every slice); with --init, grow it "
                    "from a gicodec-1 network.")
+@click.option("--refine", is_flag=True,
+              help="Train network gicodec-4 (gicodec-3 with residual blocks in the synthesis at 1/8 and 1/4 scale); with "
+                   "--init, grow it from a gicodec-1 or gicodec-3 network.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device to train on, e.g. cuda.")
 @click.option("--time-limit", type=click.FloatRange(min=60), metavar="SECONDS",
               help="End the run (learning-rate decay included) within this many seconds; --iters is then a cap.")
 def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
-          eval_every, no_bf16, checkerboard, device, time_limit):
+          eval_every, no_bf16, checkerboard, refine, device, time_limit):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
     path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
                bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
-               holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard, device=device,
+               holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard, refine=refine,
+               device=device,
                time_limit=time_limit, log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 

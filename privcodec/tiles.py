@@ -1,5 +1,5 @@
 """Tiled coding: any group-independent coder run tile by tile, so memory is bounded by the tile,
-not the photo, and time is linear in pixels (codec ids gicodec-2, gicodec-3, avif-2, lossless-2).
+not the photo, and time is linear in pixels (codec ids gicodec-2, gicodec-3, gicodec-4, avif-2, lossless-2).
 
     block grid ─▶ tiles of `tile` x `tile` blocks, raster order (the last row/column cut by the image)
     each tile ─▶ the coder on the tile alone (a tile edge is an image edge, so also a group edge)

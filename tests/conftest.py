@@ -22,7 +22,7 @@ def make_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def small_codec(checkerboard: bool = False, seed: int = 0):
+def small_codec(checkerboard: bool = False, seed: int = 0, refine: bool = False):
     """The codec's real architecture at a small size, random weights, ready to code (torch)."""
     import torch
 
@@ -30,13 +30,15 @@ def small_codec(checkerboard: bool = False, seed: int = 0):
 
     torch.manual_seed(seed)
     cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4,
-                      checkerboard=checkerboard)
+                      checkerboard=checkerboard or refine, refine=refine)
     m = GICodec(cfg).eval()
     with torch.no_grad():
         m.g_a.convs.convs[-1].weight.mul_(8)   # random weights are too smooth to exercise the coder
-        if checkerboard:   # its output layer starts at zero (= no context): make the context act
+        if checkerboard or refine:   # its output layer starts at zero (= no context): make the context act
             for ctx in m.entropy.cb_context:
                 torch.nn.init.normal_(ctx.out.weight, std=0.2)
+        for block in m.g_s.convs.refiners or []:   # gicodec-4's blocks start as identities: make them act
+            torch.nn.init.normal_(block.expand.weight, std=0.2)
     m.update(force=True)
     return m
 

@@ -20,10 +20,11 @@ from privcodec.codec.model import UNKNOWN_GROUP
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["gicodec-1", "gicodec-3"])
+@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4"])
 def model(request):
-    """The small model of each network: gicodec-1, and gicodec-3 (checkerboard context)."""
-    return small_codec(checkerboard=request.param)
+    """The small model of each network: gicodec-1, gicodec-3 (checkerboard context) and gicodec-4
+    (gicodec-3 with residual blocks in the synthesis)."""
+    return small_codec(checkerboard=request.param != "gicodec-1", refine=request.param == "gicodec-4")
 
 
 def photo(h, w, seed=0):
@@ -354,6 +355,26 @@ def test_a_grown_checkerboard_network_codes_exactly_as_its_parent():
     assert torch.equal(child.decompress(ours, grid, 80, 112, 3.0)[0], parent.decompress(theirs, grid, 80, 112, 3.0)[0])
     with pytest.raises(ValueError, match="cannot be shrunk"):
         grow(child.config.to_dict(), child.state_dict(), checkerboard=False)
+
+
+def test_a_network_grown_with_synthesis_blocks_codes_and_decodes_exactly_as_its_parent():
+    """gicodec-4 grown from gicodec-3 (train --refine --init): the entropy model is the parent's,
+    so the streams are the same bytes, and the new residual blocks start as identities, so they
+    decode to the same pixels; a gicodec-4 network cannot be shrunk back."""
+    from privcodec import codec
+    from privcodec.codec.train import grow
+
+    parent = small_codec(checkerboard=True, seed=3)
+    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True, refine=True).eval()
+    assert codec.network_of(child) == "gicodec-4" and codec.network_of(parent) == "gicodec-3"
+    assert len(child.g_s.convs.refiners) == 2
+    grid = grid_with_groups(5, 7, 3, seed=4)
+    x = photo(80, 112, seed=4)
+    ours = child.compress(x, grid, 6.0)
+    assert ours == parent.compress(x, grid, 6.0)
+    assert torch.equal(child.decompress(ours, grid, 80, 112, 6.0)[0], parent.decompress(ours, grid, 80, 112, 6.0)[0])
+    with pytest.raises(ValueError, match="cannot be shrunk"):
+        grow(child.config.to_dict(), child.state_dict(), checkerboard=True, refine=False)
 
 
 def test_scale_indexes_are_compressais_build_indexes_bit_for_bit():

@@ -21,9 +21,9 @@ from privcodec.codec.model import UNKNOWN_GROUP
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["gicodec-1", "gicodec-3"])
+@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4"])
 def model(request):
-    return small_codec(checkerboard=request.param)
+    return small_codec(checkerboard=request.param != "gicodec-1", refine=request.param == "gicodec-4")
 
 
 def test_a_group_far_from_the_origin_decodes_on_its_region_exactly(model):

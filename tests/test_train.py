@@ -79,6 +79,30 @@ def test_a_grown_checkerboard_network_trains_its_new_layers_faster_and_resumes(t
     assert codec.network_of(load_weights(weights)) == "gicodec-3"
 
 
+def test_a_network_grown_with_synthesis_blocks_trains_only_those_faster_and_resumes(tmp_path, photos):
+    from privcodec import codec
+    from privcodec.codec.train import GROWN_LR_SCALE
+
+    log = []
+    parent = train(photos, tmp_path / "parent", iters=1, batch=2, crop=64, threads=1, checkerboard=True,
+                   log=log.append)
+    out = tmp_path / "grown"
+    train(photos, out, iters=1, batch=2, crop=64, threads=1, init=parent, refine=True, warmup=0, log=log.append)
+    assert any("grown into gicodec-4" in line for line in log)
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["config"]["refine"] and ckpt["config"]["checkerboard"]
+    assert ckpt["grown"] and all(name.startswith("g_s.convs.refiners.") for name in ckpt["grown"])
+    # the parent's fp16 weights file rounds the likelihood floor to 0; the grown model has it back
+    assert float(ckpt["model"]["entropy.gaussian_conditional.likelihood_lower_bound.bound"]) == pytest.approx(1e-9)
+    groups = ckpt["opt"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, GROWN_LR_SCALE]
+    assert len(groups[1]["params"]) == len(ckpt["grown"])
+    weights = train(photos, out, iters=2, batch=2, crop=64, threads=1, refine=True, log=log.append)
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    assert resumed["iter"] == 2 and resumed["grown"] == ckpt["grown"]
+    assert codec.network_of(load_weights(weights)) == "gicodec-4"
+
+
 def test_the_learning_rate_warms_up_holds_then_decays_to_the_floor():
     from privcodec.codec.train import lr_at
 

@@ -23,14 +23,16 @@ from ._compressai import install as _light_compressai
 
 _light_compressai()   # before anything imports compressai: skip its 2.4 s package initialiser
 
-# Two networks (RELEASED_MODELS name each weights file's): "gicodec-1" (hyperprior + ChARM) and
-# "gicodec-3" (the same with a checkerboard context in every slice: entropy.py).  A file's codec id
-# says which network and how its streams are laid out:
+# Three networks (RELEASED_MODELS name each weights file's): "gicodec-1" (hyperprior + ChARM),
+# "gicodec-3" (the same with a checkerboard context in every slice: entropy.py) and "gicodec-4"
+# (gicodec-3 with residual blocks in the synthesis at 1/8 and 1/4 scale: layers.GroupResidualBlock).  A file's
+# codec id says which network and how its streams are laid out:
 #   gicodec-1  network gicodec-1, one stream per group over the whole image (before tiling; still read)
 #   gicodec-2  network gicodec-1 on 1024-px tiles (privcodec/tiles.py): bounded memory
 #   gicodec-3  network gicodec-3 on the same tiles
-MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3"}
-NEW_FILES = {"gicodec-1": "gicodec-2", "gicodec-3": "gicodec-3"}   # network -> codec id of new files
+#   gicodec-4  network gicodec-4 on the same tiles
+MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3", "gicodec-4": "gicodec-4"}
+NEW_FILES = {"gicodec-1": "gicodec-2", "gicodec-3": "gicodec-3", "gicodec-4": "gicodec-4"}   # network -> new files' id
 TILE_BLOCKS = 64     # gicodec-2 tiles: 1024 px, ~1 MP keeps the network's activations well under 1 GB
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
@@ -115,7 +117,8 @@ def weights_digest(path: str | None = None) -> bytes:
 
 def network_of(model) -> str:
     """The network id of a loaded model (what RELEASED_MODELS and MODEL_OF call it)."""
-    return "gicodec-3" if model.config.checkerboard else "gicodec-1"
+    c = model.config
+    return "gicodec-4" if c.refine else "gicodec-3" if c.checkerboard else "gicodec-1"
 
 
 def new_codec_id(weights: str | None = None) -> str:

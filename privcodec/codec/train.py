@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import CodecConfig, GICodec
+from .model import CDF_BUFFERS, CodecConfig, GICodec
 from .weights_io import atomic_torch_save, export_weights, load_checkpoint
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
@@ -172,26 +172,37 @@ class WeightEMA:
 GROWN_LR_SCALE = 10.0
 
 
-def grow(config: dict, state: dict, checkerboard: bool) -> GICodec:
-    """A model from a parent's config and weights, grown into gicodec-3 when ``checkerboard``: the
-    new context layers keep their fresh initialisation, whose output layer is zero, so the grown
-    model codes exactly as its parent until training moves it."""
+def grow(config: dict, state: dict, checkerboard: bool, refine: bool = False) -> GICodec:
+    """A model from a parent's config and weights, grown into gicodec-3 (``checkerboard``) or
+    gicodec-4 (``refine``, which implies the checkerboard): the layers the parent lacks keep their
+    fresh initialisation, whose output layers are zero, so the grown model codes exactly as its
+    parent until training moves it."""
     parent = CodecConfig.from_dict(config)
-    if parent.checkerboard and not checkerboard:
-        raise ValueError("a gicodec-3 network cannot be shrunk back into gicodec-1: train with --checkerboard")
-    model = GICodec(CodecConfig.from_dict({**config, "checkerboard": checkerboard}))
+    checkerboard = checkerboard or refine
+    if (parent.checkerboard and not checkerboard) or (parent.refine and not refine):
+        raise ValueError(f"a {network_name(parent)} network cannot be shrunk back: train with "
+                         + ("--refine" if parent.refine else "--checkerboard"))
+    model = GICodec(CodecConfig.from_dict({**config, "checkerboard": checkerboard, "refine": refine}))
+    fresh = model.state_dict()
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    if checkerboard and not parent.checkerboard:
-        state.update({k: v for k, v in model.state_dict().items() if k.startswith("entropy.cb_context.")})
+    state.update({k: v for k, v in fresh.items() if k not in state and not k.endswith(CDF_BUFFERS)})
+    # A shipped (fp16) weights file stores the likelihood floor, 1e-9, as 0: trained from it, a rare
+    # far-out latent gave log2(0) and its batch was thrown away.  The floor is a constant of the
+    # architecture, and coding never reads it (it uses the CDF tables).
+    state.update({k: v for k, v in fresh.items() if k.endswith("likelihood_lower_bound.bound")})
     model.load_state_dict(state)
     return model
+
+
+def network_name(config: CodecConfig) -> str:
+    return "gicodec-4" if config.refine else "gicodec-3" if config.checkerboard else "gicodec-1"
 
 
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
           lr: float = 3e-4, lr_floor: float = 3e-5, max_groups: int = 3, eval_dir: Path | None = None,
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
           init: Path | None = None, decay_frac: float = 0.15, warmup: int = 500, ema_decay: float = 0.999,
-          holdout_every: int = 40, checkerboard: bool = False, device: str = "cpu",
+          holdout_every: int = 40, checkerboard: bool = False, refine: bool = False, device: str = "cpu",
           time_limit: float | None = None, log=print) -> Path:
     """Train (or resume) into ``out`` for ``iters`` iterations, or until ``time_limit`` seconds from
     the call have passed: then the learning-rate schedule follows the clock, so its decay ends in
@@ -211,22 +222,28 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         model = GICodec.from_state(ckpt["config"], ckpt["model"])
         start = ckpt["iter"]
         log(f"resumed from {ckpt_path} at iteration {start}")
-        grown = len(ckpt["opt"]["param_groups"]) == 2   # the run that grew them kept their rate
+        # the run that grew layers kept their faster rate, and which they are
+        new_names = ckpt.get("grown")
+        if new_names is None:   # checkpoints before gicodec-4 grew only the checkerboard context
+            new_names = [n for n, _ in model.named_parameters()
+                         if len(ckpt["opt"]["param_groups"]) == 2 and n.startswith("entropy.cb_context.")]
     else:
-        ckpt, start, grown = None, 0, False
-        model = GICodec(CodecConfig(checkerboard=checkerboard))
+        ckpt, start, new_names = None, 0, []
+        model = GICodec(CodecConfig(checkerboard=checkerboard or refine, refine=refine))
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
             parent = load_checkpoint(init)
-            model = grow(parent["config"], parent["model"], checkerboard)
-            grown = checkerboard and not parent["config"].get("checkerboard")
-            log(f"initialised from {init}" + (" (grown into gicodec-3: checkerboard context)" if grown else ""))
+            model = grow(parent["config"], parent["model"], checkerboard, refine)
+            new_names = [n for n, _ in model.named_parameters() if n not in parent["model"]]
+            grown_into = network_name(model.config)
+            log(f"initialised from {init}" + (f" (grown into {grown_into}: {len(new_names)} new tensors)"
+                                              if new_names else ""))
     model.to(device)
     # Layers grown this run start from zero inside a trained network: at the network's fine-tuning
     # rate they would take thousands of iterations just to wake up, so they learn GROWN_LR_SCALE x faster.
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    new = [p for n, p in model.named_parameters() if grown and n.startswith("entropy.cb_context.")]
+    new = [p for n, p in model.named_parameters() if n in set(new_names)]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     new_ids = {id(p) for p in new}
     opt = torch.optim.Adam([{"params": [p for p in params if id(p) not in new_ids], "lr_scale": 1.0}]
@@ -315,7 +332,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             stats, t_last = [], time.time()
         if done % ckpt_every == 0 or last:
             atomic_torch_save({"config": model.config.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
-                               "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate(),
+                               "aux_opt": aux_opt.state_dict(), "iter": done, "rng": rng.getstate(), "grown": new_names,
                                **({"ema": ema.shadow} if ema is not None else {})}, ckpt_path)
         if eval_images and (done % eval_every == 0 or last):
             scored = evaluated_model()

@@ -2,7 +2,8 @@
 
     x ─▶ per group: [5x5/2 conv ─ GDN] x3 ─ 5x5/2 conv  (masked to the group) ─▶ Σ_g ─▶
          GI window-attention stage (16x16-px tokens, masked to the group) ─▶ y (B,M,H/16,W/16)
-    ŷ ─▶ GI stage ─▶ per group: [5x5/2 deconv ─ IGDN] x3 ─ 5x5/2 deconv (masked) ─▶ Σ_g ─▶ x̂
+    ŷ ─▶ GI stage ─▶ per group: [5x5/2 deconv ─ IGDN (─ residual block*)] x3 ─ 5x5/2 deconv (masked) ─▶ Σ_g ─▶ x̂
+         (*network gicodec-4, at 1/8 and 1/4 scale)
 
 After Feng et al., *Semantically Structured Image Compression via Irregular
 Group-Based Decoupling* (ICCV 2023): groups live on the 16-px block grid and
@@ -84,10 +85,10 @@ class Analysis(nn.Module):
 
 
 class Synthesis(nn.Module):
-    def __init__(self, channels, latent: int, depth: int, heads: int, window: int):
+    def __init__(self, channels, latent: int, depth: int, heads: int, window: int, refine: bool = False):
         super().__init__()
         self.stage = GIStage(latent, depth, heads, window, first_shifted=True)
-        self.convs = GroupConvStack((latent,) + tuple(reversed(channels)) + (3,), transposed=True)
+        self.convs = GroupConvStack((latent,) + tuple(reversed(channels)) + (3,), transposed=True, refine=refine)
 
     def forward(self, y: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         t = self.stage(y.permute(0, 2, 3, 1).contiguous(), gid).permute(0, 3, 1, 2)
