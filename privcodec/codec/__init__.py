@@ -71,10 +71,13 @@ RELEASED_MODELS = {
         ("gicodec-3", "released/gicodec-3-58k75.pt",
          "network gicodec-3: 53.75k grown with the checkerboard context + 5k, EMA (2026-11-26, session 5)"),
     "2d8f4bd2f8fcfc45c5590cfa5e0637a3a6628e6620c018b371a0b6de013f9908":
-        ("gicodec-3", "gicodec.pt",
+        ("gicodec-3", "released/gicodec-3-session6.pt",
          "gicodec-3 58.75k + 5.5k batch-16 iterations on an H100 + 5k CPU, EMA (2026-11-26, session 6)"),
+    "15e48837ebd4a0964c922473725203f5de7f64f67a36b504458667ee586a4bec":
+        ("gicodec-3", "gicodec.pt",
+         "gicodec-3 session 6 + 6.86k CPU iterations, EMA (2026-11-27, session 7)"),
 }
-CURRENT_MODEL = "2d8f4bd2f8fcfc45c5590cfa5e0637a3a6628e6620c018b371a0b6de013f9908"
+CURRENT_MODEL = "15e48837ebd4a0964c922473725203f5de7f64f67a36b504458667ee586a4bec"
 
 
 def default_weights_path() -> Path:
