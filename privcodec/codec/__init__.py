@@ -120,8 +120,7 @@ def weights_digest(path: str | None = None) -> bytes:
 
 def network_of(model) -> str:
     """The network id of a loaded model (what RELEASED_MODELS and MODEL_OF call it)."""
-    c = model.config
-    return "gicodec-4" if c.refine else "gicodec-3" if c.checkerboard else "gicodec-1"
+    return model.config.network
 
 
 def new_codec_id(weights: str | None = None) -> str:

@@ -44,6 +44,11 @@ class CodecConfig:
     refine: bool = False              # network gicodec-4: gicodec-3 + residual blocks in the synthesis at 1/8 and 1/4 scale
     lambdas: tuple = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 
+    @property
+    def network(self) -> str:
+        """The network id RELEASED_MODELS and codec.MODEL_OF name this architecture by."""
+        return "gicodec-4" if self.refine else "gicodec-3" if self.checkerboard else "gicodec-1"
+
     def to_dict(self):
         return asdict(self)
 

@@ -180,7 +180,7 @@ def grow(config: dict, state: dict, checkerboard: bool, refine: bool = False) ->
     parent = CodecConfig.from_dict(config)
     checkerboard = checkerboard or refine
     if (parent.checkerboard and not checkerboard) or (parent.refine and not refine):
-        raise ValueError(f"a {network_name(parent)} network cannot be shrunk back: train with "
+        raise ValueError(f"a {parent.network} network cannot be shrunk back: train with "
                          + ("--refine" if parent.refine else "--checkerboard"))
     model = GICodec(CodecConfig.from_dict({**config, "checkerboard": checkerboard, "refine": refine}))
     fresh = model.state_dict()
@@ -192,10 +192,6 @@ def grow(config: dict, state: dict, checkerboard: bool, refine: bool = False) ->
     state.update({k: v for k, v in fresh.items() if k.endswith("likelihood_lower_bound.bound")})
     model.load_state_dict(state)
     return model
-
-
-def network_name(config: CodecConfig) -> str:
-    return "gicodec-4" if config.refine else "gicodec-3" if config.checkerboard else "gicodec-1"
 
 
 def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, threads: int = 2,
@@ -236,8 +232,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             parent = load_checkpoint(init)
             model = grow(parent["config"], parent["model"], checkerboard, refine)
             new_names = [n for n, _ in model.named_parameters() if n not in parent["model"]]
-            grown_into = network_name(model.config)
-            log(f"initialised from {init}" + (f" (grown into {grown_into}: {len(new_names)} new tensors)"
+            log(f"initialised from {init}" + (f" (grown into {model.config.network}: {len(new_names)} new tensors)"
                                               if new_names else ""))
     model.to(device)
     # Layers grown this run start from zero inside a trained network: at the network's fine-tuning
