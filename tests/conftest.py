@@ -30,11 +30,11 @@ def small_codec(checkerboard: bool = False, seed: int = 0, refine: bool = False)
 
     torch.manual_seed(seed)
     cfg = CodecConfig(channels=(16, 24, 32), latent=48, attn_depth=2, heads=2, hyper=32, z_ch=16, slices=4,
-                      checkerboard=checkerboard or refine, refine=refine)
+                      checkerboard=checkerboard, refine=refine)
     m = GICodec(cfg).eval()
     with torch.no_grad():
         m.g_a.convs.convs[-1].weight.mul_(8)   # random weights are too smooth to exercise the coder
-        if checkerboard or refine:   # its output layer starts at zero (= no context): make the context act
+        if cfg.checkerboard:   # its output layer starts at zero (= no context): make the context act
             for ctx in m.entropy.cb_context:
                 torch.nn.init.normal_(ctx.out.weight, std=0.2)
         for block in m.g_s.convs.refiners or []:   # gicodec-4's blocks start as identities: make them act

@@ -44,6 +44,9 @@ class CodecConfig:
     refine: bool = False              # network gicodec-4: gicodec-3 + residual blocks in the synthesis at 1/8 and 1/4 scale
     lambdas: tuple = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 
+    def __post_init__(self):
+        self.checkerboard = self.checkerboard or self.refine   # gicodec-4 is gicodec-3 + synthesis blocks
+
     @property
     def network(self) -> str:
         """The network id RELEASED_MODELS and codec.MODEL_OF name this architecture by."""
@@ -62,8 +65,6 @@ class GICodec(nn.Module):
         super().__init__()
         self.config = c = config or CodecConfig()
         self.g_a = Analysis(c.channels, c.latent, c.attn_depth, c.heads, c.window)
-        if c.refine and not c.checkerboard:
-            raise ValueError("network gicodec-4 (refine) is gicodec-3 (checkerboard) with synthesis blocks")
         self.g_s = Synthesis(c.channels, c.latent, c.attn_depth, c.heads, c.window, refine=c.refine)
         self.entropy = GroupEntropyModel(c.latent, c.hyper, c.z_ch, c.slices, c.checkerboard)
         lam = torch.tensor(c.lambdas)

@@ -178,11 +178,11 @@ def grow(config: dict, state: dict, checkerboard: bool, refine: bool = False) ->
     fresh initialisation, whose output layers are zero, so the grown model codes exactly as its
     parent until training moves it."""
     parent = CodecConfig.from_dict(config)
-    checkerboard = checkerboard or refine
-    if (parent.checkerboard and not checkerboard) or (parent.refine and not refine):
+    child = CodecConfig.from_dict({**config, "checkerboard": checkerboard, "refine": refine})
+    if (parent.checkerboard and not child.checkerboard) or (parent.refine and not child.refine):
         raise ValueError(f"a {parent.network} network cannot be shrunk back: train with "
                          + ("--refine" if parent.refine else "--checkerboard"))
-    model = GICodec(CodecConfig.from_dict({**config, "checkerboard": checkerboard, "refine": refine}))
+    model = GICodec(child)
     fresh = model.state_dict()
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     state.update({k: v for k, v in fresh.items() if k not in state and not k.endswith(CDF_BUFFERS)})
@@ -225,7 +225,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
                          if len(ckpt["opt"]["param_groups"]) == 2 and n.startswith("entropy.cb_context.")]
     else:
         ckpt, start, new_names = None, 0, []
-        model = GICodec(CodecConfig(checkerboard=checkerboard or refine, refine=refine))
+        model = GICodec(CodecConfig(checkerboard=checkerboard, refine=refine))
         if init is not None:
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
@@ -238,7 +238,8 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     # Layers grown this run start from zero inside a trained network: at the network's fine-tuning
     # rate they would take thousands of iterations just to wake up, so they learn GROWN_LR_SCALE x faster.
     params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    new = [p for n, p in model.named_parameters() if n in set(new_names)]
+    grown_names = set(new_names)
+    new = [p for n, p in model.named_parameters() if n in grown_names]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     new_ids = {id(p) for p in new}
     opt = torch.optim.Adam([{"params": [p for p in params if id(p) not in new_ids], "lr_scale": 1.0}]
