@@ -87,29 +87,50 @@ def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float | None:
     return float((math.exp(avg_test - avg_ref) - 1) * 100)
 
 
-def time_bmshj2018(images, threads: int) -> tuple[float, float]:
-    """Encode/decode seconds per image of CompressAI's bmshj2018-hyperprior (N=128, M=192).
-
-    Its speed does not depend on its weights, so untrained weights are used (none can be downloaded here)."""
+def _bmshj2018(threads: int):
+    """CompressAI's bmshj2018-hyperprior (N=128, M=192), the speed yardstick.  Its speed does not
+    depend on its weights, so untrained weights are used (none can be downloaded here)."""
     import torch
     from compressai.zoo import bmshj2018_hyperprior
 
     torch.set_num_threads(threads)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
     net.update(force=True)
-    enc = dec = 0.0
+    return net
+
+
+def _bmshj2018_point(net, image: np.ndarray) -> tuple[float, float]:
+    import torch
+
     with torch.no_grad():
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+        h, w = x.shape[2:]
+        x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64))
+        t0 = time.perf_counter()
+        out = net.compress(x)
+        t1 = time.perf_counter()
+        net.decompress(out["strings"], out["shape"])
+        t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def time_side_by_side(backend, images, threads: int, rounds: int = 2, quality: float = 4.0) -> dict:
+    """Encode/decode seconds per image of the learned codec (one group) and of bmshj2018-hyperprior,
+    taken in turn on the same images: a shared machine's speed drifts by 10-20 % over minutes, so
+    timings taken in separate phases of a run can flip the comparison."""
+    net = _bmshj2018(threads)
+    grid = lambda im: np.zeros((math.ceil(im.shape[0] / 16), math.ceil(im.shape[1] / 16)), dtype=np.int64)
+    privcodec_point(images[0], grid(images[0]), quality, backend)   # warm-up, untimed
+    _bmshj2018_point(net, images[0])
+    ours, theirs = [], []
+    for _ in range(rounds):
         for im in images:
-            x = torch.from_numpy(im.copy()).permute(2, 0, 1)[None].float() / 255
-            h, w = x.shape[2:]
-            x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64))
-            t0 = time.perf_counter()
-            out = net.compress(x)
-            t1 = time.perf_counter()
-            net.decompress(out["strings"], out["shape"])
-            t2 = time.perf_counter()
-            enc, dec = enc + t1 - t0, dec + t2 - t1
-    return enc / len(images), dec / len(images)
+            ours.append(privcodec_point(im, grid(im), quality, backend)[2:])
+            theirs.append(_bmshj2018_point(net, im))
+    mean = lambda ts, k: float(np.mean([t[k] for t in ts]))
+    return {"privcodec_encode_s": mean(ours, 0), "privcodec_decode_s": mean(ours, 1),
+            "bmshj2018_hyperprior_encode_s": mean(theirs, 0), "bmshj2018_hyperprior_decode_s": mean(theirs, 1),
+            "images": len(images), "rounds": rounds, "quality": quality}
 
 
 def _mean_curve(points):
@@ -179,8 +200,9 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
         for name in results["curves"] if name != "JPEG"}
     timing = results["timing"]
     if baseline_speed and "gicodec" in codecs:
-        e, d = time_bmshj2018(images[: min(4, len(images))], threads)
-        timing.update({"bmshj2018_hyperprior_encode_s": e, "bmshj2018_hyperprior_decode_s": d})
+        side = time_side_by_side(backends.get("gicodec"), images[: min(8, len(images))], threads)
+        timing["side_by_side"] = side
+        timing.update({k: v for k, v in side.items() if k.startswith("bmshj2018")})
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "rd.json").write_text(json.dumps(results, indent=2))
@@ -208,9 +230,12 @@ def _print_table(res, echo):
     t = res["timing"]
     for name in res["grouping_overhead_percent"]:
         echo(f"{name}: encode {t[name + '_encode_s']:.3f} s, decode {t[name + '_decode_s']:.3f} s per image")
-    if "bmshj2018_hyperprior_encode_s" in t:
-        echo(f"bmshj2018-hyperprior: encode {t['bmshj2018_hyperprior_encode_s']:.3f} s, "
-             f"decode {t['bmshj2018_hyperprior_decode_s']:.3f} s per image")
+    side = t.get("side_by_side")
+    if side:
+        echo(f"side by side, in turn on the same {side['images']} images ({side['rounds']} rounds, q{side['quality']:g}): "
+             f"privcodec encode {side['privcodec_encode_s']:.3f} s, decode {side['privcodec_decode_s']:.3f} s; "
+             f"bmshj2018-hyperprior encode {side['bmshj2018_hyperprior_encode_s']:.3f} s, "
+             f"decode {side['bmshj2018_hyperprior_decode_s']:.3f} s per image")
 
 
 def _plot(res, path: Path):
