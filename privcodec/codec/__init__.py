@@ -74,10 +74,14 @@ RELEASED_MODELS = {
         ("gicodec-3", "released/gicodec-3-session6.pt",
          "gicodec-3 58.75k + 5.5k batch-16 iterations on an H100 + 5k CPU, EMA (2026-11-26, session 6)"),
     "15e48837ebd4a0964c922473725203f5de7f64f67a36b504458667ee586a4bec":
-        ("gicodec-3", "gicodec.pt",
+        ("gicodec-3", "released/gicodec-3-session7.pt",
          "gicodec-3 session 6 + 6.86k CPU iterations, EMA (2026-11-27, session 7)"),
+    "6410ec218f49ff0dc275855a03056d9d106f1e0a19f8df42a4d93d4a04a64c12":
+        ("gicodec-4", "gicodec.pt",
+         "session 7 grown into gicodec-4 + 3.45k batch-16 iterations on an H100 + 7.3k CPU, EMA "
+         "(2026-11-27, session 8)"),
 }
-CURRENT_MODEL = "15e48837ebd4a0964c922473725203f5de7f64f67a36b504458667ee586a4bec"
+CURRENT_MODEL = "6410ec218f49ff0dc275855a03056d9d106f1e0a19f8df42a4d93d4a04a64c12"
 
 
 def default_weights_path() -> Path:
