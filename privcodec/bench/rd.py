@@ -73,6 +73,11 @@ def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend
     return bits / (image.shape[0] * image.shape[1]), psnr(image, decoded), t1 - t0, t2 - t1
 
 
+def one_group(image: np.ndarray) -> np.ndarray:
+    """The block grid of an image coded as a single group."""
+    return np.zeros((math.ceil(image.shape[0] / 16), math.ceil(image.shape[1] / 16)), dtype=np.int64)
+
+
 def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float | None:
     """Bjøntegaard delta rate (%) of test against ref: cubic fit of log-rate
     over PSNR, integrated over the overlapping PSNR interval."""
@@ -119,13 +124,12 @@ def time_side_by_side(backend, images, threads: int, rounds: int = 2, quality: f
     taken in turn on the same images: a shared machine's speed drifts by 10-20 % over minutes, so
     timings taken in separate phases of a run can flip the comparison."""
     net = _bmshj2018(threads)
-    grid = lambda im: np.zeros((math.ceil(im.shape[0] / 16), math.ceil(im.shape[1] / 16)), dtype=np.int64)
-    privcodec_point(images[0], grid(images[0]), quality, backend)   # warm-up, untimed
+    privcodec_point(images[0], one_group(images[0]), quality, backend)   # warm-up, untimed
     _bmshj2018_point(net, images[0])
     ours, theirs = [], []
     for _ in range(rounds):
         for im in images:
-            ours.append(privcodec_point(im, grid(im), quality, backend)[2:])
+            ours.append(privcodec_point(im, one_group(im), quality, backend)[2:])
             theirs.append(_bmshj2018_point(net, im))
     mean = lambda ts, k: float(np.mean([t[k] for t in ts]))
     return {"privcodec_encode_s": mean(ours, 0), "privcodec_decode_s": mean(ours, 1),
@@ -143,8 +147,7 @@ def _backend_curves(backend, images, qualities, echo):
     for q in qualities:
         row_s, row_m = [], []
         for i, im in enumerate(images):
-            grid1 = np.zeros((math.ceil(im.shape[0] / 16), math.ceil(im.shape[1] / 16)), dtype=np.int64)
-            b, p, te, td = privcodec_point(im, grid1, q, backend)
+            b, p, te, td = privcodec_point(im, one_group(im), q, backend)
             row_s.append((b, p))
             enc_t.append(te)
             dec_t.append(td)
