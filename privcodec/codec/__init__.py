@@ -77,11 +77,13 @@ RELEASED_MODELS = {
         ("gicodec-3", "released/gicodec-3-session7.pt",
          "gicodec-3 session 6 + 6.86k CPU iterations, EMA (2026-11-27, session 7)"),
     "6410ec218f49ff0dc275855a03056d9d106f1e0a19f8df42a4d93d4a04a64c12":
-        ("gicodec-4", "gicodec.pt",
+        ("gicodec-4", "released/gicodec-4-session8.pt",
          "session 7 grown into gicodec-4 + 3.45k batch-16 iterations on an H100 + 7.3k CPU, EMA "
          "(2026-11-27, session 8)"),
+    "dd66d089f4589a09c8075795affed2e256af3425be3fe98267ef6e81da587bb1":
+        ("gicodec-4", "gicodec.pt", "gicodec-4 session 8 + 10.8k CPU iterations, EMA (2026-11-27, session 9)"),
 }
-CURRENT_MODEL = "6410ec218f49ff0dc275855a03056d9d106f1e0a19f8df42a4d93d4a04a64c12"
+CURRENT_MODEL = "dd66d089f4589a09c8075795affed2e256af3425be3fe98267ef6e81da587bb1"
 
 
 def default_weights_path() -> Path:
