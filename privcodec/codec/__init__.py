@@ -81,9 +81,12 @@ RELEASED_MODELS = {
          "session 7 grown into gicodec-4 + 3.45k batch-16 iterations on an H100 + 7.3k CPU, EMA "
          "(2026-11-27, session 8)"),
     "dd66d089f4589a09c8075795affed2e256af3425be3fe98267ef6e81da587bb1":
-        ("gicodec-4", "gicodec.pt", "gicodec-4 session 8 + 10.8k CPU iterations, EMA (2026-11-27, session 9)"),
+        ("gicodec-4", "released/gicodec-4-session9.pt",
+         "gicodec-4 session 8 + 10.8k CPU iterations, EMA (2026-11-27, session 9)"),
+    "16ab3ab2c01d66701a6e4c60b71446c40846c554e4188e2b84b2686e3121f0d3":
+        ("gicodec-4", "gicodec.pt", "gicodec-4 session 9 + 10.8k CPU iterations, EMA (2026-11-27, session 10)"),
 }
-CURRENT_MODEL = "dd66d089f4589a09c8075795affed2e256af3425be3fe98267ef6e81da587bb1"
+CURRENT_MODEL = "16ab3ab2c01d66701a6e4c60b71446c40846c554e4188e2b84b2686e3121f0d3"
 
 
 def default_weights_path() -> Path:
