@@ -255,9 +255,25 @@ def _action(raw: dict, where: str, fail) -> tuple[str, tuple[str, ...]]:
     return action, tuple(recipients)
 
 
+def _typo_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) between a and b: one slip of the
+    keyboard is 1, where difflib's ratio lets one slip in a 4-letter word ("fase") through."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
 def _check_spelling(label: str, where: str, fail) -> None:
     if label in _BUILTIN or label == ANY:
         return
-    guess = _ALIASES.get(label) or next(iter(difflib.get_close_matches(label, _BUILTIN, 1, 0.8)), None)
+    guess = (_ALIASES.get(label)
+             or next((c for c in _BUILTIN if _typo_distance(label, c) <= 1), None)
+             or next(iter(difflib.get_close_matches(label, _BUILTIN, 1, 0.8)), None))
     if guess:
         fail(where, f"unknown class '{label}'; did you mean '{guess}'?")

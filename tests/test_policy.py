@@ -213,6 +213,12 @@ def test_not_utf8(tmp_path):
     ('[[rule]]\nmatch = ["faces"]\naction = "redact"\n', "rule 1: unknown class 'faces'; did you mean 'face'?"),
     ('[[rule]]\nmatch = ["people"]\naction = "redact"\n', "did you mean 'person'?"),
     ('[[rule]]\nmatch = ["licence_plate"]\naction = "redact"\n', "did you mean 'license_plate'?"),
+    # one slip of the keyboard in a short class name: substitution, swap, deletion, insertion
+    ('[[rule]]\nmatch = ["fase"]\naction = "redact"\n', "unknown class 'fase'; did you mean 'face'?"),
+    ('[[rule]]\nmatch = ["faec"]\naction = "redact"\n', "did you mean 'face'?"),
+    ('[[rule]]\nmatch = ["fce"]\naction = "redact"\n', "did you mean 'face'?"),
+    ('[[rule]]\nmatch = ["fiace"]\naction = "redact"\n', "did you mean 'face'?"),
+    ('[[rule]]\nmatch = ["preson"]\naction = "redact"\n', "did you mean 'person'?"),
     ('[rule]\nmatch = ["face"]\naction = "redact"\n', "'rule' must be an array of tables: write [[rule]]"),
     ('rules = []\n', "top level: unknown key 'rules'"),
     ('[default]\naction = "encrypt"\n', "[default]: action 'encrypt' needs 'recipients'"),
@@ -268,3 +274,13 @@ def test_demo_policy_ships_as_package_data():
     assert demo.POLICY.read_text() == (POLICIES / "faces.toml").read_text()   # the copy has not drifted
     policy = load_policy(demo.POLICY)
     assert policy.decide("face").action == "encrypt" and policy.decide("face").recipients == ("family",)
+
+
+def test_every_detector_class_passes_the_spelling_check(tmp_path):
+    """The typo check must never refuse a class a detector really produces (e.g. 'vase' is two
+    edits from 'face')."""
+    from privcodec.detect.yolo import COCO_CLASSES
+
+    text = "".join(f'[[rule]]\nmatch = ["{c}"]\naction = "redact"\n' for c in COCO_CLASSES)
+    policy = load_policy(write(tmp_path, text))
+    assert all(policy.decide(c).action == "redact" for c in COCO_CLASSES)
