@@ -97,7 +97,10 @@ def _passphrase(ask: bool, path, confirm: bool = False) -> str | None:
             raise PrivcodecError(f"cannot read {path}: {e.strerror or e}") from None
         if not line:
             raise PrivcodecError(f"{path}: empty passphrase")
-        return line.decode("utf-8", "strict")
+        try:
+            return line.decode("utf-8", "strict")
+        except UnicodeDecodeError:
+            raise PrivcodecError(f"{path}: the passphrase is not UTF-8 text") from None
     if ask:
         return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
     return None
@@ -200,7 +203,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
         return
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output' (or use --dry-run).")
-    _check_output(output, force, inputs=[image, policy, regions_file, mask, sign])
+    _check_output(output, force, inputs=[image, policy, regions_file, mask, sign, passphrase_file])
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
@@ -261,7 +264,7 @@ def view(container, output, keys, fill, require_signer, max_pixels, out_quality,
 
     if not _is_stdio(output):
         image_format_for(output)
-    _check_output(output, force, inputs=[container, require_signer, *keys])
+    _check_output(output, force, inputs=[container, require_signer, passphrase_file, *keys])
     from .container import carrier
 
     passphrase = _passphrase(ask_passphrase, passphrase_file)
@@ -347,7 +350,7 @@ def strip(container, output, keys, ask_passphrase, passphrase_file, force):
     """Keep public groups and those your keys open; drop the other chunks."""
     from . import api
 
-    _check_output(output, force, inputs=[container, *keys])
+    _check_output(output, force, inputs=[container, passphrase_file, *keys])
     _write(output, api.strip(_read(container), keys, passphrase=_passphrase(ask_passphrase, passphrase_file)), force)
     _wrote(output)
 
@@ -366,14 +369,14 @@ def grant(container, output, key, recipient, metadata, keys_dir, ask_passphrase,
     """Let the --to recipient open the groups your key opens (no re-encoding); the kept metadata
     only with --metadata."""
     from . import api
-    from .container import open_container
 
-    _check_output(output, force, inputs=[container, key])
+    _check_output(output, force, inputs=[container, key, passphrase_file])
     data = _read(container)
     passphrase = _passphrase(ask_passphrase, passphrase_file, confirm=True) if recipient == "passphrase" else None
     granted = api.grant(data, key, recipient, keys_dir=keys_dir, passphrase=passphrase, metadata=metadata)
     if granted == data:
-        if not open_container(data).protected_chunks:
+        # inspect, not open_container: the input may be a carrier JPEG/PNG
+        if not any(g["access"] == "encrypted" for g in api.inspect(data)["groups"]):
             click.echo("note: the file has no protected group: nothing to grant", err=True)
         else:
             click.echo(f"note: {recipient} can already open every group your key opens", err=True)

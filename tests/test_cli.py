@@ -82,6 +82,25 @@ def test_outputs_are_never_overwritten_without_force(tmp_path, protected):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_grant_with_nothing_new_to_grant_still_writes_the_carrier(tmp_path, photo_path, keys_dir, face_policy):
+    shared = tmp_path / "shared.png"
+    run("protect", photo_path, "-o", shared, "--policy", face_policy, "--keys-dir", keys_dir,
+        "--region", "16,16,48,64:face", "--quality", "3.5")
+    r = run("grant", shared, "-o", tmp_path / "g.png", "--key", keys_dir / "family.key", "--to", "family",
+            "--keys-dir", keys_dir)
+    assert "family can already open" in r.stderr
+    assert (tmp_path / "g.png").read_bytes() == shared.read_bytes()
+
+
+def test_passphrase_file_is_an_input_and_must_be_text(tmp_path, protected):
+    secret = tmp_path / "pw.txt"
+    secret.write_text("correct horse\n")
+    fails_cleanly(run("strip", protected, "-o", secret, "--passphrase-file", secret, "--force", ok=False))
+    assert secret.read_text() == "correct horse\n"
+    secret.write_bytes(b"\xff\xfe\x00p\n")
+    fails_cleanly(run("view", protected, "-o", tmp_path / "v.png", "--passphrase-file", secret, ok=False), "UTF-8")
+
+
 def test_every_bad_input_is_one_clean_error_line(tmp_path, protected, photo_path, keys_dir, face_policy):
     not_image = tmp_path / "x.jpg"
     not_image.write_text("hello")
