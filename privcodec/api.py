@@ -7,7 +7,7 @@
 
 The common case is one call each::
 
-    data = privcodec.protect("photo.jpg", "policies/faces.toml", detect=["face"])
+    data = privcodec.protect("photo.jpg", "policies/faces.toml", detect=["face"]).data
     privcodec.view(data).image.save("public.png")
     privcodec.view(data, keys=["keys/family.key"]).image.save("full.png")
 """
