@@ -185,9 +185,12 @@ def _plan_warnings(policy, gm, decisions, detectors_run: list[str], manual: list
     import difflib
 
     from .detect import produced_label
+    from .policy import BACKGROUND
 
     warnings = []
-    producible = {produced_label(n) for n in detectors_run} | {r.label.strip().lower() for r in manual}
+    # the background group is whatever no object covers: always there to match
+    producible = ({produced_label(n) for n in detectors_run} | {r.label.strip().lower() for r in manual}
+                  | {BACKGROUND})
     used_rules = {d.rule for i, d in enumerate(decisions) if gm.block_mask(i).any() and d.rule is not None}
     named = {label for rule in policy.rules for label in rule.match}
     for n, rule in enumerate(policy.rules):

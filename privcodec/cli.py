@@ -204,13 +204,13 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output' (or use --dry-run).")
     _check_output(output, force, inputs=[image, policy, regions_file, mask, sign, passphrase_file])
+    kind = carrier or _carrier_kind(output)
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
                          codec="lossless" if lossless else codec_name,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
-    kind = carrier or _carrier_kind(output)
     data = result.data if kind == "prvc" else api.to_carrier(result.data, kind)
     _write(output, data, force)
     for w in result.warnings:
@@ -224,8 +224,15 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
                    "the whole image is public", err=True)
 
 
+_OTHER_IMAGE_SUFFIXES = {".webp", ".avif", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".jxl"}
+
+
 def _carrier_kind(output) -> str:
     suffix = Path(str(output)).suffix.lower()
+    if suffix in _OTHER_IMAGE_SUFFIXES:
+        # a raw .prvc under an image name would open nowhere: say so before any work
+        raise PrivcodecError(f"{output}: protect writes a .jpg or .png carrier, or a .prvc file; "
+                             f"not {suffix}")
     return {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "prvc")
 
 

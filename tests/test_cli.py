@@ -92,6 +92,13 @@ def test_grant_with_nothing_new_to_grant_still_writes_the_carrier(tmp_path, phot
     assert (tmp_path / "g.png").read_bytes() == shared.read_bytes()
 
 
+def test_protect_refuses_an_image_name_it_cannot_write_as_a_carrier(tmp_path, photo_path, keys_dir, face_policy):
+    out = tmp_path / "photo.webp"   # a raw .prvc under this name would open nowhere
+    fails_cleanly(run("protect", photo_path, "-o", out, "--policy", face_policy, "--keys-dir", keys_dir,
+                      ok=False), ".jpg or .png carrier")
+    assert not out.exists()
+
+
 def test_passphrase_file_is_an_input_and_must_be_text(tmp_path, protected):
     secret = tmp_path / "pw.txt"
     secret.write_text("correct horse\n")

@@ -99,6 +99,13 @@ def test_rules_that_nothing_can_produce_or_nothing_matched_are_warned_about(tmp_
     assert "region label 'tatoo' matches no rule (did you mean 'tattoo'?)" in text
 
 
+def test_a_background_rule_is_never_warned_as_unproducible(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nmatch = ["background"]\naction = "redact"\n')
+    planned = api.plan(np.full((64, 64, 3), 128, np.uint8), policy, regions=["0,0,20,20:sign"], detect=[])
+    assert not any("background" in w for w in planned.warnings), planned.warnings
+
+
 @pytest.mark.parametrize("label", ["fаce", "ｆａｃｅ"])     # Cyrillic а; full-width letters
 def test_class_names_are_ascii(tmp_path, label):
     policy = tmp_path / "p.toml"
