@@ -50,7 +50,16 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
         raise ImageError(f"{name}: cannot read: {e.strerror}") from None
 
     with fp, open_untrusted(fp, name, max_pixels=max_pixels) as img:
+        _refuse_32bit_integers(img, name)
         return _to_rgb(ImageOps.exif_transpose(img), name)
+
+
+def _refuse_32bit_integers(img: Image.Image, name: str) -> None:
+    """Pillow's mode "I" holds 16-bit grey from PGM and the like, but a TIFF can store true 32-bit
+    integers, whose range (0..255? 0..65535? 0..2^32?) is as unknown as a float's."""
+    bits = getattr(img, "tag_v2", {}).get(258) if img.mode == "I" else None
+    if bits and max(bits) > 16:
+        raise ImageError(f"{name}: 32-bit integer images are not supported; convert to 8- or 16-bit first")
 
 
 def read_metadata(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS):
@@ -160,7 +169,7 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
                          "convert to 8- or 16-bit first")
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit grey: scale 0..65535 to 0..255 (Pillow's own convert would clip at 255).
-        # Mode "I" is 32-bit; treat it as 16-bit data, as PNG/TIFF 16-bit grey arrives.
+        # Mode "I" here is 16-bit data (PGM, ...): true 32-bit TIFFs were refused on opening.
         grey = np.asarray(img, dtype=np.float64).clip(0, 65535) / 257.0
         grey = np.round(grey).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)

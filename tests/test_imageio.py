@@ -151,8 +151,16 @@ def test_16_bit_grey_is_scaled_not_clipped():
     assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
 
 
-def test_32_bit_integer_tiff_is_treated_as_16_bit():
-    assert pixel(encode(Image.new("I", (2, 2), 32896), "TIFF")) == (128, 128, 128)
+def test_16_bit_pgm_opened_as_mode_I_is_scaled():
+    img = Image.fromarray(np.full((2, 2), 32896, dtype=np.uint16))
+    assert Image.open(io.BytesIO(encode(img, "PPM"))).mode == "I"
+    assert pixel(encode(img, "PPM")) == (128, 128, 128)
+
+
+def test_32_bit_integer_tiff_is_refused_not_guessed():
+    # 0..255 values in 32 bits would be near-black read as 16-bit, and garbage read as 8-bit
+    with pytest.raises(ImageError, match="32-bit integer"):
+        load_image(encode(Image.new("I", (2, 2), 200), "TIFF"))
 
 
 def test_float_images_are_refused_not_guessed():
