@@ -111,6 +111,43 @@ def test_a_stream_that_does_not_fit_its_group_is_rejected():
                 avif.decode_groups({0: wrap(junk)}, grid, 32, 32, 4.0, codec_id=codec_id)
 
 
+def _obus(payload: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(payload):
+        start = pos
+        pos += 1 + bool(payload[pos] & 0x04)
+        size, pos = avif._leb128(payload, pos)
+        pos += size
+        out.append(payload[start:pos])
+    return out
+
+
+def test_a_second_sequence_header_cannot_smuggle_a_larger_frame():
+    """A correct 16 x 16 sequence header in front of a whole 512 x 512 stream passed the size
+    check, and libavif decoded the big frame and scaled it into the group: pixels that are not the
+    group's, and memory the group's size does not bound."""
+    import io
+
+    from PIL import Image
+
+    grid = np.zeros((2, 2), np.int64)
+    grid[1, 1] = 1
+
+    def compact(size):
+        buf = io.BytesIO()
+        Image.fromarray(photo(size, size)).save(buf, "AVIF", quality=20)
+        return avif._compact(buf.getvalue())
+
+    small, big = compact(16), compact(512)
+    small_seq = next(o for o in _obus(small[2 + small[1]:]) if (o[0] >> 3) & 0x0F == 1)
+    hostile = small[:2 + small[1]] + small_seq + big[2 + big[1]:]
+    with pytest.raises(ValueError, match="sequence header"):
+        avif.av1_max_frame_size(hostile[2 + hostile[1]:])
+    for codec_id, wrap in (("avif-1", lambda s: s), ("avif-2", lambda s: len(s).to_bytes(4, "big") + s)):
+        with pytest.raises(ValueError):
+            avif.decode_groups({1: wrap(hostile)}, subset(grid, {1}), 32, 32, 4.0, codec_id=codec_id)
+
+
 def test_quality_levels_are_monotonic():
     x = photo(64, 64)
     grid = np.zeros((4, 4), np.int64)

@@ -107,8 +107,9 @@ def _leb128(data: bytes, pos: int) -> tuple[int, int]:
 def av1_max_frame_size(payload: bytes) -> tuple[int, int]:
     """(width, height) from the AV1 sequence header (AV1 spec 5.5): the largest frame the stream
     may decode to.  Checked against the group's box before any decoding, so a tiny stream cannot
-    make the decoder work on a 16384 x 16384 frame for a 16 x 16 group."""
-    pos = 0
+    make the decoder work on a 16384 x 16384 frame for a 16 x 16 group.  Exactly one sequence
+    header is allowed: a second one would set a new, unchecked size for the frames after it."""
+    pos, found = 0, None
     while pos < len(payload):
         header = payload[pos]
         pos += 1
@@ -117,7 +118,11 @@ def av1_max_frame_size(payload: bytes) -> tuple[int, int]:
         if header & 0x04:
             pos += 1                                 # extension header
         size, pos = _leb128(payload, pos)
+        if pos + size > len(payload):
+            raise ValueError("truncated AV1 stream")
         if (header >> 3) & 0x0F == 1:                # OBU_SEQUENCE_HEADER
+            if found is not None:
+                raise ValueError("more than one AV1 sequence header")
             bits = _Bits(payload[pos:pos + size])
             bits.read(3)                             # seq_profile
             bits.read(1)                             # still_picture
@@ -134,9 +139,11 @@ def av1_max_frame_size(payload: bytes) -> tuple[int, int]:
                     if delay_present and bits.read(1):
                         bits.read(4)
             wb, hb = bits.read(4) + 1, bits.read(4) + 1
-            return bits.read(wb) + 1, bits.read(hb) + 1
+            found = bits.read(wb) + 1, bits.read(hb) + 1
         pos += size
-    raise ValueError("no AV1 sequence header")
+    if found is None:
+        raise ValueError("no AV1 sequence header")
+    return found
 
 
 def _compact(avif: bytes) -> bytes:
