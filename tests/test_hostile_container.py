@@ -211,6 +211,25 @@ def test_failed_stanza_trials_are_capped_per_key(monkeypatch):
         open_container(data).unlock([generate_identity("x25519")])
 
 
+def test_seal_never_writes_a_file_its_readers_refuse(monkeypatch):
+    """The reader's stanza limits are the writer's too: 257 recipients on one group sealed fine
+    and then failed to open for everyone; so did more anonymous stanzas than a key is tried on."""
+    many = [generate_identity("symmetric") for _ in range(fmt.MAX_STANZAS + 1)]
+    with pytest.raises(FormatError, match=f"at most {fmt.MAX_STANZAS} recipients"):
+        make(face_to=many)
+    x = [generate_identity("x25519") for _ in range(12)]
+    monkeypatch.setattr(limits, "MAX_FAILED_UNWRAPS", 12)
+    data = make(face_to=x[:6], person_to=x[:5])                  # 11 stanzas: the last opens
+    assert [g.index for g in open_container(data).unlock([x[4]])] == [1, 2]
+    with pytest.raises(FormatError, match="at most 11 x25519 recipient stanzas"):
+        make(face_to=x[:6], person_to=x[:6])
+    with pytest.raises(FormatError, match="at most 11 x25519"):   # grant checks the same
+        open_container(data).grant(x[0], x[11].recipient)
+    monkeypatch.setattr(fmt, "MAX_STANZAS_PER_FILE", 5)
+    with pytest.raises(FormatError, match="at most 5 recipient stanzas in all"):
+        make(face_to=many[:3], person_to=x[:3])
+
+
 def test_recipients_cannot_be_linked_across_files():
     a, b = open_container(make()), open_container(make())
     tags = lambda c: {s.key_id for ch in c._chunks for s in ch.stanzas if s.kind == "symmetric"}

@@ -323,8 +323,26 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
                                           scrypt_cache=scrypt_cache)
                               for r in _unique_recipients(recipients)], VERSION)
         chunks.append(_Chunk(index, body, stanzas, _mac(content_key, core_hash, index, stanzas)))
+    _check_readable_stanzas(chunks)
     signatures = [] if signer is None else [Signature(signer.public_key, crypto.sign(signer.secret, core_hash))]
     return _assemble(core, public, chunks, VERSION, signatures)
+
+
+def _check_readable_stanzas(chunks: Sequence[_Chunk]) -> None:
+    """Never write a file its readers refuse: the limits the reader enforces on stanzas
+    (per group, per file, and the failed trials of one key on anonymous stanzas) are checked
+    here too.  Recipient lists come from users' policies, so these are clean errors."""
+    for chunk in chunks:
+        if len(chunk.stanzas) > MAX_STANZAS:
+            raise FormatError(f"a protected group can have at most {MAX_STANZAS} recipients")
+    if sum(len(c.stanzas) for c in chunks) > MAX_STANZAS_PER_FILE:
+        raise FormatError(f"a file can hold at most {MAX_STANZAS_PER_FILE} recipient stanzas in all")
+    for kind in (crypto.X25519, crypto.PASSPHRASE):
+        # anonymous: a reader's key is tried on each until one opens, and gives up after
+        # MAX_FAILED_UNWRAPS failures, so the file must hold fewer than that of one kind
+        if sum(s.kind == kind for c in chunks for s in c.stanzas) >= limits.MAX_FAILED_UNWRAPS:
+            raise FormatError(f"a file can hold at most {limits.MAX_FAILED_UNWRAPS - 1} {kind} recipient "
+                              "stanzas in all (readers stop trying a key after that many)")
 
 
 def _mac(content_key: bytes, core_hash: bytes, index: int, stanzas: Sequence[Stanza]) -> bytes:
@@ -677,6 +695,8 @@ class Container:
             new_chunks[chunk.index] = _Chunk(chunk.index, chunk.body, stanzas, mac)
         if not opened:
             raise DecryptionError(OPENS_NOTHING)
+        if list(new_chunks.values()) != list(self._chunks):
+            _check_readable_stanzas(list(new_chunks.values()))
         return _assemble(self._core, self.public_groups, list(new_chunks.values()), self.version, self.signatures)
 
 
