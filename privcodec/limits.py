@@ -8,6 +8,13 @@ MAX_PIXELS = 64_000_000                  # largest photo protected or viewed by 
 MAX_FAILED_UNWRAPS = 4096                # failed stanza trials per key per file (x25519 stanzas are anonymous)
 MAX_SCRYPT_RUNS = 8                      # distinct scrypt derivations per file and read (one per passphrase)
 MIN_PASSPHRASE = 8                       # characters; shorter ones are refused when protecting
+# Every backend codes each group on its bounding box (within a tile), so the work is the sum of the
+# boxes' areas: a file whose groups' boxes cover a tile more than this many times is refused (two
+# blocks in opposite corners make a 1-block group cost a whole tile; 4096 of them, hours).
+MAX_BOX_COVER = 32
+# The untiled gicodec-1 keeps each decoded group's side information over the whole grid:
+# groups x blocks is bounded (about 512 MiB of it).
+MAX_GROUP_BLOCKS_UNTILED = 1 << 24
 
 
 # Codecs with levels above 8 (FORMAT.md, "Core"): the AVIF backend goes on to visually lossless.

@@ -27,6 +27,41 @@ def tiles(rows: int, cols: int, tile: int) -> Iterator[tuple[int, int, int, int]
             yield r0, min(rows, r0 + tile), c0, min(cols, c0 + tile)
 
 
+def box_cover(grid: np.ndarray, groups=None) -> float:
+    """Sum of the bounding-box areas of ``groups`` (default: every id >= 0) in ``grid``, over the
+    grid's area: the work of coding them, in whole-grid passes."""
+    grid = np.asarray(grid)
+    rows, cols = np.indices(grid.shape)
+    ids = grid.ravel()
+    keep = ids >= 0 if groups is None else np.isin(ids, np.fromiter(groups, dtype=np.int64))
+    ids, rows, cols = ids[keep], rows.ravel()[keep], cols.ravel()[keep]
+    if ids.size == 0:
+        return 0.0
+    uniq, inv = np.unique(ids, return_inverse=True)
+    lo_r, hi_r = np.full(uniq.size, grid.shape[0]), np.zeros(uniq.size, np.int64)
+    lo_c, hi_c = np.full(uniq.size, grid.shape[1]), np.zeros(uniq.size, np.int64)
+    np.minimum.at(lo_r, inv, rows)
+    np.maximum.at(hi_r, inv, rows + 1)
+    np.minimum.at(lo_c, inv, cols)
+    np.maximum.at(hi_c, inv, cols + 1)
+    return float(((hi_r - lo_r) * (hi_c - lo_c)).sum()) / grid.size
+
+
+def check_work(grid: np.ndarray, groups=None, *, encoding: bool = False) -> None:
+    """Refuse to code ``groups`` on this grid (one tile, or an untiled image) if it would cost more
+    than limits.MAX_BOX_COVER passes over it: ValueError for a file (hostile or corrupt), a clean
+    PrivcodecError for a photo being protected (the writer never makes a file readers refuse)."""
+    from .errors import PrivcodecError
+    from .limits import MAX_BOX_COVER
+
+    if box_cover(grid, groups) <= MAX_BOX_COVER:
+        return
+    if encoding:
+        raise PrivcodecError(f"the photo's groups overlap too much to code (their boxes cover one area more "
+                             f"than {MAX_BOX_COVER} times): use fewer regions, or grouping = \"class\" in the policy")
+    raise ValueError(f"the groups' boxes cover the image more than {MAX_BOX_COVER} times over")
+
+
 def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -> dict[int, bytes]:
     """image: uint8 (H, W, 3); grid: group ids >= 0 per block; compress(tile pixels, tile grid) ->
     {group: stream} codes one tile.  Returns {group: framed stream}."""
@@ -35,6 +70,8 @@ def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -
     height, width = image.shape[:2]
     parts: dict[int, list[bytes]] = {}
     boxes = list(tiles(*grid.shape, tile))
+    for r0, r1, c0, c1 in boxes:
+        check_work(grid[r0:r1, c0:c1], encoding=True)   # before any coding: readers would refuse the file
     for r0, r1, c0, c1 in boxes:
         pixels = image[r0 * BLOCK:min(height, r1 * BLOCK), c0 * BLOCK:min(width, c1 * BLOCK)]
         for group, stream in compress(pixels, grid[r0:r1, c0:c1]).items():
@@ -72,6 +109,8 @@ def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int,
         if not holding:
             raise ValueError("group has no blocks")
         per_group[g] = dict(zip(holding, split(stream, len(holding))))   # all framing checked before decoding
+    for i, (r0, r1, c0, c1) in enumerate(boxes):
+        check_work(grid[r0:r1, c0:c1], [g for g, parts in per_group.items() if i in parts])
     from . import progress
 
     image = np.zeros((height, width, 3), dtype=np.uint8)

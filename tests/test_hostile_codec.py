@@ -99,3 +99,51 @@ def test_random_streams_end_in_a_clean_error_never_a_hang():
     assert sum(outcomes.values()) == 2 * int(seeds)
     assert set(outcomes) <= {"decoded", "malformed group bitstream", "group bitstream decodes to out-of-range symbols"}
     assert outcomes.get("group bitstream decodes to out-of-range symbols", 0) >= 1   # the hang class was reached
+
+
+def _border_groups(n: int = 64):
+    """n-2 groups of 4 border blocks each, whose boxes are all the whole n x n grid: the cost of
+    a whole tile per group, from a few bytes each (the most any geometry allows is about n)."""
+    import numpy as np
+
+    grid = np.full((n, n), -2, np.int64)
+    for k in range(1, n - 1):
+        grid[0, k] = grid[n - 1, n - 1 - k] = grid[k, 0] = grid[n - 1 - k, n - 1] = k
+    return grid
+
+
+@pytest.mark.parametrize("backend", ["avif-1", "avif-2", "lossless-2", "gicodec-2", "gicodec-1"])
+def test_groups_whose_boxes_cover_the_image_many_times_are_refused_before_decoding(backend):
+    import struct
+
+    import numpy as np
+
+    from privcodec import codec, limits, tiles
+    from privcodec.backends import avif, lossless
+
+    grid = _border_groups()
+    assert tiles.box_cover(grid) > limits.MAX_BOX_COVER
+    tiled = backend[-1] == "2"
+    streams = {k: (struct.pack(">I", 1) + b"x") if tiled else b"x" for k in range(1, 63)}
+    size = 64 * 16
+    with pytest.raises(ValueError, match="cover"):
+        if backend.startswith("avif"):
+            avif.decode_groups(streams, grid, size, size, 4.0, codec_id=backend)
+        elif backend.startswith("lossless"):
+            lossless.decode_groups(streams, grid, size, size, 4.0, codec_id=backend)
+        else:
+            codec.decode_groups(streams, grid, size, size, 4.0, codec_id=backend,
+                                weights=str(codec.WEIGHTS_DIR / "released/gicodec-1-53k75.pt"))
+    assert tiles.box_cover(grid, groups=range(1, 10)) < limits.MAX_BOX_COVER   # a few such groups decode
+
+
+def test_protect_refuses_groups_it_could_not_hand_to_a_reader():
+    import numpy as np
+
+    from privcodec.backends import avif
+    from privcodec.errors import PrivcodecError
+
+    grid = _border_groups()
+    grid[grid < 0] = 0
+    with pytest.raises(PrivcodecError, match="overlap too much"):
+        avif.encode_groups(np.zeros((1024, 1024, 3), np.uint8), grid, 4.0)

@@ -49,6 +49,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, c
 
     _check_id(codec_id)
     if codec_id == "lossless-1":
+        tiles.check_work(block_groups, encoding=True)
         return encode_boxes(image, block_groups)
     return tiles.encode(image, np.asarray(block_groups), encode_boxes, TILE_BLOCKS)
 
@@ -72,6 +73,7 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
         return boxes.decode(parts, grid, h, w, _open_stream)
 
     if codec_id == "lossless-1":
+        tiles.check_work(block_groups, streams)
         return decode_boxes(streams, block_groups, height, width)
     return tiles.decode(streams, np.asarray(block_groups), height, width, decode_boxes, TILE_BLOCKS)
 

@@ -147,6 +147,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
     codec_id = codec_id or new_codec_id(weights)
     _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
+        _check_untiled(block_groups, None, encoding=True)
         return _encode_whole(image, block_groups, quality, weights)
     return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights),
                         TILE_BLOCKS)
@@ -162,9 +163,26 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     codec_id = codec_id or new_codec_id(weights)
     _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
+        _check_untiled(block_groups, streams)
         return _decode_whole(streams, block_groups, height, width, quality, weights)
     return tiles.decode(streams, np.asarray(block_groups), height, width,
                         lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS)
+
+
+def _check_untiled(block_groups: np.ndarray, groups, *, encoding: bool = False) -> None:
+    """gicodec-1 (before tiling) works on the whole image: the box bound of every backend, and one
+    on groups x blocks (each group's side information spans the grid)."""
+    from .. import tiles
+    from ..errors import PrivcodecError
+    from ..limits import MAX_GROUP_BLOCKS_UNTILED
+
+    grid = np.asarray(block_groups)
+    tiles.check_work(grid, groups, encoding=encoding)
+    n = len(groups) if groups is not None else len(np.unique(grid[grid >= 0]))
+    if n * grid.size > MAX_GROUP_BLOCKS_UNTILED:
+        if encoding:
+            raise PrivcodecError("too many groups for a gicodec-1 file of this size")
+        raise ValueError("too many groups for an untiled file of this size")
 
 
 def _check_codec_id(codec_id: str) -> None:
