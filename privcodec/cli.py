@@ -412,6 +412,8 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
         image_format_for(preview)
     if json_out and preview and Path(json_out) == Path(preview):
         raise PrivcodecError("--json and --preview name the same file")
+    if json_out and policy is not None:
+        raise PrivcodecError("--json lists detections; with --policy use --preview")
     for out in (json_out, preview):
         if out:
             _check_output(out, force, inputs=[image])
@@ -422,8 +424,6 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
         planned = api.plan(pixels, policy, detect=list(detect) or None, shape=shape, min_size=min_size,
                            **_detector_options(yolo_weights, plate_weights, min_score))
         _dry_run(planned)
-        if json_out:
-            raise PrivcodecError("--json lists detections; with --policy use --preview")
         if preview:
             save_image(masks.render_preview(pixels, planned.group_map), preview, force=force)
         return

@@ -99,6 +99,12 @@ def test_protect_refuses_an_image_name_it_cannot_write_as_a_carrier(tmp_path, ph
     assert not out.exists()
 
 
+def test_detect_refuses_json_with_policy_before_any_work(tmp_path, photo_path, face_policy):
+    r = run("detect", photo_path, "--policy", face_policy, "--json", tmp_path / "d.json", ok=False)
+    fails_cleanly(r, "--preview")
+    assert r.stdout == "" and not (tmp_path / "d.json").exists()
+
+
 def test_passphrase_file_is_an_input_and_must_be_text(tmp_path, protected):
     secret = tmp_path / "pw.txt"
     secret.write_text("correct horse\n")
