@@ -170,8 +170,11 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit grey: scale 0..65535 to 0..255 (Pillow's own convert would clip at 255).
         # Mode "I" here is 16-bit data (PGM, ...): true 32-bit TIFFs were refused on opening.
-        grey = np.asarray(img, dtype=np.float64).clip(0, 65535) / 257.0
-        grey = np.round(grey).astype(np.uint8)
+        raw = np.asarray(img)
+        grey = np.round(raw.astype(np.float64).clip(0, 65535) / 257.0).astype(np.uint8)
+        transparent = img.info.get("transparency")
+        if isinstance(transparent, int):      # a PNG tRNS grey value: over white, as with alpha
+            grey[raw == transparent] = WHITE[0]
         return np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode == "LAB":
         # Pillow's plain convert copies LAB channels as if they were RGB; do a real colour transform.

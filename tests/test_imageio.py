@@ -151,6 +151,12 @@ def test_16_bit_grey_is_scaled_not_clipped():
     assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
 
 
+def test_16_bit_grey_transparency_is_composited_over_white():
+    img = Image.fromarray(np.array([[0, 1000]], dtype=np.uint16))
+    rgb = load_image(encode(img, transparency=0))
+    assert rgb[0, :, 0].tolist() == [255, 4]
+
+
 def test_16_bit_pgm_opened_as_mode_I_is_scaled():
     img = Image.fromarray(np.full((2, 2), 32896, dtype=np.uint16))
     assert Image.open(io.BytesIO(encode(img, "PPM"))).mode == "I"
