@@ -318,6 +318,12 @@ def test_export_writes_ordinary_images(filled, keys, tmp_path):
     assert np.array_equal(img, privcodec.view(filled.root / "holiday/portrait.jpg.prvc", keys=[_key(keys, "alice")]).pixels)
     assert (out / "holiday/portrait.png").stat().st_mode & 0o077 == 0     # decrypted: private
     assert filled.export(out, [_key(keys, "alice")]).skipped            # existing images are kept
+    link = out / "holiday/portrait.png"
+    link.unlink()
+    link.symlink_to(tmp_path / "elsewhere.png")          # --force never writes through a link...
+    report = filled.export(out, [_key(keys, "alice")], force=True)
+    assert [p for p, _ in report.failed] == ["holiday/portrait.png"] and len(report.done) == 4   # ...nor stops
+    assert not (tmp_path / "elsewhere.png").exists()
     with pytest.raises(ArchiveError):
         filled.export(filled.root / "inside", [])
 

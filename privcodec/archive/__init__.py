@@ -518,10 +518,18 @@ class Archive:
                     report.failed.append((rel, result["error"]))
                     progress("failed", rel, result["error"])
                     continue
-                (out_dir / outputs[rel]).parent.mkdir(parents=True, exist_ok=True)
-                dest = _inside(out_dir, outputs[rel], "." + fmt)
-                # decrypted photos are as private as the keys that opened them
-                atomic_write(dest, result["data"], force=True, mode=0o600 if result["decoded"] else None)
+                try:
+                    dest = _inside(out_dir, outputs[rel], "." + fmt)   # checked before mkdir follows a link
+                    try:
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise PrivcodecError(f"cannot create {dest.parent}: {e.strerror or e}") from None
+                    # decrypted photos are as private as the keys that opened them
+                    atomic_write(dest, result["data"], force=True, mode=0o600 if result["decoded"] else None)
+                except PrivcodecError as e:      # e.g. a symlink or folder in the way: this file only
+                    report.failed.append((outputs[rel], str(e)))
+                    progress("failed", outputs[rel], str(e))
+                    continue
                 report.done.append(outputs[rel])
                 progress("done", outputs[rel], f"{result['decoded']} decrypted, {result['missing']} filled")
         return report
