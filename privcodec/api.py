@@ -366,15 +366,15 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     signer = _signing_key(sign)
+    meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
+    if recipients is None:      # every key checked before the photo is decoded
+        recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise ImageError(f"an image array must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
         pixels = image
     else:
         pixels = load_image(image)
-    meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
-    if recipients is None:
-        recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
     metadata = None
     if meta_to:
         from .imageio import read_metadata
