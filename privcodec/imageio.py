@@ -99,13 +99,36 @@ _EXIF_KEEP_SUB = {0x829A, 0x829D, 0x8822, 0x8827, 0x8830, 0x8832, 0x9000, 0x9003
                   0xA432, 0xA433, 0xA434}                                 # exposure, lens, capture times
 
 
+# XMP properties never kept, by namespace (the prefix is the file's choice: old Adobe files say
+# xap: for xmp:): embedded previews, which show the faces, and face regions, which name the
+# people and locate their faces (metadata recipients need not be the faces' recipients).
+_XMP_DROP = {
+    b"http://ns.adobe.com/xap/1.0/": (b"Thumbnails",),
+    b"http://ns.adobe.com/xap/1.0/g/img/": (b"image",),
+    b"http://www.metadataworkinggroup.com/schemas/regions/": (b"Regions",),
+    b"http://ns.microsoft.com/photo/1.2/": (b"RegionInfo",),
+    b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"PersonInImage", b"PersonInImageWDetails"),
+}
+_XMP_USUAL_PREFIX = {b"http://ns.adobe.com/xap/1.0/": (b"xmp", b"xap"),
+                     b"http://ns.adobe.com/xap/1.0/g/img/": (b"xmpGImg", b"xapGImg"),
+                     b"http://www.metadataworkinggroup.com/schemas/regions/": (b"mwg-rs",),
+                     b"http://ns.microsoft.com/photo/1.2/": (b"MP",),
+                     b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"Iptc4xmpExt",)}
+
+
 def _without_previews(xmp: bytes) -> bytes:
-    """XMP without embedded thumbnails (xmp:Thumbnails, xmpGImg:image)."""
+    """XMP without embedded thumbnails and face regions (_XMP_DROP), whatever prefixes it binds."""
     import re
 
-    xmp = re.sub(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", b"", xmp, flags=re.S)
-    xmp = re.sub(rb"<xmpGImg:image\b.*?</xmpGImg:image>", b"", xmp, flags=re.S)
-    return re.sub(rb'\sxmpGImg:image="[^"]*"', b"", xmp)
+    for uri, names in _XMP_DROP.items():
+        declared = re.findall(rb'xmlns:([\w.-]+)\s*=\s*["\']' + re.escape(uri) + rb'["\']', xmp)
+        for prefix in set(declared) | set(_XMP_USUAL_PREFIX[uri]):
+            for name in names:
+                tag = re.escape(prefix + b":" + name)
+                xmp = re.sub(rb"<" + tag + rb"\b[^>]*/>", b"", xmp)                   # <p:x .../>
+                xmp = re.sub(rb"<" + tag + rb"\b.*?</" + tag + rb"\s*>", b"", xmp, flags=re.S)
+                xmp = re.sub(rb"\s" + tag + rb"\s*=\s*(\"[^\"]*\"|'[^']*')", b"", xmp)   # p:x="..."
+    return xmp
 
 
 @contextlib.contextmanager

@@ -199,3 +199,29 @@ def test_kept_metadata_is_an_allow_list_without_previews_or_orientation(tmp_path
     assert kept.get(0x010F) == "Cam" and 0x0112 not in kept and 0x8649 not in kept
     assert kept.get_ifd(0x8769).get(0x9003) == "2024:01:01 10:00:00" and 0x927C not in kept.get_ifd(0x8769)
     assert b"Rating" in meta.xmp and b"Thumbnails" not in meta.xmp and b"/9j/" not in meta.xmp
+
+
+@pytest.mark.parametrize("xmp", [
+    # the older Adobe prefix for the same namespace
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="3" '
+    b'xmlns:xap="http://ns.adobe.com/xap/1.0/" xmlns:xapGImg="http://ns.adobe.com/xap/1.0/g/img/">'
+    b'<xap:Thumbnails><rdf:Alt><rdf:li><xapGImg:image>/9j/THUMB</xapGImg:image></rdf:li></rdf:Alt>'
+    b'</xap:Thumbnails></rdf:Description></rdf:RDF></x:xmpmeta>',
+    # any prefix bound to it
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="3" '
+    b'xmlns:q=\'http://ns.adobe.com/xap/1.0/g/img/\'><rdf:li q:image="/9j/THUMB"/></rdf:Description>'
+    b'</rdf:RDF></x:xmpmeta>',
+    # face regions: who is in the photo and where their faces are
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="3" '
+    b'xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/" '
+    b'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+    b'<mwg-rs:Regions><rdf:Bag><rdf:li mwg-rs:Name="THUMB Alice"/></rdf:Bag></mwg-rs:Regions>'
+    b'<Iptc4xmpExt:PersonInImage><rdf:Bag><rdf:li>THUMB Alice</rdf:li></rdf:Bag></Iptc4xmpExt:PersonInImage>'
+    b'</rdf:Description></rdf:RDF></x:xmpmeta>',
+])
+def test_kept_xmp_loses_previews_and_face_regions_under_any_prefix(tmp_path, xmp):
+    from privcodec.imageio import read_metadata
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "p.jpg", xmp=xmp)
+    kept = read_metadata(tmp_path / "p.jpg").xmp
+    assert b"Rating" in kept and b"THUMB" not in kept and kept.count(b"<") == kept.count(b">")
