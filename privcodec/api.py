@@ -185,11 +185,12 @@ def _plan_warnings(policy, gm, decisions, detectors_run: list[str], manual: list
     import difflib
 
     from .detect import produced_label
+    from .labels import class_label
     from .policy import BACKGROUND
 
     warnings = []
     # the background group is whatever no object covers: always there to match
-    producible = ({produced_label(n) for n in detectors_run} | {r.label.strip().lower() for r in manual}
+    producible = ({produced_label(n) for n in detectors_run} | {class_label(r.label) for r in manual}
                   | {BACKGROUND})
     used_rules = {d.rule for i, d in enumerate(decisions) if gm.block_mask(i).any() and d.rule is not None}
     named = {label for rule in policy.rules for label in rule.match}
@@ -197,12 +198,14 @@ def _plan_warnings(policy, gm, decisions, detectors_run: list[str], manual: list
         if rule.action == "public":
             continue
         what = f"rule {n + 1} ({', '.join(rule.match)} → {rule.action})"
-        if "*" not in rule.match and not producible & set(rule.match):
-            warnings.append(f"{what}: no detector or region can produce {'/'.join(rule.match)}: such objects "
+        # per label: in match = ["face", "person"] with only faces looked for, persons stay public
+        missing = [label for label in rule.match if label != "*" and label not in producible]
+        if missing:
+            warnings.append(f"{what}: no detector or region can produce {'/'.join(missing)}: such objects "
                             "stay public (add --detect for it, or a --region with that label)")
-        elif n not in used_rules:
+        if n not in used_rules and len(missing) < len(rule.match):
             warnings.append(f"{what} matched nothing in this photo")
-    for label in sorted({r.label.strip().lower() for r in manual}):
+    for label in sorted({class_label(r.label) for r in manual}):
         if label not in named and "*" not in named:
             guess = difflib.get_close_matches(label, sorted(named - {"*"}), 1, 0.7)
             hint = f" (did you mean {guess[0]!r}?)" if guess else ""

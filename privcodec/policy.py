@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PolicyError
+from .labels import class_label
 
 ACTIONS = ("public", "encrypt", "redact")
 STRICTNESS = {"redact": 0, "encrypt": 1, "public": 2}   # lower = stricter = wins an overlap
@@ -207,7 +208,7 @@ def load_policy(path) -> Policy:
 
 
 def _norm(label: str) -> str:
-    return label.strip().lower()
+    return class_label(label)
 
 
 def _check_keys(raw: dict, allowed: set[str], where: str, fail) -> None:

@@ -99,6 +99,23 @@ def test_rules_that_nothing_can_produce_or_nothing_matched_are_warned_about(tmp_
     assert "region label 'tatoo' matches no rule (did you mean 'tattoo'?)" in text
 
 
+def test_the_unproducible_warning_names_each_label_whatever_the_rules_look_like(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nmatch = ["face", "person"]\naction = "redact"\n')
+    planned = api.plan(np.full((64, 64, 3), 128, np.uint8), policy, regions=["0,0,20,20:face"], detect=[])
+    assert any("no detector or region can produce person:" in w for w in planned.warnings), planned.warnings
+
+
+def test_two_word_classes_match_however_they_are_spelt(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nmatch = ["traffic light"]\naction = "redact"\n')   # as YOLO names it
+    planned = api.plan(np.full((64, 64, 3), 128, np.uint8), policy, regions=["0,0,32,32:traffic_light"],
+                       detect=[])
+    assert [planned.decisions[i].action for i, g in enumerate(planned.group_map.groups)
+            if g.label == "traffic_light"] == ["redact"]
+    assert not planned.warnings, planned.warnings
+
+
 def test_a_background_rule_is_never_warned_as_unproducible(tmp_path):
     policy = tmp_path / "p.toml"
     policy.write_text('[[rule]]\nmatch = ["background"]\naction = "redact"\n')

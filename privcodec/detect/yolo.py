@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DetectorError
+from ..labels import class_label
 from ..masks import Detection
 
 DEFAULT_WEIGHTS = "yolov8n-seg.pt"
@@ -32,7 +33,7 @@ COCO_CLASSES = (
 
 
 def label_of(name: str) -> str:
-    return name.strip().lower().replace(" ", "_")
+    return class_label(name)
 
 
 class YoloDetector:
