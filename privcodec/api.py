@@ -232,7 +232,9 @@ def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None,
     manual = manual_regions(pixels.shape, regions=regions, regions_file=regions_file, mask=mask)
     with progress.step(f"Finding {', '.join(names)}" if names else "Building groups"):
         found = detectors.detect(pixels, names, **detector_options) if names else []
-        gm = _group_map(pixels.shape, policy, manual + found, shape=shape, min_size=min_size)
+        # min_size filters what the detectors found; a region the user gave is always kept
+        found = [d for d in found if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_size]
+        gm = _group_map(pixels.shape, policy, manual + found, shape=shape)
     decisions = [policy.decide(g.label) for g in gm.groups]
     flat = [n.strip() for spec in names for n in str(spec).split(",") if n.strip()]
     return Plan(gm, decisions, _plan_warnings(policy, gm, decisions, flat, manual), flat)
@@ -246,16 +248,22 @@ def manual_regions(shape, *, regions: Sequence = (), regions_file=None, mask=Non
     if isinstance(regions, str):
         regions = [regions]
     found = list(detectors.parse_regions(regions)) if regions else []
-    for r in found:
-        x0, y0, x1, y1 = r.box
-        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-            # a region the user drew that misses the photo is a mistake, not "protect nothing"
-            raise DetectorError(f"region {r.label!r} ({x0:g},{y0:g},{x1:g},{y1:g}) lies outside the {w}x{h} image")
+    _check_inside(found, w, h)
     if regions_file is not None:
-        found += detectors.load_regions(regions_file, w, h)
+        from_file = detectors.load_regions(regions_file, w, h)
+        _check_inside(from_file, w, h)
+        found += from_file
     if mask is not None:
         found += detectors.regions_from_label_png(mask, w, h)
     return found
+
+
+def _check_inside(regions: list, w: int, h: int) -> None:
+    for r in regions:
+        x0, y0, x1, y1 = r.box
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            # a region the user gave that misses the photo is a mistake, not "protect nothing"
+            raise DetectorError(f"region {r.label!r} ({x0:g},{y0:g},{x1:g},{y1:g}) lies outside the {w}x{h} image")
 
 
 def _group_map(image_shape, policy, found: list, *, shape: str = "box", min_size: float = 0):

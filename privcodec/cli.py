@@ -68,7 +68,7 @@ def DETECT_OPTIONS(f):
         click.option("--min-score", type=click.FloatRange(0, 1), help="Detector confidence threshold."),
         click.option("--shape", type=click.Choice(["box", "ellipse", "exact"]), default="box", show_default=True,
                      help="Object footprint before snapping to 16-px blocks."),
-        click.option("--min-size", type=click.FloatRange(min=0), default=0, help="Ignore objects smaller than this (px)."),
+        click.option("--min-size", type=click.FloatRange(min=0), default=0, help="Ignore detected objects smaller than this (px); regions you give are always kept."),
     ]):
         f = opt(f)
     return f

@@ -178,8 +178,11 @@ def _footprint(det: Detection, width: int, height: int, margin: int, shape: str,
                                 f"image is {width}x{height}")
         ys, xs = np.nonzero(det.mask)
         if len(xs) == 0:
-            return grid
-        box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            # an empty mask says nothing about where the object is, but its box does: an object
+            # must never vanish (and stay public) because its outline was lost
+            exact_mask, box = False, det.box
+        else:
+            box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     elif exact_poly:
         pts = np.asarray(det.polygon, dtype=np.float64)
         box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())

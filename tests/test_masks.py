@@ -73,10 +73,11 @@ def test_exact_polygon():
     assert (0, 0) in blocks and (3, 3) not in blocks and (0, 3) in blocks and (3, 0) in blocks
 
 
-def test_empty_mask_claims_nothing():
+def test_an_object_whose_exact_mask_is_empty_claims_its_box():
+    # an empty mask (a lost outline) must not make a detected object vanish, and stay public
     d = det("person", (0, 0, 32, 32), mask=np.zeros((64, 64), bool))
-    gm = build_group_map(64, 64, [d], shape="exact")
-    assert len(gm.groups) == 1 and not gm.blocks.any()
+    gm = build_group_map(64, 64, [d], shape="exact", margin=0)
+    assert len(gm.groups) == 2 and claimed(gm, 1) == rect(0, 2, 0, 2)
 
 
 def test_min_size_drops_small_objects():

@@ -106,6 +106,36 @@ def test_the_unproducible_warning_names_each_label_whatever_the_rules_look_like(
     assert any("no detector or region can produce person:" in w for w in planned.warnings), planned.warnings
 
 
+def _face_blocks(planned) -> int:
+    return sum(int(planned.group_map.block_mask(i).sum()) for i, g in enumerate(planned.group_map.groups)
+               if g.label == "face")
+
+
+def test_a_region_with_an_empty_exact_mask_keeps_its_box(tmp_path):
+    import json
+
+    regions = tmp_path / "r.json"
+    regions.write_text(json.dumps({"format": "privcodec-regions", "version": 1, "width": 64, "height": 64, "regions": [
+        {"label": "face", "box": [0, 0, 32, 32], "mask_rle": [64 * 64]}]}))
+    planned = api.plan(np.full((64, 64, 3), 128, np.uint8), FACES, regions_file=regions, shape="exact", detect=[])
+    assert _face_blocks(planned) >= 4
+
+
+def test_min_size_never_drops_a_region_the_user_gave():
+    planned = api.plan(np.full((64, 64, 3), 128, np.uint8), FACES, regions=["0,0,10,10:face"], detect=[],
+                       min_size=20)
+    assert _face_blocks(planned) >= 1
+
+
+def test_a_regions_file_region_outside_the_photo_is_refused(tmp_path):
+    import json
+
+    regions = tmp_path / "r.json"
+    regions.write_text(json.dumps({"format": "privcodec-regions", "version": 1, "width": 64, "height": 64, "regions": [{"label": "face", "box": [80, 80, 90, 90]}]}))
+    with pytest.raises(DetectorError, match="outside"):
+        api.plan(np.full((64, 64, 3), 128, np.uint8), FACES, regions_file=regions, detect=[])
+
+
 def test_two_word_classes_match_however_they_are_spelt(tmp_path):
     policy = tmp_path / "p.toml"
     policy.write_text('[[rule]]\nmatch = ["traffic light"]\naction = "redact"\n')   # as YOLO names it
