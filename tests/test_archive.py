@@ -475,3 +475,13 @@ def test_not_an_archive_is_a_clean_error(tmp_path):
     (tmp_path / "x").write_text("")
     with pytest.raises(ArchiveError, match="not an empty folder"):
         Archive.init(tmp_path)
+
+
+def test_the_pool_hands_back_every_task_once_with_a_bounded_window():
+    """Results are yielded as they finish and dropped by the runner (it keeps only a window of
+    2 x workers tasks in flight), so thousands of results never sit in memory together."""
+    from privcodec.archive import runner
+
+    tasks = ["x" * i for i in range(40)]
+    out = list(runner.run(len, tasks, workers=2))
+    assert sorted(r for _, r in out) == list(range(40)) and all(len(t) == r for t, r in out)

@@ -10,6 +10,7 @@ writes the archive and its catalogue, so a worker that dies leaves nothing half-
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -59,19 +60,31 @@ def run(fn: Callable, tasks: Iterable, *, workers: int | None = None, scheduler=
             yield task, fn(task)
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     # spawn: a forked copy of a process that has loaded torch (or holds the catalogue) is unsafe
     pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker)
+    # A few tasks in flight per worker, each future dropped once its result is handed on: with
+    # every task submitted at once, every finished result (a whole .prvc or PNG) stayed in memory.
+    window = 2 * min(workers, len(tasks))
+    queue = iter(tasks)
+    pending: dict = {}
     try:
-        futures = {pool.submit(fn, task): task for task in tasks}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as e:     # e.g. a worker killed by the out-of-memory killer
-                result = _lost(e)
-            yield futures[future], result
+        while True:
+            for task in itertools.islice(queue, window - len(pending)):
+                pending[pool.submit(fn, task)] = task
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as e:     # e.g. a worker killed by the out-of-memory killer
+                    result = _lost(e)
+                del future
+                yield task, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -85,17 +98,31 @@ def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, ob
         raise PrivcodecError("--scheduler needs Dask distributed: pip install 'privcodec[dask]'") from None
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = client.map(fn, tasks, pure=False)
-        owner = {f.key: t for f, t in zip(futures, tasks)}
+        # as the process pool: a window of tasks in flight, each result released once handed on
+        window = max(8, 2 * sum(client.nthreads().values()))
+        queue = iter(tasks)
+        in_flight: dict = {}
+        finished = as_completed()
+
+        def submit(n: int) -> None:
+            for task in itertools.islice(queue, n):
+                future = client.submit(fn, task, pure=False)
+                in_flight[future.key] = (future, task)
+                finished.add(future)
+
+        submit(window)
         try:
-            for future in as_completed(futures):
+            for future in finished:
+                _, task = in_flight.pop(future.key)
                 try:
                     result = future.result()
                 except Exception as e:   # KilledWorker and the like
                     result = _lost(e)
-                yield owner[future.key], result
+                future.release()
+                yield task, result
+                submit(1)
         finally:
-            client.cancel(futures)
+            client.cancel([f for f, _ in in_flight.values()])
     finally:
         if client is not scheduler:
             client.close()
