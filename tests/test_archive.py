@@ -485,3 +485,34 @@ def test_the_pool_hands_back_every_task_once_with_a_bounded_window():
     tasks = ["x" * i for i in range(40)]
     out = list(runner.run(len, tasks, workers=2))
     assert sorted(r for _, r in out) == list(range(40)) and all(len(t) == r for t, r in out)
+
+
+def test_export_gives_every_photo_its_own_name(tmp_path, keys, policy):
+    src = tmp_path / "src" / "d"
+    src.mkdir(parents=True)
+    for i, name in enumerate(["a.jpg", "a.png", "a.png.jpg"]):
+        Image.fromarray(np.full((48, 48, 3), 60 * i, np.uint8)).save(src / name)
+    arc = Archive.init(tmp_path / "arc")
+    assert arc.add([src], policy, keys_dir=keys, workers=1).ok
+    report = arc.export(tmp_path / "out", [_key(keys, "admin")], workers=1)
+    assert len(set(report.done)) == 3 and len(list((tmp_path / "out").rglob("*.png"))) == 3
+
+
+def test_a_link_out_of_the_archive_fails_that_photo_alone(tmp_path, keys, policy):
+    src = tmp_path / "src"
+    (src / "e" / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((48, 48, 3), 90, np.uint8)).save(src / "e" / "sub" / "x.png")
+    Image.fromarray(np.full((48, 48, 3), 30, np.uint8)).save(src / "ok.png")
+    arc = Archive.init(tmp_path / "arc")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (arc.root / "src").mkdir()
+    (arc.root / "src" / "e").symlink_to(outside)
+    report = arc.add([src], policy, keys_dir=keys, workers=1)
+    assert [Path(p).name for p, _ in report.failed] == ["x.png"] and len(report.done) == 1
+    assert list(outside.iterdir()) == []                     # nothing created through the link
+    arc.root.joinpath("src/ok.png.prvc").rename(outside / "ok.png.prvc")
+    arc.root.joinpath("src").rename(tmp_path / "moved")      # now the member's folder is a link out
+    (arc.root / "src").symlink_to(outside)
+    report = arc.remove(["src/ok.png.prvc"])
+    assert report.failed and not report.done and (outside / "ok.png.prvc").exists()

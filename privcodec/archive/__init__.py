@@ -71,7 +71,8 @@ class Archive:
     """An archive folder.  ``Archive.init(path)`` creates one; ``Archive(path)`` opens it."""
 
     def __init__(self, path):
-        self.root = Path(path)
+        # absolute: tasks carry paths under it to worker processes and Dask workers elsewhere
+        self.root = Path(path).absolute()
         meta = self.root / META_DIR
         if not (meta / CATALOGUE).is_file():
             raise ArchiveError(f"{self.root} is not a privcodec archive (create one with: privcodec archive init {self.root})")
@@ -152,9 +153,11 @@ class Archive:
     def _write(self, cat: Catalogue, rec: FileRecord, data: bytes) -> None:
         from ..imageio import atomic_write
 
-        safe_member(rec.path)
-        (self.root / rec.path).parent.mkdir(parents=True, exist_ok=True)
-        dest = _inside(self.root, rec.path)
+        dest = _inside(self.root, rec.path)   # before mkdir, which would follow a link out of the archive
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ArchiveError(f"cannot create {dest.parent}: {e.strerror or e}") from None
         cat.begin_write(rec)
         atomic_write(dest, data, force=True)
         cat.finish_write(rec)
@@ -211,6 +214,7 @@ class Archive:
                     safe_member(rel)
                 except ArchiveError as e:
                     report.failed.append((str(path), str(e)))
+                    progress("failed", str(path), str(e))
                     continue
                 planned.add((rel, digest))
                 planned_paths.add(rel.casefold())   # A.jpg and a.jpg are one file on some filesystems
@@ -226,7 +230,12 @@ class Archive:
                 if cat.has_source(rec.source_sha256):   # the photo changed on disk since it was hashed above
                     report.skipped.append(task.source)
                     continue
-                self._write(cat, rec, result["data"])
+                try:
+                    self._write(cat, rec, result["data"])
+                except ArchiveError as e:       # e.g. a folder that is a link out of the archive: this photo only
+                    report.failed.append((task.source, str(e)))
+                    progress("failed", task.source, str(e))
+                    continue
                 report.done.append(task.source)
                 for w in result.get("warnings", []):
                     warned.setdefault(w.replace(NOTHING, " matched nothing"), []).append(task.source)
@@ -243,18 +252,24 @@ class Archive:
         archive paths as ``ls`` shows them."""
         report = Report()
         with self._writer(on_wait) as cat:
-            known = {f["path"] for f in cat.files()}
-            for rel in paths:
-                rel = Path(str(rel)).as_posix()
-                if rel not in known:
-                    report.failed.append((rel, "not in the archive"))
-                    continue
-                _inside(self.root, rel).unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
-                cat.remove(rel)
-                report.done.append(rel)
-            if report.done:
-                cat.audit("remove", [], len(report.done), 0, ", ".join(report.done[:20])
-                          + (f" and {len(report.done) - 20} more" if len(report.done) > 20 else ""))
+            try:
+                for rel in paths:
+                    rel = Path(str(rel)).as_posix()
+                    if cat.path_owner(rel) is None:
+                        report.failed.append((rel, "not in the archive"))
+                        continue
+                    try:
+                        path = _inside(self.root, rel)
+                    except ArchiveError as e:
+                        report.failed.append((rel, str(e)))
+                        continue
+                    path.unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
+                    cat.remove(rel)
+                    report.done.append(rel)
+            finally:   # logged even if interrupted half-way
+                if report.done:
+                    cat.audit("remove", [], len(report.done), 0, ", ".join(report.done[:20])
+                              + (f" and {len(report.done) - 20} more" if len(report.done) > 20 else ""))
         return report
 
     # ------------------------------------------------------------ ls
@@ -502,9 +517,11 @@ class Archive:
             for r in rows:
                 stem = r["path"][:-len(".prvc")]
                 out = Path(stem).with_suffix("." + fmt).as_posix()
-                if out in taken:          # a.jpg and a.png in one folder: keep both
-                    out = f"{stem}.{fmt}"
-                taken.add(out)
+                n = 1
+                while out.casefold() in taken:   # a.jpg and a.png in one folder (and a.png.jpg): keep all
+                    out = f"{stem}.{fmt}" if n == 1 else f"{stem}-{n}.{fmt}"
+                    n += 1
+                taken.add(out.casefold())
                 if (out_dir / out).exists() and not force:
                     report.skipped.append(out)
                     progress("skipped", out, "exists")
