@@ -120,7 +120,7 @@ def vectors() -> dict[str, tuple[str, str, bytes]]:
         "chunk-len-28": ("corrupt", "chunk_len ≥ 29", edit_core(CORE_LEN - 32 - 4, struct.pack(">I", 28))),
         "chunk-hash": ("corrupt", "a chunk matches the hash in the core", checksummed(BASE[:-33] + bytes([BASE[-33] ^ 1]))),
         "chunk-index-undeclared": ("corrupt", "chunk-table indices are declared", edit_after_core(table_off + 2, struct.pack(">H", 5))),
-        "stanza-type-3": ("corrupt", "stanza type is 1 or 2", edit_after_core(stanza_off, b"\x03")),
+        "stanza-type-4": ("corrupt", "stanza type is 1, 2 or 3", edit_after_core(stanza_off, b"\x04")),
         "zero-stanzas": ("corrupt", "n_stanzas is 1..256", edit_after_core(table_off + 4, struct.pack(">H", 0))),
         "signature-invalid": ("corrupt", "a present signature verifies", edit_after_core(sig_off + 2 + 32, bytes([rest_after_core()[sig_off + 2 + 32] ^ 1]))),
         "signature-type-2": ("corrupt", "signature type is 1", edit_after_core(sig_off + 1, b"\x02")),
