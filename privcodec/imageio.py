@@ -28,7 +28,9 @@ from .limits import MAX_PIXELS
 WHITE = (255, 255, 255)          # transparent pixels are composited over white
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF"}
 # EPS is decoded by running Ghostscript on the file: never do that with untrusted input.
-_UNSAFE_FORMATS = {"EPS"}
+# EPS runs Ghostscript; PRVC is privcodec's own Pillow plugin (pillow.register()): a .prvc is not
+# a photo to protect, and decoding one inside the loader would skip this module's limits.
+_UNSAFE_FORMATS = {"EPS", "PRVC"}
 
 
 def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -108,12 +110,15 @@ _XMP_DROP = {
     b"http://www.metadataworkinggroup.com/schemas/regions/": (b"Regions",),
     b"http://ns.microsoft.com/photo/1.2/": (b"RegionInfo",),
     b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"PersonInImage", b"PersonInImageWDetails"),
+    # the pixels are already upright: a kept orientation would turn the keyed view a second time
+    b"http://ns.adobe.com/tiff/1.0/": (b"Orientation",),
 }
 _XMP_USUAL_PREFIX = {b"http://ns.adobe.com/xap/1.0/": (b"xmp", b"xap"),
                      b"http://ns.adobe.com/xap/1.0/g/img/": (b"xmpGImg", b"xapGImg"),
                      b"http://www.metadataworkinggroup.com/schemas/regions/": (b"mwg-rs",),
                      b"http://ns.microsoft.com/photo/1.2/": (b"MP",),
-                     b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"Iptc4xmpExt",)}
+                     b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"Iptc4xmpExt",),
+                     b"http://ns.adobe.com/tiff/1.0/": (b"tiff",)}
 
 
 def _without_previews(xmp: bytes) -> bytes:
@@ -242,7 +247,14 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", *, quality: int | None = N
     if metadata is not None:   # a keyed view restores the kept EXIF/XMP; nothing else is ever written
         if metadata.exif:
             options["exif"] = metadata.exif        # as Exif.tobytes() wrote it ("Exif\0\0" + TIFF)
-        if metadata.xmp:
+        if metadata.xmp and fmt == "PNG":
+            # Pillow's PNG writer ignores xmp=: the standard iTXt chunk, as Adobe writes it
+            from PIL import PngImagePlugin
+
+            chunks = PngImagePlugin.PngInfo()
+            chunks.add_itxt("XML:com.adobe.xmp", metadata.xmp.decode("utf-8", "replace"))
+            options["pnginfo"] = chunks
+        elif metadata.xmp:
             options["xmp"] = metadata.xmp
     buf = io.BytesIO()
     # A fresh Image from the array has an empty info dict: nothing but pixels is written.
@@ -313,7 +325,9 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, force: bool = False, m
     """
     path = Path(path)
     check_writable(path, force)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # the name cut to 200 bytes: a valid 255-byte output name must not make the temp name too long
+    short = os.fsencode(path.name)[:200].decode("utf-8", "ignore") or "out"
+    tmp = path.with_name(f".{short}.{secrets.token_hex(6)}.tmp")
     try:
         # The same directory keeps os.replace a rename on one filesystem, hence atomic.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)

@@ -32,15 +32,24 @@ class PrvcImageFile(ImageFile.ImageFile):
         from . import api
         from .errors import PrivcodecError
 
+        data = self.fp.read()
         try:
-            # Pillow's own pixel limit applies, before anything is decoded
-            result = api.view(self.fp.read(), max_pixels=Image.MAX_IMAGE_PIXELS or None)
+            info = api.inspect(data)
+            pixels = info["width"] * info["height"]
+            if Image.MAX_IMAGE_PIXELS and pixels > 2 * Image.MAX_IMAGE_PIXELS:
+                # Pillow's own limit and error, checked on the header before anything is decoded
+                raise Image.DecompressionBombError(f"Image size ({pixels} pixels) exceeds limit of "
+                                                   f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.")
+            # Pillow's limit replaces privcodec's (raised or disabled by the user, as for any format)
+            result = api.view(data, max_pixels=2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 1 << 32)
         except PrivcodecError as e:
             raise SyntaxError(f"not a valid .prvc file: {e}") from None
         self._size = result.image.size
         self._mode = "RGB"
         self.info["privcodec"] = {"missing": result.missing, "redacted": result.redacted, "signer": result.signer}
-        # the decoded pixels become a raw RGB stream for Pillow's own decoder
+        # the decoded pixels become a raw RGB stream for Pillow's own decoder; the file Pillow
+        # opened stays in _fp, which Pillow closes with the image (as its multi-frame plugins do)
+        self._fp = self.fp
         self.fp = io.BytesIO(result.pixels.tobytes())
         self.tile = [ImageFile._Tile("raw", (0, 0) + self._size, 0, ("RGB", 0, 1))]
 
@@ -51,8 +60,9 @@ def register() -> None:
     Image.register_extension(FORMAT, ".prvc")
 
 
-def open(path: str | os.PathLike | bytes, keys=(), **view_options) -> Image.Image:  # noqa: A001 (as Image.open)
-    """The view that ``keys`` allow, from a .prvc file or a carrier, as a PIL image (RGB)."""
+def open(path: str | os.PathLike, keys=(), **view_options) -> Image.Image:  # noqa: A001 (as Image.open)
+    """The view that ``keys`` allow, from a .prvc file or a carrier (a path; file bytes also work,
+    as everywhere in privcodec's API), as a PIL image (RGB)."""
     from . import api
 
     return api.view(path, keys, **view_options).image

@@ -1,7 +1,9 @@
 """Carriers: a protected photo shared as an ordinary JPEG or PNG, and the Pillow plugin."""
 from __future__ import annotations
 
+import gc
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +92,29 @@ def test_the_pillow_plugin_opens_prvc_files(tmp_path):
     privcodec.pillow.register()
     path = tmp_path / "x.prvc"
     path.write_bytes(PRVC)
-    with Image.open(path) as im:
-        assert im.format == "PRVC" and im.size == (64, 48)
-        assert np.array_equal(np.asarray(im.convert("RGB")), privcodec.view(PRVC).pixels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with Image.open(path) as im:
+            assert im.format == "PRVC" and im.size == (64, 48)
+            assert np.array_equal(np.asarray(im.convert("RGB")), privcodec.view(PRVC).pixels)
+        del im
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]   # Pillow's file was closed
+
+
+def test_the_pillow_plugin_follows_pillows_rules(tmp_path, monkeypatch):
+    from privcodec.errors import ImageError
+    from privcodec.imageio import load_image
+
+    privcodec.pillow.register()
+    path = tmp_path / "x.prvc"
+    path.write_bytes(PRVC)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)      # 64 x 48 is over twice that
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(ImageError):           # a .prvc is never a photo to protect, plugin or not
+        load_image(path)
 
 
 def test_cli_protect_to_a_carrier_and_view_from_it(tmp_path, photo_path):
@@ -199,6 +221,19 @@ def test_kept_metadata_is_an_allow_list_without_previews_or_orientation(tmp_path
     assert kept.get(0x010F) == "Cam" and 0x0112 not in kept and 0x8649 not in kept
     assert kept.get_ifd(0x8769).get(0x9003) == "2024:01:01 10:00:00" and 0x927C not in kept.get_ifd(0x8769)
     assert b"Rating" in meta.xmp and b"Thumbnails" not in meta.xmp and b"/9j/" not in meta.xmp
+
+
+def test_a_keyed_png_view_gets_the_kept_xmp_without_orientation(tmp_path):
+    from privcodec.imageio import encode_image, read_metadata
+
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="3" '
+           b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "p.jpg", xmp=xmp)
+    meta = read_metadata(tmp_path / "p.jpg")
+    assert b"Orientation" not in meta.xmp          # the pixels are upright: never rotate them again
+    png = Image.open(io.BytesIO(encode_image(np.zeros((8, 8, 3), np.uint8), "PNG", metadata=meta)))
+    kept = png.info["xmp"]                          # Pillow's PNG writer ignores xmp=: written as iTXt
+    assert b"Rating" in (kept.encode() if isinstance(kept, str) else kept)
 
 
 @pytest.mark.parametrize("xmp", [
