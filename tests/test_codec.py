@@ -83,6 +83,18 @@ def test_changing_one_group_leaves_other_bitstreams_byte_identical(model):
         assert all(after[o] == before[o] for o in before if o != g)
 
 
+def test_a_groups_stream_depends_on_its_own_mask_not_on_the_others_nor_on_its_number(model):
+    h, w = 96, 130
+    grid = grid_with_groups(6, 9, 5, seed=3)
+    x = photo(h, w, seed=2)
+    before = model.compress(x, grid, 3.0)
+    kept = grid == 0
+    others = grid_with_groups(6, 9, 4, seed=11) + 1            # a different layout around group 0
+    moved = torch.where(kept, torch.full_like(grid, 7), others)  # group 0 renumbered 7
+    after = model.compress(x, moved, 3.0)
+    assert after[7] == before[0]
+
+
 @pytest.mark.parametrize("n_groups", [1, 2, 7, 16])
 def test_one_to_sixteen_groups_round_trip(model, n_groups):
     h, w = 112, 136
