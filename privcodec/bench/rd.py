@@ -5,9 +5,11 @@
                  ─▶ mean bpp / PSNR curves ─▶ BD-rate, grouping overhead, timings
                  ─▶ table on stdout + OUT/rd.json + OUT/rd.png
 
-PSNR is RGB 8-bit, averaged per image as in CompressAI; bpp counts the
-codec's real bitstreams (every group's own stream, headers excluded; the
-container overhead is reported separately).
+PSNR is RGB 8-bit, averaged per image as in CompressAI.  Every codec is charged
+for its whole file, as a user stores it: JPEG/WebP/AVIF files as Pillow writes
+them, privcodec the .prvc holding the groups (all public: the encrypted case adds
+a chunk table and one stanza per recipient).  The streams alone are in rd.json
+as ``bpp_streams``.
 """
 from __future__ import annotations
 
@@ -60,7 +62,19 @@ def typical_groups(height: int, width: int, seed: int) -> np.ndarray:
     return grid.reshape(hb, wb)
 
 
+def public_file(streams: dict, grid: np.ndarray, image: np.ndarray, quality: float, backend) -> bytes:
+    """The .prvc file holding these group streams, every group public (layout, labels and checksum
+    included): what a user stores for the photo."""
+    from ..container import PublicGroup, seal
+
+    public = [PublicGroup(int(g), "background" if g == 0 else "region", 1.0, s) for g, s in sorted(streams.items())]
+    return seal(width=image.shape[1], height=image.shape[0], block=16, codec_id=backend.codec_id,
+                weights_sha256=backend.model_digest(), quality=float(quality),
+                block_map=np.asarray(grid, dtype=np.int16), public=public, protected=[])
+
+
 def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend=None):
+    """(file bpp, PSNR, encode s, decode s, streams-only bpp) for one image coded with ``grid``."""
     from .. import backends
 
     backend = backend or backends.get("gicodec")
@@ -69,8 +83,10 @@ def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend
     t1 = time.perf_counter()
     decoded, _ = backend.decode_groups(streams, grid, image.shape[0], image.shape[1], quality, backend.model_digest())
     t2 = time.perf_counter()
-    bits = 8 * sum(len(s) for s in streams.values())
-    return bits / (image.shape[0] * image.shape[1]), psnr(image, decoded), t1 - t0, t2 - t1
+    pixels = image.shape[0] * image.shape[1]
+    stream_bits = 8 * sum(len(s) for s in streams.values())
+    file_bits = 8 * len(public_file(streams, grid, image, quality, backend))
+    return file_bits / pixels, psnr(image, decoded), t1 - t0, t2 - t1, stream_bits / pixels
 
 
 def one_group(image: np.ndarray) -> np.ndarray:
@@ -129,7 +145,7 @@ def time_side_by_side(backend, images, threads: int, rounds: int = 2, quality: f
     ours, theirs = [], []
     for _ in range(rounds):
         for im in images:
-            ours.append(privcodec_point(im, one_group(im), quality, backend)[2:])
+            ours.append(privcodec_point(im, one_group(im), quality, backend)[2:4])
             theirs.append(_bmshj2018_point(net, im))
     mean = lambda ts, k: float(np.mean([t[k] for t in ts]))
     return {"privcodec_encode_s": mean(ours, 0), "privcodec_decode_s": mean(ours, 1),
@@ -143,21 +159,26 @@ def _mean_curve(points):
 
 def _backend_curves(backend, images, qualities, echo):
     """One group and the 4-group layout, per quality: mean (bpp, PSNR) curves and mean timings."""
-    single, multi, enc_t, dec_t = [], [], [], []
+    single, multi, enc_t, dec_t, streams_s, streams_m = [], [], [], [], [], []
     for q in qualities:
         row_s, row_m = [], []
         for i, im in enumerate(images):
-            b, p, te, td = privcodec_point(im, one_group(im), q, backend)
+            b, p, te, td, sb = privcodec_point(im, one_group(im), q, backend)
             row_s.append((b, p))
+            streams_s.append(sb)
             enc_t.append(te)
             dec_t.append(td)
-            b, p, _, _ = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend)
+            b, p, _, _, sb = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend)
             row_m.append((b, p))
+            streams_m.append(sb)
         single.append(row_s)
         multi.append(row_m)
         echo(f"  {backend.name} q{q:g}: {np.mean([x[0] for x in row_s]):.3f} bpp {np.mean([x[1] for x in row_s]):.2f} dB "
              f"(4 groups: {np.mean([x[0] for x in row_m]):.3f} bpp {np.mean([x[1] for x in row_m]):.2f} dB)")
-    return _mean_curve(single), _mean_curve(multi), float(np.mean(enc_t)), float(np.mean(dec_t))
+    n = len(images)
+    per_q = lambda xs: [float(np.mean(xs[k * n:(k + 1) * n])) for k in range(len(qualities))]
+    return (_mean_curve(single), _mean_curve(multi), float(np.mean(enc_t)), float(np.mean(dec_t)),
+            per_q(streams_s), per_q(streams_m))
 
 
 def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True,
@@ -178,7 +199,8 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
         codec.load_codec()
     echo(f"{len(images)} images from {dataset}; torch threads {threads}")
 
-    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads, "curves": {},
+    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads,
+               "rate": "whole files (.prvc with its layout; Pillow's JPEG/WebP/AVIF files)", "curves": {},
                "timing": {}, "grouping_overhead_percent": {}, "bd_rate_percent": {}}
     for name, (fmt, qs) in CLASSICAL.items():
         pts = [[classical_point(im, fmt, q) for im in images] for q in qs]
@@ -188,9 +210,10 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
     for name in codecs:
         backend = backends.get(name)
         label = "privcodec" if name == "gicodec" else f"privcodec-{name}"
-        (r1, p1), (rm, pm), enc, dec = _backend_curves(backend, images, qualities, echo)
-        results["curves"][label] = {"quality": list(qualities), "bpp": r1, "psnr": p1}
-        results["curves"][f"{label} (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm}
+        (r1, p1), (rm, pm), enc, dec, s1, sm = _backend_curves(backend, images, qualities, echo)
+        results["curves"][label] = {"quality": list(qualities), "bpp": r1, "psnr": p1, "bpp_streams": s1}
+        results["curves"][f"{label} (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm,
+                                                    "bpp_streams": sm}
         results["grouping_overhead_percent"][label] = bd_rate(r1, p1, rm, pm)
         results["bd_rate_percent"][label] = {
             ref: bd_rate(results["curves"][ref]["bpp"], results["curves"][ref]["psnr"], r1, p1) for ref in CLASSICAL}
