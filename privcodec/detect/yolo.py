@@ -127,7 +127,7 @@ def _load(weights: str):
             from ultralytics import YOLO, settings
         except ImportError:
             raise DetectorError("ultralytics is not installed: pip install --no-deps ultralytics==8.4.190 "
-                                "(its other needs are in requirements.txt)") from None
+                                "(its other needs: pip install 'privcodec[detect]')") from None
         _undo_pillow_patch()
         if settings.get("sync", False):
             settings.update(sync=False)           # no analytics / crash reports
