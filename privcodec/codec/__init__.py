@@ -84,9 +84,12 @@ RELEASED_MODELS = {
         ("gicodec-4", "released/gicodec-4-session9.pt",
          "gicodec-4 session 8 + 10.8k CPU iterations, EMA (2026-11-27, session 9)"),
     "16ab3ab2c01d66701a6e4c60b71446c40846c554e4188e2b84b2686e3121f0d3":
-        ("gicodec-4", "gicodec.pt", "gicodec-4 session 9 + 10.8k CPU iterations, EMA (2026-11-27, session 10)"),
+        ("gicodec-4", "released/gicodec-4-session10.pt",
+         "gicodec-4 session 9 + 10.8k CPU iterations, EMA (2026-11-27, session 10)"),
+    "d62669753a486c4de6e05a6819012b509a30f524be60dfea5d66f2aa3a015fec":
+        ("gicodec-4", "gicodec.pt", "gicodec-4 session 10 + 8.8k CPU iterations, EMA (2026-11-27, session 11)"),
 }
-CURRENT_MODEL = "16ab3ab2c01d66701a6e4c60b71446c40846c554e4188e2b84b2686e3121f0d3"
+CURRENT_MODEL = "d62669753a486c4de6e05a6819012b509a30f524be60dfea5d66f2aa3a015fec"
 
 
 def default_weights_path() -> Path:
