@@ -27,9 +27,9 @@ from .limits import MAX_PIXELS
 # MAX_SIDE (65536): the longest side, in pixels, that a .prvc container can store.
 WHITE = (255, 255, 255)          # transparent pixels are composited over white
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF"}
-# EPS is decoded by running Ghostscript on the file: never do that with untrusted input.
-# EPS runs Ghostscript; PRVC is privcodec's own Pillow plugin (pillow.register()): a .prvc is not
-# a photo to protect, and decoding one inside the loader would skip this module's limits.
+# EPS is decoded by running Ghostscript on the file: never do that with untrusted input.  PRVC is
+# privcodec's own Pillow plugin (pillow.register()): a .prvc is not a photo to protect, and
+# decoding one inside the loader would skip this module's limits.
 _UNSAFE_FORMATS = {"EPS", "PRVC"}
 
 
@@ -104,30 +104,25 @@ _EXIF_KEEP_SUB = {0x829A, 0x829D, 0x8822, 0x8827, 0x8830, 0x8832, 0x9000, 0x9003
 # XMP properties never kept, by namespace (the prefix is the file's choice: old Adobe files say
 # xap: for xmp:): embedded previews, which show the faces, and face regions, which name the
 # people and locate their faces (metadata recipients need not be the faces' recipients).
+# namespace: (its usual prefixes, the properties dropped)
 _XMP_DROP = {
-    b"http://ns.adobe.com/xap/1.0/": (b"Thumbnails",),
-    b"http://ns.adobe.com/xap/1.0/g/img/": (b"image",),
-    b"http://www.metadataworkinggroup.com/schemas/regions/": (b"Regions",),
-    b"http://ns.microsoft.com/photo/1.2/": (b"RegionInfo",),
-    b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"PersonInImage", b"PersonInImageWDetails"),
+    b"http://ns.adobe.com/xap/1.0/": ((b"xmp", b"xap"), (b"Thumbnails",)),
+    b"http://ns.adobe.com/xap/1.0/g/img/": ((b"xmpGImg", b"xapGImg"), (b"image",)),
+    b"http://www.metadataworkinggroup.com/schemas/regions/": ((b"mwg-rs",), (b"Regions",)),
+    b"http://ns.microsoft.com/photo/1.2/": ((b"MP",), (b"RegionInfo",)),
+    b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": ((b"Iptc4xmpExt",), (b"PersonInImage", b"PersonInImageWDetails")),
     # the pixels are already upright: a kept orientation would turn the keyed view a second time
-    b"http://ns.adobe.com/tiff/1.0/": (b"Orientation",),
+    b"http://ns.adobe.com/tiff/1.0/": ((b"tiff",), (b"Orientation",)),
 }
-_XMP_USUAL_PREFIX = {b"http://ns.adobe.com/xap/1.0/": (b"xmp", b"xap"),
-                     b"http://ns.adobe.com/xap/1.0/g/img/": (b"xmpGImg", b"xapGImg"),
-                     b"http://www.metadataworkinggroup.com/schemas/regions/": (b"mwg-rs",),
-                     b"http://ns.microsoft.com/photo/1.2/": (b"MP",),
-                     b"http://iptc.org/std/Iptc4xmpExt/2008-02-29/": (b"Iptc4xmpExt",),
-                     b"http://ns.adobe.com/tiff/1.0/": (b"tiff",)}
 
 
 def _without_previews(xmp: bytes) -> bytes:
     """XMP without embedded thumbnails and face regions (_XMP_DROP), whatever prefixes it binds."""
     import re
 
-    for uri, names in _XMP_DROP.items():
+    for uri, (usual, names) in _XMP_DROP.items():
         declared = re.findall(rb'xmlns:([\w.-]+)\s*=\s*["\']' + re.escape(uri) + rb'["\']', xmp)
-        for prefix in set(declared) | set(_XMP_USUAL_PREFIX[uri]):
+        for prefix in set(declared) | set(usual):
             for name in names:
                 tag = re.escape(prefix + b":" + name)
                 xmp = re.sub(rb"<" + tag + rb"\b[^>]*/>", b"", xmp)                   # <p:x .../>

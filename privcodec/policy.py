@@ -94,7 +94,7 @@ class Policy:
     metadata: tuple[str, ...] = ()    # [metadata] recipients: who gets the original EXIF/XMP back
 
     def decide(self, label: str) -> Decision:
-        label = _norm(label)
+        label = class_label(label)
         for i, rule in enumerate(self.rules):
             if label in rule.match or (ANY in rule.match and label != BACKGROUND):
                 return Decision(rule.action, rule.recipients, i)
@@ -207,10 +207,6 @@ def load_policy(path) -> Policy:
     return Policy(path, rules, Decision(action, recipients, None), metadata)
 
 
-def _norm(label: str) -> str:
-    return class_label(label)
-
-
 def _check_keys(raw: dict, allowed: set[str], where: str, fail) -> None:
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -231,7 +227,7 @@ def _string_list(value, key: str, where: str, fail) -> list[str]:
         if key == "match" and not (item.isascii() and item.isprintable()):
             # "fаce" with a Cyrillic а, or full-width "ｆａｃｅ", would never match a detector's face
             fail(where, f"class {item!r} is not ASCII: class names are plain ASCII (e.g. \"face\")")
-        out.append(_norm(item) if key == "match" else item.strip())
+        out.append(class_label(item) if key == "match" else item.strip())
     return out
 
 

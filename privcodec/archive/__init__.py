@@ -153,11 +153,7 @@ class Archive:
     def _write(self, cat: Catalogue, rec: FileRecord, data: bytes) -> None:
         from ..imageio import atomic_write
 
-        dest = _inside(self.root, rec.path)   # before mkdir, which would follow a link out of the archive
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ArchiveError(f"cannot create {dest.parent}: {e.strerror or e}") from None
+        dest = _made_room(self.root, rec.path)
         cat.begin_write(rec)
         atomic_write(dest, data, force=True)
         cat.finish_write(rec)
@@ -536,11 +532,7 @@ class Archive:
                     progress("failed", rel, result["error"])
                     continue
                 try:
-                    dest = _inside(out_dir, outputs[rel], "." + fmt)   # checked before mkdir follows a link
-                    try:
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                    except OSError as e:
-                        raise PrivcodecError(f"cannot create {dest.parent}: {e.strerror or e}") from None
+                    dest = _made_room(out_dir, outputs[rel], "." + fmt)
                     # decrypted photos are as private as the keys that opened them
                     atomic_write(dest, result["data"], force=True, mode=0o600 if result["decoded"] else None)
                 except PrivcodecError as e:      # e.g. a symlink or folder in the way: this file only
@@ -570,6 +562,17 @@ def _inside(root: Path, rel: str, suffix: str = ".prvc") -> Path:
     if real_root not in path.parent.resolve().parents and path.parent.resolve() != real_root:
         raise ArchiveError(f"{rel}: its folder leads outside the archive (a symbolic link?)")
     return path
+
+
+def _made_room(root: Path, rel: str, suffix: str = ".prvc") -> Path:
+    """root / rel with its folder created: checked first (_inside), as mkdir would follow a link
+    out of root.  ArchiveError if either fails."""
+    dest = _inside(root, rel, suffix)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArchiveError(f"cannot create {dest.parent}: {e.strerror or e}") from None
+    return dest
 
 
 def _name(spec) -> str:

@@ -159,26 +159,23 @@ def _mean_curve(points):
 
 def _backend_curves(backend, images, qualities, echo):
     """One group and the 4-group layout, per quality: mean (bpp, PSNR) curves and mean timings."""
-    single, multi, enc_t, dec_t, streams_s, streams_m = [], [], [], [], [], []
+    single, multi, enc_t, dec_t = [], [], [], []
     for q in qualities:
         row_s, row_m = [], []
         for i, im in enumerate(images):
             b, p, te, td, sb = privcodec_point(im, one_group(im), q, backend)
-            row_s.append((b, p))
-            streams_s.append(sb)
+            row_s.append((b, p, sb))
             enc_t.append(te)
             dec_t.append(td)
             b, p, _, _, sb = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend)
-            row_m.append((b, p))
-            streams_m.append(sb)
+            row_m.append((b, p, sb))
         single.append(row_s)
         multi.append(row_m)
         echo(f"  {backend.name} q{q:g}: {np.mean([x[0] for x in row_s]):.3f} bpp {np.mean([x[1] for x in row_s]):.2f} dB "
              f"(4 groups: {np.mean([x[0] for x in row_m]):.3f} bpp {np.mean([x[1] for x in row_m]):.2f} dB)")
-    n = len(images)
-    per_q = lambda xs: [float(np.mean(xs[k * n:(k + 1) * n])) for k in range(len(qualities))]
+    streams = lambda rows: [float(np.mean([x[2] for x in row])) for row in rows]
     return (_mean_curve(single), _mean_curve(multi), float(np.mean(enc_t)), float(np.mean(dec_t)),
-            per_q(streams_s), per_q(streams_m))
+            streams(single), streams(multi))
 
 
 def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True,
