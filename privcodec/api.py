@@ -52,7 +52,7 @@ class ViewResult:
     redacted: bool = False            # the file has redacted (dropped) areas
     signer: str | None = None         # key id of the verified Ed25519 signer, if the file is signed
     authenticated: str = "none"       # what a key or signature vouches for: see Authenticity in SECURITY.md
-    version: int = 2                  # FORMAT version of the file
+    version: int = 3                  # FORMAT version of the file
     metadata: object = None           # container.Metadata (original EXIF/XMP) if kept and your keys open it
 
 

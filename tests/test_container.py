@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from privcodec.container import (PROTECTED, REDACTED, OpenedGroup, ProtectedGroup, PublicGroup, open_container,
                                  seal)
 from privcodec.container import format as fmt
 from privcodec.errors import DecryptionError, FormatError
-from privcodec.keys import generate_identity, load_identity
+from privcodec.keys import Identity, generate_identity, load_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 P, R = PROTECTED, REDACTED
@@ -103,7 +105,7 @@ def test_keyless_reader_sees_public_groups_footprint_and_recipient_types_only():
     # Recipients are anonymous (as in age): no static key id that would link files to a person.
     for key in (ALICE, BOB):
         assert bytes.fromhex(key.key_id) not in DATA
-    assert all(ch.length == len(fmt._plaintext(g, None)) + 28 for ch, g in zip(chunks, [
+    assert all(ch.length == len(fmt._plaintext(g, None, BLOCK_MAP == P, 3)) + 28 for ch, g in zip(chunks, [
         ProtectedGroup(1, "face", 0.87, FACE_MASK, b"face bits " * 5, []),
         ProtectedGroup(2, "person", 0.5, PERSON_MASK, b"person bits", [])]))
     # Labels and payloads of protected groups are nowhere in the clear.
@@ -175,8 +177,9 @@ def test_trailing_garbage_is_reported():
 def test_magic_and_version():
     with pytest.raises(FormatError, match="^not a .prvc file$"):
         open_container(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 3$"):
-        open_container(DATA[:4] + b"\x03" + DATA[5:])
+    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 4$"):
+        open_container(DATA[:4] + b"\x04" + DATA[5:])
+    assert open_container(DATA).version == 3
 
 
 def test_chunk_from_another_file_with_same_geometry_does_not_decrypt():
@@ -365,6 +368,73 @@ def test_limits_are_exported():
         make(pad=container.MAX_PAD + 1)
 
 
+# ---------------------------------------------------------------- version 3's core
+
+
+def public_file(block_map: np.ndarray, version: int = 3) -> bytes:
+    indices = sorted({int(v) for v in np.unique(block_map) if v >= 0})
+    rows, cols = block_map.shape
+    return seal(width=cols * 16, height=rows * 16, block=16, codec_id="gicodec-4", weights_sha256=bytes(32), quality=2.0,
+                block_map=block_map, public=[PublicGroup(i, "region", 1.0, b"%d" % i) for i in indices], protected=[],
+                version=version)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 9), st.integers(1, 9), st.lists(st.integers(0, 5), min_size=1, max_size=81), st.randoms())
+def test_any_block_map_comes_back_exactly(rows, cols, values, rnd):
+    """The banded map codes every grid: boxes, blobs, noise, one cell, repeated and alternating rows."""
+    cells = np.resize(np.array(values), rows * cols)
+    if rnd.random() < 0.5:                                  # photo-like: repeat some rows
+        cells = cells.reshape(rows, cols)[np.sort(rnd.choices(range(rows), k=rows))].ravel()
+    block_map = np.where(cells == 4, P, np.where(cells == 5, R, cells)).reshape(rows, cols)
+    if not (block_map >= 0).any():
+        block_map[0, 0] = 0
+    block_map = np.where(block_map == P, R, block_map)      # protected cells need a protected group
+    c = open_container(public_file(block_map))
+    assert np.array_equal(c.block_map, block_map) and c.version == 3
+    assert np.array_equal(open_container(public_file(block_map, version=2)).block_map, block_map)
+
+
+def test_a_photo_layout_costs_a_few_bytes_per_band():
+    """One person box and two face boxes on a 48 × 32 grid (a 768 × 512 photo): version 2 spent
+    6 bytes a run and 32 a public group on hashes; version 3 a few bytes a band."""
+    block_map = np.zeros((32, 48), dtype=np.int16)
+    block_map[5:20, 10:20], block_map[3:6, 30:33], block_map[25:29, 40:43] = 1, 2, 3
+    v2, v3 = len(public_file(block_map, 2)), len(public_file(block_map, 3))
+    assert v2 - v3 > 350 and v3 - len(public_file(np.zeros((32, 48), np.int16), 3)) < 120
+
+
+def test_a_hostile_map_of_a_run_per_cell_parses_in_bounded_work():
+    """The most runs a map can have (every cell its own run, every row its own band) is parsed
+    vectorised: 1,048,576 cells here."""
+    block_map = np.tile(np.array([[0, 1], [1, 0]], dtype=np.int16), (512, 512))
+    c = open_container(public_file(block_map))
+    assert np.array_equal(c.block_map, block_map)
+
+
+def test_a_protected_mask_costs_a_bit_per_protected_cell_not_per_cell_of_the_photo():
+    """A face on a 12 MP photo's grid (252 × 189 blocks): version 2 spent ceil(cells / 8) = 5,954
+    bytes on its mask inside the chunk, version 3 one bit per PROTECTED cell."""
+    block_map = np.zeros((189, 252), dtype=np.int16)
+    block_map[40:52, 100:110] = P
+    face = block_map == P
+    lengths = {}
+    for version in (2, 3):
+        data = seal(width=4032, height=3024, block=16, codec_id="gicodec-4", weights_sha256=bytes(32), quality=2.0,
+                    block_map=block_map, public=[PublicGroup(0, "background", 1.0, b"bg")],
+                    protected=[ProtectedGroup(1, "face", 0.9, face, b"face", [ALICE.recipient])], version=version)
+        [g] = open_container(data).unlock([ALICE])
+        assert np.array_equal(g.block_mask, face)
+        lengths[version] = open_container(data).protected_chunks[0].length
+    assert lengths[2] > 5954 and lengths[3] < 100
+
+
+def test_seal_writes_version_3_and_keeps_version_2_on_request():
+    assert open_container(DATA).version == 3
+    with pytest.raises(ValueError, match="versions"):
+        public_file(np.zeros((1, 1), np.int16), version=1)
+
+
 # ---------------------------------------------------------------- FORMAT.md test vector
 
 
@@ -372,10 +442,11 @@ VECTOR_KEY_SECRET = hashlib.sha256(b"privcodec test vector key").digest()
 VECTOR_SIGNING_SECRET = hashlib.sha256(b"privcodec test vector signing key").digest()
 
 
-def vector_container() -> bytes:
+def vector_container(version: int = 3) -> bytes:
+    """FORMAT.md's test vector (version 3); version 2's is tests/fixtures/v2/format-md-vector.prvc."""
     from privcodec.keys import Identity, SigningKey
     key = Identity("symmetric", VECTOR_KEY_SECRET)
-    return seal(width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
+    return seal(version=version, width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
                 quality=4.0, block_map=np.array([[0, P]]),
                 public=[PublicGroup(0, "background", 1.0, b"public pixels")],
                 protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [key.recipient])],
@@ -401,6 +472,17 @@ def test_version_1_vector_from_the_old_format_md_still_opens():
     assert granted.version == 1 and granted._core == c._core
 
 
+def test_version_2_vector_from_the_old_format_md_still_opens_and_is_still_written():
+    data = (ROOT / "tests/fixtures/v2/format-md-vector.prvc").read_bytes()
+    assert data == vector_container(version=2)   # seal(version=2) is byte-exact with the old writer
+    c = open_container(data)
+    assert c.version == 2 and c.signer is not None
+    [g] = c.unlock([Identity("symmetric", VECTOR_KEY_SECRET)])
+    assert same(g, OpenedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels"))
+    for edited in (c.strip([]), c.grant(Identity("symmetric", VECTOR_KEY_SECRET), generate_identity("x25519").recipient)):
+        assert open_container(edited).version == 2 and open_container(edited)._core == c._core
+
+
 def test_format_md_vector_is_current_and_decrypts(tmp_path):
     data = bytes.fromhex("".join(format_md_block("test-vector-hex").split()))
     assert data == vector_container(), "FORMAT.md test vector is stale: regenerate it"
@@ -409,7 +491,7 @@ def test_format_md_vector_is_current_and_decrypts(tmp_path):
     key = load_identity(key_file)
     assert key.secret == VECTOR_KEY_SECRET
     c = open_container(data)
-    assert c.version == 2 and c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
+    assert c.version == 3 and c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
     signer_file = tmp_path / "vector.pub"
     signer_file.write_text(format_md_block("test-vector-signer"))
     from privcodec.keys import load_verifying_key

@@ -62,7 +62,7 @@ def forged_core(c, *, declared, block_map=None, quality=None) -> bytes:
 
 def test_protected_blocks_without_a_declared_protected_group_are_invalid():
     """A keyless forger empties the protected table and keeps the holes: every reader rejects it."""
-    for version in (1, 2):
+    for version in (1, 2, 3):
         c = open_container(make())
         c.version = version
         with pytest.raises(FormatError, match=re.escape(fmt.CORRUPT)):
@@ -124,10 +124,10 @@ def test_a_co_recipient_repainting_another_group_is_caught_by_that_groups_holder
     [face] = c.unlock([ALICE])
     content_key = os.urandom(32)
     painted = ProtectedGroup(1, "face", 0.9, FACE | PERSON, b"painted over", [])
-    body = crypto.encrypt_chunk(content_key, fmt._plaintext(painted, None), crypto.chunk_aad(c.file_id, 1), os.urandom)
+    body = crypto.encrypt_chunk(content_key, fmt._plaintext(painted, None, c.block_map == fmt.PROTECTED, c.version), crypto.chunk_aad(c.file_id, 1), os.urandom)
     person = c._chunks[1]
     core = forged_core(c, declared=[(1, len(body), fmt._sha(body)), (2, c._declared[2], fmt._sha(person.body))])
-    core_hash = fmt._sha(core)
+    core_hash = fmt.core_hash_of(core, c.public_groups, c.version)
     stanzas = fmt._canonical([crypto.wrap(k.kind, k.recipient.key, content_key, crypto.stanza_aad(c.file_id, 1), os.urandom,
                                           file_id=c.file_id) for k in (ALICE, CAROL)], 2)
     chunks = [fmt._Chunk(1, body, stanzas, fmt._mac(content_key, core_hash, 1, stanzas)), person]

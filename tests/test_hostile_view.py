@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT / "tests/fixtures/keys"
 SYM, X = KEYS / "fixture-sym.key", KEYS / "fixture-x25519.key"
 CORPUS = (sorted((ROOT / "tests/fuzz/corpus").glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
-          + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc")))
+          + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v3").glob("*.prvc")))
 IDENTITIES = [load_identity(SYM), load_identity(X)]
 
 
@@ -121,7 +121,7 @@ def test_a_key_holder_is_told_when_the_file_holds_nothing_for_their_key(protecte
 def test_view_says_what_vouches_for_the_file(protected_file, tmp_path):
     assert privcodec.view(protected_file).authenticated == "none"
     keyed = privcodec.view(protected_file, keys=[SYM])
-    assert keyed.authenticated == "key" and keyed.signer is None and keyed.version == 2
+    assert keyed.authenticated == "key" and keyed.signer is None and keyed.version == 3
     # anyone with the X25519 public key could have made the file: intact is all it proves
     assert privcodec.view(protected_file, keys=[X]).authenticated == "x25519"
     v1 = (ROOT / "tests/fixtures/v1/gicodec-39k.prvc").read_bytes()

@@ -4,8 +4,10 @@
                                  ─▶ signature, stanzas + stanza MACs ─▶ bytes
     bytes ─▶ open_container (checksum, fields, hashes, signature) ─▶ Container ─▶ unlock / strip / grant
 
-Version 2 is written; version 1 (privcodec before FORMAT v2) is still read, and
-strip/grant keep a file's version.  Parsing is strict and canonical: one file,
+Version 3 is written; versions 1 and 2 (files of earlier privcodec releases) are
+still read, and strip/grant/rekey keep a file's version.  Version 3 is version 2
+with a leaner core (varints, a banded block map, one hash over the public groups
+instead of one per group); its crypto is version 2's.  Parsing is strict and canonical: one file,
 one encoding.  Every failure on untrusted bytes raises FormatError with a
 constant message, so the error says *that* the file is bad, never where
 (SECURITY.md).
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
     from ..keys import Identity, Recipient, SigningKey
 
 MAGIC = b"PRVC"
-VERSION = 2              # what seal writes
-READABLE_VERSIONS = (1, 2)
+VERSION = 3              # what seal writes
+WRITABLE_VERSIONS = (2, 3)   # 2 only for fixtures and the version-2 test vector
+READABLE_VERSIONS = (1, 2, 3)
 PROTECTED = -1   # block_map value: a block of some protected (encrypted) group
 REDACTED = -2    # block_map value: a block of a redacted group (nothing stored)
 
@@ -52,6 +55,9 @@ HASH_LEN = 32
 FILE_ID_LEN = 16
 MIN_CHUNK = NONCE_LEN + 1 + TAG_LEN
 SIG_ED25519 = 1
+MAX_VARINT_BYTES = 5       # a uvarint field holds < 2**32
+# v3 block-map symbols: 0 redacted, 1 protected, 2 + k the k-th public group in table order
+SYMBOL_REDACTED, SYMBOL_PROTECTED, SYMBOL_FIRST_PUBLIC = 0, 1, 2
 
 CORRUPT = "not a valid .prvc file (corrupted or tampered)"
 NOT_PRVC = "not a .prvc file"
@@ -168,9 +174,45 @@ def _rle(block_map: np.ndarray) -> bytes:
     return struct.pack(">I", runs.size) + runs.tobytes()
 
 
+def uvarint(n: int) -> bytes:
+    """Unsigned LEB128, shortest form."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _row_runs(row: np.ndarray) -> list[int]:
+    starts = np.concatenate([[0], np.flatnonzero(row[1:] != row[:-1]) + 1])
+    counts = np.diff(np.append(starts, row.size))
+    return [int(v) for pair in zip(row[starts], counts) for v in pair]
+
+
+def _banded_map(block_map: np.ndarray, public_indices: Sequence[int]) -> bytes:
+    """v3 block map: cells as symbols (0 redacted, 1 protected, 2 + k the k-th public group), cut into
+    bands of identical consecutive rows, each band's row run-length coded.  A photo's groups are
+    blobs and boxes, so most rows repeat the one above: a few bytes per band instead of six per run."""
+    lut = np.zeros(MAX_GROUPS + 2, dtype=np.int64)       # indexed by block_map value + 2
+    lut[REDACTED + 2], lut[PROTECTED + 2] = SYMBOL_REDACTED, SYMBOL_PROTECTED
+    lut[np.asarray(public_indices, dtype=np.int64) + 2] = SYMBOL_FIRST_PUBLIC + np.arange(len(public_indices))
+    symbols = lut[block_map.astype(np.int64) + 2]
+    out, row_start = [], 0
+    rows = symbols.shape[0]
+    for r in range(1, rows + 1):
+        if r == rows or not np.array_equal(symbols[r], symbols[row_start]):
+            runs = _row_runs(symbols[row_start])
+            out += [r - row_start, len(runs) // 2, *runs]
+            row_start = r
+    return b"".join(uvarint(v) for v in out)
+
+
 def _core(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared,
           version: int = VERSION) -> bytes:
     """declared: (index, chunk_len, chunk_sha256) per protected group (v1: no hash)."""
+    if version >= 3:
+        return _core_v3(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared)
     out = [MAGIC, bytes([version]), file_id, struct.pack(">IIH", width, height, block),
            bytes([len(codec_id)]), codec_id.encode("ascii"), weights_sha256, struct.pack(">d", quality),
            _rle(block_map), struct.pack(">H", len(public))]
@@ -181,6 +223,32 @@ def _core(file_id, width, height, block, codec_id, weights_sha256, quality, bloc
     for index, length, digest in declared:
         out.append(struct.pack(">HI", index, length) + (digest if version >= 2 else b""))
     return b"".join(out)
+
+
+def _core_v3(file_id, width, height, block, codec_id, weights_sha256, quality, block_map, public, declared) -> bytes:
+    block_map_bytes = _banded_map(block_map, [g.index for g in public])
+    out = [MAGIC, bytes([3]), file_id, uvarint(width), uvarint(height), uvarint(block),
+           bytes([len(codec_id)]), codec_id.encode("ascii"), weights_sha256, struct.pack(">d", quality),
+           uvarint(len(public))]
+    for g in public:
+        out += [uvarint(g.index), _label_bytes(g.label), struct.pack(">d", g.score + 0.0), uvarint(len(g.payload))]
+    out.append(uvarint(len(declared)))
+    for index, length, digest in declared:
+        out += [uvarint(index), uvarint(length), digest]
+    out += [uvarint(len(block_map_bytes)), block_map_bytes]
+    return b"".join(out)
+
+
+def core_hash_of(core: bytes, public: Sequence[PublicGroup], version: int) -> bytes:
+    """What stanza MACs and signatures cover.  v1/v2: SHA-256(core), the core holding each public
+    payload's hash; v3: SHA-256(core || public payloads), one hash instead of one per group (the
+    table's lengths delimit the payloads)."""
+    if version >= 3:
+        h = hashlib.sha256(core)
+        for g in public:
+            h.update(g.payload)
+        return h.digest()
+    return _sha(core)
 
 
 def _stanza_bytes(s: Stanza, version: int) -> bytes:
@@ -237,9 +305,13 @@ def _padded(pt: bytes, pad: int | None = None) -> bytes:
     return pt + bytes(target - natural)
 
 
-def _plaintext(group: ProtectedGroup, pad: int | None) -> bytes:
+def _plaintext(group: ProtectedGroup, pad: int | None, footprint: np.ndarray, version: int) -> bytes:
+    """v3 stores the group's mask as one bit per PROTECTED cell (the only cells it can hold: a few
+    bytes for a face); v2 as one bit per cell of the grid (6 KB per group in a 12 MP photo)."""
+    mask = np.asarray(group.block_mask)
+    mask_bits = mask[footprint] if version >= 3 else mask.ravel()
     return _padded(_label_bytes(group.label) + struct.pack(">d", group.score + 0.0)
-                   + np.packbits(group.block_mask.ravel()).tobytes()
+                   + np.packbits(mask_bits).tobytes()
                    + struct.pack(">I", len(group.payload)) + group.payload, pad)
 
 
@@ -262,9 +334,12 @@ def _unique_recipients(recipients) -> list:
 def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: bytes, quality: float,
          block_map: np.ndarray, public: list[PublicGroup], protected: list[ProtectedGroup],
          pad: int | None = None, signer: SigningKey | None = None,
-         metadata: tuple[Metadata, Sequence[Recipient]] | None = None, _random: Random = os.urandom) -> bytes:
-    """Build a .prvc file (FORMAT v2), signed by ``signer`` if given.
-    `_random` exists only for the deterministic test vector."""
+         metadata: tuple[Metadata, Sequence[Recipient]] | None = None, version: int = VERSION,
+         _random: Random = os.urandom) -> bytes:
+    """Build a .prvc file (FORMAT v3), signed by ``signer`` if given.  ``version=2`` writes the
+    previous layout (for fixtures and the version-2 test vector); `_random` exists only for the
+    deterministic test vectors."""
+    _require(version in WRITABLE_VERSIONS, f"can write format versions {WRITABLE_VERSIONS}")
     _require(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE, "image size out of range")
     _require(1 <= block <= MAX_BLOCK, "block size out of range")
     grid = grid_shape(width, height, block)
@@ -304,7 +379,7 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
 
     file_id = _random(FILE_ID_LEN)
     content_keys, bodies = [], []
-    entries = [(g.index, _plaintext(g, pad), g.recipients) for g in protected]
+    entries = [(g.index, _plaintext(g, pad, footprint, version), g.recipients) for g in protected]
     if metadata is not None:
         _require(len(metadata[1]) > 0, "kept metadata needs at least one recipient")
         entries.append((METADATA_INDEX, _metadata_plaintext(metadata[0]), metadata[1]))
@@ -314,18 +389,18 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
         bodies.append(crypto.encrypt_chunk(content_key, plaintext, crypto.chunk_aad(file_id, index), _random))
     declared = [(index, len(body), _sha(body)) for (index, _, _), body in zip(entries, bodies)]
     core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
-                 block_map.astype(np.int16), public, declared)
-    core_hash = _sha(core)
+                 block_map.astype(np.int16), public, declared, version)
+    core_hash = core_hash_of(core, public, version)
     chunks, scrypt_cache = [], {}
     for (index, _, recipients), content_key, body in zip(entries, content_keys, bodies):
         aad = crypto.stanza_aad(file_id, index)
         stanzas = _canonical([crypto.wrap(r.kind, r.key, content_key, aad, _random, file_id=file_id,
                                           scrypt_cache=scrypt_cache)
-                              for r in _unique_recipients(recipients)], VERSION)
+                              for r in _unique_recipients(recipients)], version)
         chunks.append(_Chunk(index, body, stanzas, _mac(content_key, core_hash, index, stanzas)))
     _check_readable_stanzas(chunks)
     signatures = [] if signer is None else [Signature(signer.public_key, crypto.sign(signer.secret, core_hash))]
-    return _assemble(core, public, chunks, VERSION, signatures)
+    return _assemble(core, public, chunks, version, signatures)
 
 
 def _check_readable_stanzas(chunks: Sequence[_Chunk]) -> None:
@@ -372,6 +447,17 @@ class _Reader:
 
     def u32(self) -> int:
         return self.unpack(">I")[0]
+
+    def uvarint(self) -> int:
+        """v3 fields: shortest form, at most 5 bytes, < 2**32."""
+        value = 0
+        for k in range(MAX_VARINT_BYTES):
+            byte = self.u8()
+            value |= (byte & 0x7F) << (7 * k)
+            if not byte & 0x80:
+                _check((byte != 0 or k == 0) and value < 1 << 32)
+                return value
+        raise _Bad
 
     def f64(self) -> float:
         raw = self.take(8)
@@ -440,7 +526,10 @@ def _parse(data: bytes, version: int) -> Container:
     r = _Reader(data, len(data) - HASH_LEN)
     r.take(5)
     file_id = r.take(FILE_ID_LEN)
-    width, height, block = r.unpack(">IIH")
+    if version >= 3:
+        width, height, block = r.uvarint(), r.uvarint(), r.uvarint()
+    else:
+        width, height, block = r.unpack(">IIH")
     _check(1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and 1 <= block <= MAX_BLOCK)
     grid = grid_shape(width, height, block)
     _check(grid[0] * grid[1] <= MAX_CELLS)
@@ -449,20 +538,10 @@ def _parse(data: bytes, version: int) -> Container:
     weights_sha256 = r.take(HASH_LEN)
     quality = r.f64()
     _check(limits.valid_quality(quality, codec_raw.decode("ascii")))
-    block_map = _read_block_map(r, grid)
-
-    public, public_hashes = [], []
-    for _ in range(r.u16()):
-        index, label, score, length = r.u16(), r.label(), r.f64(), r.u32()
-        public.append(PublicGroup(index, label, score, b""))
-        public_hashes.append((length, r.take(HASH_LEN)))
-    declared, chunk_hashes = {}, {}
-    for _ in range(r.u16()):
-        index, length = r.unpack(">HI")
-        _check(length >= MIN_CHUNK and index not in declared)
-        declared[index] = length
-        if version >= 2:
-            chunk_hashes[index] = r.take(HASH_LEN)   # v2: the core commits to every chunk
+    if version >= 3:
+        block_map, public, public_hashes, declared, chunk_hashes = _read_tables_v3(r, grid)
+    else:
+        block_map, public, public_hashes, declared, chunk_hashes = _read_tables_v2(r, grid, version)
     public_indices = [g.index for g in public]
     _check(_increasing(public_indices) and _increasing(list(declared), metadata_ok=version >= 2))
     _check(not set(public_indices) & set(declared))
@@ -474,7 +553,6 @@ def _parse(data: bytes, version: int) -> Container:
     n_groups = len([i for i in declared if i != METADATA_INDEX])
     _check((n_protected_cells > 0) == (n_groups > 0) and n_groups <= n_protected_cells)
     core = data[:r.pos]
-    core_hash = _sha(core)
 
     signatures = []
     if version >= 2:
@@ -482,9 +560,7 @@ def _parse(data: bytes, version: int) -> Container:
         _check(n_signatures <= MAX_SIGNATURES)
         for _ in range(n_signatures):
             _check(r.u8() == SIG_ED25519)
-            sig = Signature(r.take(32), r.take(crypto.SIGNATURE_LEN))
-            _check(crypto.verify_signature(sig.public_key, sig.signature, core_hash))
-            signatures.append(sig)
+            signatures.append(Signature(r.take(32), r.take(crypto.SIGNATURE_LEN)))
 
     chunks, hashes, n_total = [], [], 0
     for _ in range(r.u16()):
@@ -503,25 +579,104 @@ def _parse(data: bytes, version: int) -> Container:
 
     for g, (length, digest) in zip(public, public_hashes):
         g.payload = r.take(length)
-        _check(_sha(g.payload) == digest)
+        _check(digest is None or _sha(g.payload) == digest)   # v3: core_hash covers the payloads instead
     for c, digest in zip(chunks, hashes):
         c.body = r.take(declared[c.index])
         _check(_sha(c.body) == digest)
     _check(r.pos == r.end)   # nothing between the last body and the checksum
 
+    core_hash = core_hash_of(core, public, version)
+    for sig in signatures:
+        _check(crypto.verify_signature(sig.public_key, sig.signature, core_hash))
     return Container(core=core, version=version, file_id=file_id, width=width, height=height, block=block,
                      codec_id=codec_raw.decode("ascii"), weights_sha256=weights_sha256, quality=quality,
                      block_map=block_map, public_groups=public, declared=declared, chunks=chunks,
-                     signatures=signatures)
+                     signatures=signatures, declared_hashes=chunk_hashes)
+
+
+def _read_tables_v2(r: _Reader, grid: tuple[int, int], version: int):
+    """Versions 1 and 2: block map runs, then the public and protected tables, each entry hashed."""
+    block_map = _read_block_map(r, grid)
+    public, public_hashes = [], []
+    for _ in range(r.u16()):
+        index, label, score, length = r.u16(), r.label(), r.f64(), r.u32()
+        public.append(PublicGroup(index, label, score, b""))
+        public_hashes.append((length, r.take(HASH_LEN)))
+    declared, chunk_hashes = {}, {}
+    for _ in range(r.u16()):
+        index, length = r.unpack(">HI")
+        _check(length >= MIN_CHUNK and index not in declared)
+        declared[index] = length
+        if version >= 2:
+            chunk_hashes[index] = r.take(HASH_LEN)   # v2: the core commits to every chunk
+    return block_map, public, public_hashes, declared, chunk_hashes
+
+
+def _read_tables_v3(r: _Reader, grid: tuple[int, int]):
+    """Version 3: the public table (no hashes), the protected table, then the banded block map."""
+    n_public = r.uvarint()
+    _check(n_public <= MAX_GROUPS)
+    public, public_hashes = [], []
+    for _ in range(n_public):
+        index, label, score, length = r.uvarint(), r.label(), r.f64(), r.uvarint()
+        public.append(PublicGroup(index, label, score, b""))
+        public_hashes.append((length, None))
+    n_declared = r.uvarint()
+    _check(n_declared <= MAX_GROUPS + 1)
+    declared, chunk_hashes = {}, {}
+    for _ in range(n_declared):
+        index, length = r.uvarint(), r.uvarint()
+        _check(length >= MIN_CHUNK and index not in declared)
+        declared[index] = length
+        chunk_hashes[index] = r.take(HASH_LEN)
+    _check(_increasing([g.index for g in public]))   # before the map uses the table's order
+    block_map = _read_banded_map(r.take(r.uvarint()), grid, [g.index for g in public])
+    return block_map, public, public_hashes, declared, chunk_hashes
+
+
+def _uvarints(raw: bytes) -> np.ndarray:
+    """Every uvarint of ``raw`` (which must end with one), vectorised: a hostile map of millions of
+    runs parses in numpy time.  Shortest forms of at most 4 bytes only (map values are < 2**28)."""
+    b = np.frombuffer(raw, dtype=np.uint8)
+    _check(b.size > 0 and b[-1] < 0x80)
+    ends = np.flatnonzero(b < 0x80)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    _check(bool((lengths <= 4).all()) and bool((b[ends[lengths > 1]] != 0).all()))   # shortest form
+    shifts = 7 * (np.arange(b.size) - np.repeat(starts, lengths))
+    return np.add.reduceat((b & 0x7F).astype(np.int64) << shifts, starts)
+
+
+def _read_banded_map(raw: bytes, grid: tuple[int, int], public_indices: list[int]) -> np.ndarray:
+    """v3 block map (FORMAT.md, "Block map"): bands of identical rows, each row run-length coded."""
+    rows, cols = grid
+    values = _uvarints(raw)
+    lut = np.array([REDACTED, PROTECTED, *public_indices], dtype=np.int16)
+    band_rows, band_symbols, previous, i, covered = [], [], None, 0, 0
+    while i < values.size:
+        _check(i + 2 <= values.size)
+        n_rows, n_runs = int(values[i]), int(values[i + 1])
+        covered += n_rows
+        _check(1 <= n_rows and covered <= rows and 1 <= n_runs <= cols and i + 2 + 2 * n_runs <= values.size)
+        runs = values[i + 2:i + 2 + 2 * n_runs]
+        symbols, counts = runs[0::2], runs[1::2]
+        _check(bool((symbols < lut.size).all()) and bool((counts >= 1).all()) and int(counts.sum()) == cols)
+        _check(bool((symbols[1:] != symbols[:-1]).all()))          # adjacent runs differ
+        _check(previous is None or not np.array_equal(runs, previous))   # adjacent bands differ
+        band_rows.append(n_rows)
+        band_symbols.append(np.repeat(symbols, counts))
+        previous, i = runs, i + 2 + 2 * n_runs
+    _check(covered == rows)
+    return lut[np.repeat(np.stack(band_symbols), band_rows, axis=0)]
 
 
 class Container:
     """A parsed, verified .prvc file. Nothing here is decrypted until unlock()."""
 
     def __init__(self, *, core, version, file_id, width, height, block, codec_id, weights_sha256, quality,
-                 block_map, public_groups, declared, chunks, signatures=()):
+                 block_map, public_groups, declared, chunks, signatures=(), declared_hashes=None):
         self._core = core
-        self.core_hash = _sha(core)
+        self.core_hash = core_hash_of(core, public_groups, version)
         self.version: int = version
         self.file_id: bytes = file_id
         self.width: int = width
@@ -533,6 +688,7 @@ class Container:
         self.block_map: np.ndarray = block_map
         self.public_groups: list[PublicGroup] = public_groups
         self._declared: dict[int, int] = declared
+        self._declared_hashes: dict[int, bytes] = dict(declared_hashes or {})   # v2+: the core's chunk hashes
         self._chunks: list[_Chunk] = chunks
         self.signatures: list[Signature] = list(signatures)
         self.metadata: Metadata | None = None   # set by unlock() when a key opens the metadata chunk
@@ -644,13 +800,18 @@ class Container:
     def _parse_plaintext(self, index: int, plaintext: bytes) -> OpenedGroup:
         r = _Reader(plaintext, len(plaintext))
         label, score = r.label(), r.f64()
-        cells = self.block_map.size
-        packed = np.frombuffer(r.take((cells + 7) // 8), dtype=np.uint8)
-        bits = np.unpackbits(packed)
-        _check(not bits[cells:].any())   # unused bits are zero
+        footprint = self.block_map == PROTECTED
+        n_bits = int(footprint.sum()) if self.version >= 3 else footprint.size   # v3: PROTECTED cells only
+        bits = np.unpackbits(np.frombuffer(r.take((n_bits + 7) // 8), dtype=np.uint8))
+        _check(not bits[n_bits:].any())   # unused bits are zero
         payload = r.take(r.u32())
         _check(not any(r.take(r.end - r.pos)))   # padding is zeros
-        return OpenedGroup(index, label, score, bits[:cells].astype(bool).reshape(self.grid_shape), payload)
+        if self.version >= 3:
+            mask = np.zeros(self.grid_shape, dtype=bool)
+            mask[footprint] = bits[:n_bits].astype(bool)
+        else:
+            mask = bits[:n_bits].astype(bool).reshape(self.grid_shape)
+        return OpenedGroup(index, label, score, mask, payload)
 
     def opens(self, identities: Sequence[Identity]) -> set[int]:
         """Indices of the chunks (groups and the metadata chunk) these identities open and verify."""
@@ -742,26 +903,15 @@ class Container:
                 chunks.append(_Chunk(chunk.index, chunk.body, chunk.stanzas))
             keys[chunk.index] = content_key
         bodies = {c.index: c.body for c in chunks}
-        n = len(self._declared)
-        declared_section = struct.pack(">H", n) + b"".join(
-            struct.pack(">HI", index, length) + (_sha(bodies[index]) if index in bodies else self._declared_hash(index))
-            for index, length in self._declared.items())
-        tail = 2 + n * (6 + HASH_LEN)
-        core = self._core[:-tail] + declared_section
-        core_hash = _sha(core)
+        declared = [(index, length, _sha(bodies[index]) if index in bodies else self._declared_hashes[index])
+                    for index, length in self._declared.items()]
+        # the core is canonical: rebuilt from its fields it is the old one but for these hashes
+        core = _core(self.file_id, self.width, self.height, self.block, self.codec_id, self.weights_sha256,
+                     self.quality, self.block_map, self.public_groups, declared, self.version)
+        core_hash = core_hash_of(core, self.public_groups, self.version)
         for c in chunks:
             c.mac = _mac(keys[c.index], core_hash, c.index, c.stanzas)
         return _assemble(core, self.public_groups, chunks, self.version)
-
-    def _declared_hash(self, index: int) -> bytes:
-        """The core's commitment to chunk ``index`` (v2), read back from the core bytes."""
-        n = len(self._declared)
-        section = self._core[len(self._core) - n * (6 + HASH_LEN):]
-        for k in range(n):
-            entry = section[k * (6 + HASH_LEN):(k + 1) * (6 + HASH_LEN)]
-            if struct.unpack(">H", entry[:2])[0] == index:
-                return entry[6:]
-        raise KeyError(index)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Fuzz the whole read path — parse, unlock, decode, fill — as a keyless attacker would.
 
 Every input must end in a clean PrivcodecError or a valid image, within bounded time and
-memory.  Inputs are mutations of the seed corpus (tests/fuzz/corpus and tests/fixtures/v1, v2),
+memory.  Inputs are mutations of the seed corpus (tests/fuzz/corpus and tests/fixtures/v1, v2, v3),
 most of them *re-hashed*: after editing a payload or a header field, the unkeyed hashes and the
 checksum are recomputed, as anyone can, so the edit reaches the codec instead of being stopped
 by the checksum.  Run in a subprocess: a hang in compressai's C++ holds the GIL.
@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import random
 import resource
-import struct
 import sys
 import time
 import traceback
@@ -36,7 +35,8 @@ KEYS = [load_identity(ROOT / "tests/fixtures/keys" / n) for n in ("fixture-sym.k
 def seeds() -> list[bytes]:
     corpus = ROOT / "tests/fuzz/corpus"
     paths = (sorted(corpus.glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
-             + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc")))   # every codec id, tiled ones included
+             + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc"))     # every codec id, tiled ones included
+             + sorted((ROOT / "tests/fixtures/v3").glob("*.prvc")))    # every format version
     return [p.read_bytes() for p in paths + sorted(corpus.glob("carrier.*"))]   # carriers: the extract path
 
 
@@ -59,9 +59,11 @@ def rehash_payload(data: bytes, rng: random.Random) -> bytes:
         new = rng.randbytes(rng.randint(0, 2 * len(old) + 8))
     else:
         new = old[:rng.randint(0, len(old))] + rng.randbytes(rng.randint(0, 16))
-    old_entry = struct.pack(">I", len(old)) + hashlib.sha256(old).digest()
-    core = c._core.replace(old_entry, struct.pack(">I", len(new)) + hashlib.sha256(new).digest(), 1)
     g.payload = new
+    # the core rebuilt from its fields: the new length (and, before version 3, the payload's hash)
+    declared = [(i, n, c._declared_hashes.get(i, b"")) for i, n in c._declared.items()]
+    core = fmt._core(c.file_id, c.width, c.height, c.block, c.codec_id, c.weights_sha256, c.quality,
+                     c.block_map, c.public_groups, declared, c.version)
     return fmt._assemble(core, c.public_groups, c._chunks, c.version, c.signatures)
 
 

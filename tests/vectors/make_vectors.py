@@ -1,5 +1,9 @@
-"""Negative test vectors: one file per reader rule of FORMAT.md, each derived from the FORMAT.md test
-vector by one change (with the checksum recomputed, so the rule itself is what rejects the file).
+"""Negative test vectors: one file per reader rule of FORMAT.md, each derived from a test vector by one
+change (with the checksum recomputed, so the rule itself is what rejects the file).  The rules shared
+by versions 2 and 3 are broken in the version-2 vector (tests/fixtures/v2/format-md-vector.prvc, the
+test vector of FORMAT.md before version 3; these files predate version 3 and stay as they were);
+the rules of version 3's core (varints, the banded block map, the hash over the public payloads) in
+FORMAT.md's version-3 vector, with names starting `v3-`.
 
     PYTHONPATH=. python tests/vectors/make_vectors.py     # rewrites tests/vectors/negative/ and vectors.json
 
@@ -30,7 +34,7 @@ from privcodec.container import format as fmt  # noqa: E402
 from privcodec.keys import Identity, SigningKey  # noqa: E402
 
 KEY = Identity("symmetric", VECTOR_KEY_SECRET)
-BASE = vector_container()
+BASE = vector_container(version=2)
 C = open_container(BASE)
 CORE = C._core
 CORE_LEN = len(CORE)
@@ -72,7 +76,7 @@ def sealed(**changes) -> bytes:
                       quality=4.0, block_map=np.array([[0, PROTECTED]]),
                       public=[PublicGroup(0, "background", 1.0, b"public pixels")],
                       protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [KEY.recipient])],
-                      signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random())
+                      signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random(), version=2)
         kwargs.update(changes)
         return seal(**kwargs)
     finally:
@@ -92,7 +96,7 @@ def vectors() -> dict[str, tuple[str, str, bytes]]:
     assert CORE[RUNS:RUNS + len(runs)] == runs
     out = {
         "magic": ("not-prvc", "the file does not start with PRVC", b"PRVD" + BASE[4:]),
-        "version-3": ("version", "version is not 1 or 2", BASE[:4] + b"\x03" + BASE[5:]),
+        "version-4": ("version", "version is not 1, 2 or 3", BASE[:4] + b"\x04" + BASE[5:]),
         "checksum": ("corrupt", "the checksum does not match", BASE[:-1] + bytes([BASE[-1] ^ 1])),
         "truncated": ("corrupt", "a length runs past the end", checksummed(BASE[:-33])),
         "trailing-byte": ("corrupt", "bytes between the last body and the checksum", checksummed(BASE[:-32] + b"\0")),
@@ -139,13 +143,65 @@ def vectors() -> dict[str, tuple[str, str, bytes]]:
     return out
 
 
+# ---------------------------------------------------------------- version 3's core
+
+BASE3 = vector_container()
+C3 = open_container(BASE3)
+V = fmt.uvarint
+
+
+def core3(*, size=(V(32), V(16), V(16)), payload_len=V(13), map_bytes=V(1) + V(2) + V(2) + V(1) + V(1) + V(1)) -> bytes:
+    """The version-3 vector's core, rebuilt from its fields (FORMAT.md, "Core"), with some replaced."""
+    head = BASE3[:21]                                          # magic, version, file_id
+    after_size = 21 + 3
+    fixed = BASE3[after_size:after_size + 1 + 10 + 32 + 8]     # codec id, weights hash, quality
+    public = V(1) + V(0) + b"\x0abackground" + struct.pack(">d", 1.0) + payload_len
+    chunk = C3._chunks[0]
+    protected = V(1) + V(1) + V(len(chunk.body)) + hashlib.sha256(chunk.body).digest()
+    core = head + b"".join(size) + fixed + public + protected + V(len(map_bytes)) + map_bytes
+    return core
+
+
+def with_core3(core: bytes) -> bytes:
+    """Replace the version-3 core; re-sign it, so only the core's rule is broken."""
+    core_hash = fmt.core_hash_of(core, C3.public_groups, 3)
+    sigs = [fmt.Signature(s.public_key, crypto.sign(VECTOR_SIGNING_SECRET, core_hash)) for s in C3.signatures]
+    return fmt._assemble(core, C3.public_groups, C3._chunks, 3, sigs)
+
+
+def band(rows: int, *runs: int) -> bytes:
+    return V(rows) + V(len(runs) // 2) + b"".join(V(v) for v in runs)
+
+
+def vectors_v3() -> dict[str, tuple[str, str, bytes]]:
+    assert core3() == C3._core, "core3() no longer rebuilds the version-3 vector's core"
+    payload_at = len(BASE3) - 32 - len(C3._chunks[0].body) - len(b"public pixels")
+    tall = (V(32), V(32), V(16))   # a 2 × 2 grid
+    return {
+        "v3-varint-not-shortest": ("corrupt", "uvarints are in shortest form", with_core3(core3(size=(b"\xa0\x00", V(16), V(16))))),
+        "v3-varint-too-large": ("corrupt", "a uvarint is < 2^32 (at most 5 bytes)",
+                                with_core3(core3(payload_len=b"\x80\x80\x80\x80\x10"))),
+        "v3-map-cut-in-a-varint": ("corrupt", "the block map ends on a whole uvarint", with_core3(core3(map_bytes=band(1, 2, 1, 1, 1) + b"\x81"))),
+        "v3-band-of-0-rows": ("corrupt", "every band has ≥ 1 row", with_core3(core3(map_bytes=band(0, 2, 1, 1, 1) + band(1, 2, 1, 1, 1)))),
+        "v3-bands-short": ("corrupt", "the bands' rows sum to rows", with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 1, 1)))),
+        "v3-bands-long": ("corrupt", "the bands' rows sum to rows", with_core3(core3(map_bytes=band(2, 2, 1, 1, 1)))),
+        "v3-bands-not-merged": ("corrupt", "adjacent bands differ", with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 1, 1) * 2))),
+        "v3-run-count-0": ("corrupt", "every run count ≥ 1", with_core3(core3(map_bytes=band(1, 2, 2, 1, 0)))),
+        "v3-runs-short": ("corrupt", "a band's run counts sum to cols", with_core3(core3(map_bytes=band(1, 2, 1)))),
+        "v3-runs-not-merged": ("corrupt", "adjacent runs differ", with_core3(core3(map_bytes=band(1, 1, 1, 1, 1)))),
+        "v3-symbol-unknown": ("corrupt", "a symbol is 0, 1 or 2 + a public group's position", with_core3(core3(map_bytes=band(1, 3, 1, 1, 1)))),
+        "v3-public-payload": ("corrupt", "the signature covers the public payloads (core_hash)",
+                              checksummed(BASE3[:payload_at] + b"P" + BASE3[payload_at + 1:-32])),
+    }
+
+
 def main() -> None:
     neg = HERE / "negative"
     neg.mkdir(exist_ok=True)
     for old in neg.glob("*.prvc"):
         old.unlink()
     index = {}
-    for name, (outcome, rule, data) in sorted(vectors().items()):
+    for name, (outcome, rule, data) in sorted({**vectors(), **vectors_v3()}.items()):
         (neg / f"{name}.prvc").write_bytes(data)
         index[name] = {"file": f"negative/{name}.prvc", "rule": rule, "expect": outcome,
                        "when": "opening with test-vector-key (FORMAT.md)" if outcome == "decrypt" or "opened" in rule
