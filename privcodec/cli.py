@@ -502,11 +502,13 @@ def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Default: the packaged weights file.")
-def export_weights(checkpoint, output):
-    """Turn a training checkpoint into the shipped weights file."""
+@click.option("--scale-levels", type=click.IntRange(16, 1024), default=None,
+              help="Gaussian scale table size for the coding tables (default: the checkpoint's; 256 since session 12).")
+def export_weights(checkpoint, output, scale_levels):
+    """Turn a training checkpoint (or a weights file) into the shipped weights file."""
     from .codec.weights_io import DEFAULT_WEIGHTS, export_checkpoint
 
-    path = export_checkpoint(checkpoint, output or DEFAULT_WEIGHTS)
+    path = export_checkpoint(checkpoint, output or DEFAULT_WEIGHTS, scale_levels=scale_levels)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -54,10 +54,17 @@ def coder_tables(gc: GaussianConditional):
     """(CDF rows, lengths, offsets) as the rANS coder takes them, each row cut to its length.
     pybind11 copies the whole table into C++ on every coder call: the padded table (64 x 3133)
     cost 3 ms a call, ~20 % of coding time; cut rows are 7x smaller.  The coder never reads past
-    a row's length (every row ends with 1 << precision, which stops its search)."""
+    a row's length (every row ends with 1 << precision, which stops its search).  Kept on the
+    coding copy of the model (its tables never change): converting 256 rows to lists costs more
+    than a group's coding at small sizes."""
+    cached = getattr(gc, "_privcodec_coder_tables", None)
+    if cached is not None and cached[0] is gc.quantized_cdf:
+        return cached[1]
     lengths = gc.cdf_length.reshape(-1).int().tolist()
     rows = [row[:n] for row, n in zip(gc.quantized_cdf.tolist(), lengths)]
-    return rows, lengths, gc.offset.reshape(-1).int().tolist()
+    tables = rows, lengths, gc.offset.reshape(-1).int().tolist()
+    object.__setattr__(gc, "_privcodec_coder_tables", (gc.quantized_cdf, tables))
+    return tables
 
 
 def run_1x1(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +174,7 @@ class CheckerboardContext(nn.Module):
 
 class GroupEntropyModel(nn.Module):
     def __init__(self, latent: int = 192, hyper: int = 128, z_ch: int = 64, slices: int = 6,
-                 checkerboard: bool = False):
+                 checkerboard: bool = False, scale_levels: int = 64):
         super().__init__()
         assert latent % slices == 0
         self.latent, self.slices, self.slice_ch = latent, slices, latent // slices
@@ -189,7 +196,7 @@ class GroupEntropyModel(nn.Module):
         if checkerboard:
             self.cb_context = nn.ModuleList(CheckerboardContext(s) for _ in range(slices))
         self.entropy_bottleneck = EntropyBottleneck(z_ch)
-        self.gaussian_conditional = GaussianConditional(scale_table().tolist())
+        self.gaussian_conditional = GaussianConditional(scale_table(levels=scale_levels).tolist())
 
     # -- pieces shared by training and coding ---------------------------------
     def slice_params(self, i: int, mu_h, sigma_h, prev):

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import torch
 
-from .model import GICodec
+from .model import CDF_BUFFERS, GICodec
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "gicodec.pt"
 
 
-def export_weights(model: GICodec, path: Path, meta: dict | None = None) -> None:
-    model.update(force=True)
+def export_weights(model: GICodec, path: Path, meta: dict | None = None, update: bool = True) -> None:
+    """``update``: (re)build every coding table from the weights first; False keeps the model's."""
+    if update:
+        model.update(force=True)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     blob = {"format": "privcodec-gicodec-1", "config": model.config.to_dict(), "state": state, "meta": meta or {}}
     atomic_torch_save(blob, path)
@@ -50,13 +52,34 @@ def weights_sha256(path: Path | str = DEFAULT_WEIGHTS) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
-def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None) -> Path:
-    """Training checkpoint (OUT/last.pt) -> shipped weights file."""
+def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None,
+                      scale_levels: int | None = None) -> Path:
+    """Training checkpoint (OUT/last.pt) -> shipped weights file.  ``scale_levels``: size of the
+    Gaussian scale table the coding tables are built for (default: the checkpoint's)."""
     ckpt = load_checkpoint(checkpoint)
     # a training checkpoint carries the EMA of the weights when the run kept one: that is what ships
     state = {**ckpt["model"], **ckpt["ema"]} if ckpt.get("ema") else ckpt["model"]
-    model = GICodec.from_state(ckpt["config"], state)
-    export_weights(model.eval(), Path(path), {"iterations": ckpt["iter"], "ema": bool(ckpt.get("ema")), **(meta or {})})
+    config = dict(ckpt["config"])
+    meta = {**ckpt.get("meta", {}), "iterations": ckpt["iter"],
+            "ema": bool(ckpt.get("ema")) or bool(ckpt.get("meta", {}).get("ema")), **(meta or {})}
+    if scale_levels is None or scale_levels == config.get("scale_levels", 64):
+        model = GICodec.from_state(config, state)
+        export_weights(model.eval(), Path(path), meta)
+        return Path(path)
+    # The scale table is a coding choice, not a weight: swap it and build its CDFs.  A shipped
+    # weights file keeps its z coder's tables (the same weights code z exactly as before); a
+    # training checkpoint's may be stale, so they are built afresh.
+    from .entropy import scale_table
+
+    config["scale_levels"] = scale_levels
+    prefix = "entropy.gaussian_conditional."
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(prefix + b for b in CDF_BUFFERS))}
+    state[prefix + "scale_table"] = scale_table(levels=scale_levels)
+    model = GICodec.from_state(config, state)
+    if "state" not in ckpt or not model.entropy.entropy_bottleneck._quantized_cdf.numel():
+        model.entropy.entropy_bottleneck.update(force=True)
+    model.entropy.gaussian_conditional.update_scale_table(model.entropy.gaussian_conditional.scale_table, force=True)
+    export_weights(model.eval(), Path(path), meta, update=False)
     return Path(path)
 
 
