@@ -498,8 +498,10 @@ def inspect(data, keys: Iterable = (), *, require_signer=None, passphrase: str |
     c = container.open_container(data)
     _check_signer(c, require_signer)
     opened = {g.index: g for g in _unlock(c, _identities(keys, passphrase))}
+    values, counts = np.unique(c.block_map, return_counts=True)   # one pass, however many groups
+    blocks = dict(zip(values.tolist(), counts.tolist()))
     groups = [{"index": g.index, "class": g.label, "score": round(float(g.score), 4), "access": "public",
-               "bytes": len(g.payload), "blocks": int((c.block_map == g.index).sum())} for g in c.public_groups]
+               "bytes": len(g.payload), "blocks": blocks[g.index]} for g in c.public_groups]
     for ch in c.protected_chunks:
         # v2 recipients are anonymous: their number and key types only (v1 files list key ids)
         entry = {"index": ch.index, "access": "encrypted", "bytes": ch.length, "present": ch.present,

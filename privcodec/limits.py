@@ -15,6 +15,9 @@ MAX_BOX_COVER = 32
 # The untiled gicodec-1 keeps each decoded group's side information over the whole grid:
 # groups x blocks is bounded (about 512 MiB of it).
 MAX_GROUP_BLOCKS_UNTILED = 1 << 24
+# A key holder gets each opened protected group's block mask over the whole grid: protected groups x
+# cells is bounded (128 MiB of masks: 32 groups on the largest grid; a 12 MP photo's 47,628 cells, 2,800).
+MAX_GROUP_CELLS = 1 << 27
 
 
 # Codecs with levels above 8 (FORMAT.md, "Core"): the AVIF backend goes on to visually lossless.

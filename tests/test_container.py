@@ -429,6 +429,55 @@ def test_a_protected_mask_costs_a_bit_per_protected_cell_not_per_cell_of_the_pho
     assert lengths[2] > 5954 and lengths[3] < 100
 
 
+def test_a_map_longer_than_any_valid_one_is_refused_before_it_is_decoded(monkeypatch):
+    """A map of one valid band and megabytes of junk: refused by its length, not after decoding
+    every byte (which would cost memory a multiple of the file's size)."""
+    c = open_container(public_file(np.zeros((1, 2), np.int16)))
+    band = b"\x01\x01\x02\x02"                      # 1 row, 1 run: public group 0 × 2 cells
+    assert c._core.endswith(b"\x04" + band)
+    junk = band + b"\x01" * (1 << 20)
+    core = c._core[:-5] + fmt.uvarint(len(junk)) + junk
+    decoded = []
+    monkeypatch.setattr(fmt, "_uvarints", lambda raw: decoded.append(len(raw)) or np.zeros(0, np.int64))
+    with pytest.raises(FormatError, match=re.escape(fmt.CORRUPT)):
+        open_container(fmt._assemble(core, c.public_groups, [], 3))
+    assert decoded == []
+
+
+def test_a_file_whose_opened_masks_would_span_gigabytes_is_refused(monkeypatch):
+    """Version 3 chunks name PROTECTED cells only, so many one-cell groups on a huge grid fit in a
+    small file, yet each opened group's mask spans the grid: groups × cells is bounded
+    (limits.MAX_GROUP_CELLS: 2^27, 32 groups on the largest grid) for readers, and writers refuse
+    to make such a file.  Here the bound is lowered to 4 grids of 64 × 64."""
+    from privcodec import limits
+
+    assert limits.MAX_GROUP_CELLS == 32 * fmt.MAX_CELLS
+    monkeypatch.setattr(limits, "MAX_GROUP_CELLS", 4 * 64 * 64)
+
+    def one_cell_groups(n):
+        block_map = np.zeros((64, 64), dtype=np.int16)
+        block_map[0, :n] = P
+        masks = [np.zeros(block_map.shape, dtype=bool) for _ in range(n)]
+        for i, m in enumerate(masks):
+            m[0, i] = True
+        return block_map, [ProtectedGroup(i + 1, "face", 0.5, m, b"x", [ALICE.recipient]) for i, m in enumerate(masks)]
+
+    public = [PublicGroup(0, "background", 1.0, b"bg")]
+    kwargs = dict(width=64, height=64, block=1, codec_id="gicodec-4", weights_sha256=bytes(32), quality=2.0, public=public)
+    block_map, groups = one_cell_groups(4)
+    assert len(open_container(seal(block_map=block_map, protected=groups, **kwargs)).unlock([ALICE])) == 4
+    block_map, groups = one_cell_groups(5)
+    with pytest.raises(FormatError, match="too many protected groups"):
+        seal(block_map=block_map, protected=groups, **kwargs)
+    # what a hostile writer makes anyway (chunks stripped: the tables alone are refused)
+    core = fmt._core(bytes(16), 64, 64, 1, "gicodec-4", bytes(32), 2.0, block_map, public,
+                     [(g.index, 29, bytes(32)) for g in groups], 3)
+    with pytest.raises(FormatError, match=re.escape(fmt.CORRUPT)):
+        open_container(fmt._assemble(core, public, [], 3))
+    monkeypatch.setattr(limits, "MAX_GROUP_CELLS", 5 * 64 * 64)
+    assert len(open_container(fmt._assemble(core, public, [], 3)).protected_chunks) == 5
+
+
 def test_seal_writes_version_3_and_keeps_version_2_on_request():
     assert open_container(DATA).version == 3
     with pytest.raises(ValueError, match="versions"):
@@ -442,6 +491,9 @@ VECTOR_KEY_SECRET = hashlib.sha256(b"privcodec test vector key").digest()
 VECTOR_SIGNING_SECRET = hashlib.sha256(b"privcodec test vector signing key").digest()
 
 
+VECTOR_SEEDS = {2: b"privcodec test vector", 3: b"privcodec test vector v3"}   # never one nonce for two plaintexts
+
+
 def vector_container(version: int = 3) -> bytes:
     """FORMAT.md's test vector (version 3); version 2's is tests/fixtures/v2/format-md-vector.prvc."""
     from privcodec.keys import Identity, SigningKey
@@ -450,7 +502,7 @@ def vector_container(version: int = 3) -> bytes:
                 quality=4.0, block_map=np.array([[0, P]]),
                 public=[PublicGroup(0, "background", 1.0, b"public pixels")],
                 protected=[ProtectedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels", [key.recipient])],
-                signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random())
+                signer=SigningKey(VECTOR_SIGNING_SECRET), _random=vector_random(VECTOR_SEEDS[version]))
 
 
 def format_md_block(tag: str) -> str:

@@ -175,7 +175,8 @@ def _rle(block_map: np.ndarray) -> bytes:
 
 
 def uvarint(n: int) -> bytes:
-    """Unsigned LEB128, shortest form."""
+    """Unsigned LEB128, shortest form; FORMAT.md's uvarints hold values below 2**32."""
+    _require(0 <= n < 1 << 32, "uvarint out of range")
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -376,6 +377,8 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
         _require(len(g.recipients) > 0, f"group {g.index}: a protected group needs at least one recipient")
     _require(bool((footprint == (block_map == PROTECTED)).all()),
              "the PROTECTED blocks of block_map must be exactly the union of the protected masks")
+    if len(protected) * block_map.size > limits.MAX_GROUP_CELLS:   # readers refuse it: never write it
+        raise FormatError(f"too many protected groups ({len(protected)}) for an image of {block_map.size} blocks")
 
     file_id = _random(FILE_ID_LEN)
     content_keys, bodies = [], []
@@ -387,6 +390,7 @@ def seal(*, width: int, height: int, block: int, codec_id: str, weights_sha256: 
         content_key = _random(crypto.KEY_LEN)   # fresh per chunk: used for this one chunk only
         content_keys.append(content_key)
         bodies.append(crypto.encrypt_chunk(content_key, plaintext, crypto.chunk_aad(file_id, index), _random))
+        _require(len(bodies[-1]) < 1 << 32, "a protected group's chunk must be under 4 GiB")
     declared = [(index, len(body), _sha(body)) for (index, _, _), body in zip(entries, bodies)]
     core = _core(file_id, width, height, block, codec_id, weights_sha256, quality,
                  block_map.astype(np.int16), public, declared, version)
@@ -552,6 +556,9 @@ def _parse(data: bytes, version: int) -> Container:
     n_protected_cells = int((block_map == PROTECTED).sum())
     n_groups = len([i for i in declared if i != METADATA_INDEX])
     _check((n_protected_cells > 0) == (n_groups > 0) and n_groups <= n_protected_cells)
+    # each opened group's mask spans the grid: a small v3 file must not make a key holder allocate
+    # thousands of grids (a chunk's mask costs a bit per PROTECTED cell, not per cell)
+    _check(n_groups * block_map.size <= limits.MAX_GROUP_CELLS)
     core = data[:r.pos]
 
     signatures = []
@@ -588,7 +595,7 @@ def _parse(data: bytes, version: int) -> Container:
     core_hash = core_hash_of(core, public, version)
     for sig in signatures:
         _check(crypto.verify_signature(sig.public_key, sig.signature, core_hash))
-    return Container(core=core, version=version, file_id=file_id, width=width, height=height, block=block,
+    return Container(core=core, core_hash=core_hash, version=version, file_id=file_id, width=width, height=height, block=block,
                      codec_id=codec_raw.decode("ascii"), weights_sha256=weights_sha256, quality=quality,
                      block_map=block_map, public_groups=public, declared=declared, chunks=chunks,
                      signatures=signatures, declared_hashes=chunk_hashes)
@@ -636,20 +643,27 @@ def _read_tables_v3(r: _Reader, grid: tuple[int, int]):
 
 def _uvarints(raw: bytes) -> np.ndarray:
     """Every uvarint of ``raw`` (which must end with one), vectorised: a hostile map of millions of
-    runs parses in numpy time.  Shortest forms of at most 4 bytes only (map values are < 2**28)."""
+    runs parses in numpy time, in memory proportional to the number of values.  Shortest forms of
+    at most 4 bytes only (map values are < 2**28)."""
     b = np.frombuffer(raw, dtype=np.uint8)
     _check(b.size > 0 and b[-1] < 0x80)
     ends = np.flatnonzero(b < 0x80)
     starts = np.concatenate([[0], ends[:-1] + 1])
     lengths = ends - starts + 1
-    _check(bool((lengths <= 4).all()) and bool((b[ends[lengths > 1]] != 0).all()))   # shortest form
-    shifts = 7 * (np.arange(b.size) - np.repeat(starts, lengths))
-    return np.add.reduceat((b & 0x7F).astype(np.int64) << shifts, starts)
+    _check(int(lengths.max()) <= 4 and bool((b[ends[lengths > 1]] != 0).all()))   # shortest form
+    values = (b[starts] & 0x7F).astype(np.int64)
+    for k in range(1, 4):
+        longer = lengths > k
+        values[longer] |= (b[starts[longer] + k] & 0x7F).astype(np.int64) << (7 * k)
+    return values
 
 
 def _read_banded_map(raw: bytes, grid: tuple[int, int], public_indices: list[int]) -> np.ndarray:
     """v3 block map (FORMAT.md, "Block map"): bands of identical rows, each row run-length coded."""
     rows, cols = grid
+    # the longest valid map: a band per row (n_rows, n_runs: 3 bytes each), a run per cell
+    # (symbol 2 bytes, count 3): anything longer is refused before it is decoded
+    _check(len(raw) <= 6 * rows + 5 * rows * cols)
     values = _uvarints(raw)
     lut = np.array([REDACTED, PROTECTED, *public_indices], dtype=np.int16)
     band_rows, band_symbols, previous, i, covered = [], [], None, 0, 0
@@ -664,19 +678,19 @@ def _read_banded_map(raw: bytes, grid: tuple[int, int], public_indices: list[int
         _check(bool((symbols[1:] != symbols[:-1]).all()))          # adjacent runs differ
         _check(previous is None or not np.array_equal(runs, previous))   # adjacent bands differ
         band_rows.append(n_rows)
-        band_symbols.append(np.repeat(symbols, counts))
+        band_symbols.append(lut[np.repeat(symbols, counts)])
         previous, i = runs, i + 2 + 2 * n_runs
     _check(covered == rows)
-    return lut[np.repeat(np.stack(band_symbols), band_rows, axis=0)]
+    return np.repeat(np.stack(band_symbols), band_rows, axis=0)
 
 
 class Container:
     """A parsed, verified .prvc file. Nothing here is decrypted until unlock()."""
 
-    def __init__(self, *, core, version, file_id, width, height, block, codec_id, weights_sha256, quality,
+    def __init__(self, *, core, core_hash, version, file_id, width, height, block, codec_id, weights_sha256, quality,
                  block_map, public_groups, declared, chunks, signatures=(), declared_hashes=None):
         self._core = core
-        self.core_hash = core_hash_of(core, public_groups, version)
+        self.core_hash = core_hash
         self.version: int = version
         self.file_id: bytes = file_id
         self.width: int = width
@@ -786,7 +800,7 @@ class Container:
                 self.metadata = _parse_metadata(plaintext)
                 continue
             try:
-                group = self._parse_plaintext(chunk.index, plaintext)
+                group = self._parse_plaintext(chunk.index, plaintext, footprint)
             except _Bad:
                 # Authenticated yet malformed: whoever holds the content key wrote nonsense.
                 raise FormatError(CORRUPT) from None
@@ -797,10 +811,9 @@ class Container:
             opened.append(group)
         return opened
 
-    def _parse_plaintext(self, index: int, plaintext: bytes) -> OpenedGroup:
+    def _parse_plaintext(self, index: int, plaintext: bytes, footprint: np.ndarray) -> OpenedGroup:
         r = _Reader(plaintext, len(plaintext))
         label, score = r.label(), r.f64()
-        footprint = self.block_map == PROTECTED
         n_bits = int(footprint.sum()) if self.version >= 3 else footprint.size   # v3: PROTECTED cells only
         bits = np.unpackbits(np.frombuffer(r.take((n_bits + 7) // 8), dtype=np.uint8))
         _check(not bits[n_bits:].any())   # unused bits are zero

@@ -150,6 +150,16 @@ C3 = open_container(BASE3)
 V = fmt.uvarint
 
 
+def raw_uvarint(n: int) -> bytes:
+    """LEB128 without the writer's range check: for values a reader must refuse."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def core3(*, size=(V(32), V(16), V(16)), payload_len=V(13), map_bytes=V(1) + V(2) + V(2) + V(1) + V(1) + V(1)) -> bytes:
     """The version-3 vector's core, rebuilt from its fields (FORMAT.md, "Core"), with some replaced."""
     head = BASE3[:21]                                          # magic, version, file_id
@@ -180,16 +190,20 @@ def vectors_v3() -> dict[str, tuple[str, str, bytes]]:
     return {
         "v3-varint-not-shortest": ("corrupt", "uvarints are in shortest form", with_core3(core3(size=(b"\xa0\x00", V(16), V(16))))),
         "v3-varint-too-large": ("corrupt", "a uvarint is < 2^32 (at most 5 bytes)",
-                                with_core3(core3(payload_len=b"\x80\x80\x80\x80\x10"))),
+                                with_core3(core3(payload_len=raw_uvarint(13 + 2**32)))),
         "v3-map-cut-in-a-varint": ("corrupt", "the block map ends on a whole uvarint", with_core3(core3(map_bytes=band(1, 2, 1, 1, 1) + b"\x81"))),
-        "v3-band-of-0-rows": ("corrupt", "every band has ≥ 1 row", with_core3(core3(map_bytes=band(0, 2, 1, 1, 1) + band(1, 2, 1, 1, 1)))),
+        "v3-band-of-0-rows": ("corrupt", "every band has ≥ 1 row", with_core3(core3(map_bytes=band(0, 1, 2) + band(1, 2, 1, 1, 1)))),
         "v3-bands-short": ("corrupt", "the bands' rows sum to rows", with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 1, 1)))),
         "v3-bands-long": ("corrupt", "the bands' rows sum to rows", with_core3(core3(map_bytes=band(2, 2, 1, 1, 1)))),
         "v3-bands-not-merged": ("corrupt", "adjacent bands differ", with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 1, 1) * 2))),
-        "v3-run-count-0": ("corrupt", "every run count ≥ 1", with_core3(core3(map_bytes=band(1, 2, 2, 1, 0)))),
-        "v3-runs-short": ("corrupt", "a band's run counts sum to cols", with_core3(core3(map_bytes=band(1, 2, 1)))),
-        "v3-runs-not-merged": ("corrupt", "adjacent runs differ", with_core3(core3(map_bytes=band(1, 1, 1, 1, 1)))),
-        "v3-symbol-unknown": ("corrupt", "a symbol is 0, 1 or 2 + a public group's position", with_core3(core3(map_bytes=band(1, 3, 1, 1, 1)))),
+        "v3-run-count-0": ("corrupt", "every run count ≥ 1",
+                           with_core3(core3(size=(V(48), V(16), V(16)), map_bytes=band(1, 2, 2, 0, 0, 1, 1)))),
+        "v3-runs-short": ("corrupt", "a band's run counts sum to cols (not only the map's to cells)",
+                          with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 1, 2) + band(1, 2, 1)))),
+        "v3-runs-not-merged": ("corrupt", "adjacent runs differ",
+                               with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 2, 1) + band(1, 1, 2)))),
+        "v3-symbol-unknown": ("corrupt", "a symbol is 0, 1 or 2 + a public group's position",
+                              with_core3(core3(size=tall, map_bytes=band(1, 2, 1, 3, 1) + band(1, 1, 2)))),
         "v3-public-payload": ("corrupt", "the signature covers the public payloads (core_hash)",
                               checksummed(BASE3[:payload_at] + b"P" + BASE3[payload_at + 1:-32])),
     }
