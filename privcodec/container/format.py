@@ -177,6 +177,10 @@ def _rle(block_map: np.ndarray) -> bytes:
 def uvarint(n: int) -> bytes:
     """Unsigned LEB128, shortest form; FORMAT.md's uvarints hold values below 2**32."""
     _require(0 <= n < 1 << 32, "uvarint out of range")
+    return _leb128(n)
+
+
+def _leb128(n: int) -> bytes:
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

@@ -150,14 +150,7 @@ C3 = open_container(BASE3)
 V = fmt.uvarint
 
 
-def raw_uvarint(n: int) -> bytes:
-    """LEB128 without the writer's range check: for values a reader must refuse."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+raw_uvarint = fmt._leb128   # LEB128 without the writer's range check: for values a reader must refuse
 
 
 def core3(*, size=(V(32), V(16), V(16)), payload_len=V(13), map_bytes=V(1) + V(2) + V(2) + V(1) + V(1) + V(1)) -> bytes:
