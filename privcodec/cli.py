@@ -503,7 +503,8 @@ def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Default: the packaged weights file.")
 @click.option("--scale-levels", type=click.IntRange(16, 1024), default=None,
-              help="Gaussian scale table size for the coding tables (default: the checkpoint's; 256 since session 12).")
+              help="Gaussian scale table size for the coding tables (default: the checkpoint's; new "
+                   "models 256, files before session 12 64).")
 def export_weights(checkpoint, output, scale_levels):
     """Turn a training checkpoint (or a weights file) into the shipped weights file."""
     from .codec.weights_io import DEFAULT_WEIGHTS, export_checkpoint

@@ -137,3 +137,31 @@ def test_a_time_limited_run_stops_when_its_time_is_up_and_exports(tmp_path, phot
     assert seen_lrs[0] == pytest.approx(1e-4)
     assert seen_lrs[2] == pytest.approx(1e-5 + 9e-5 * 0.5 * (1 + math.cos(math.pi * (20 / 35 - 0.5) / 0.5)))
     assert load_weights(weights).meta["iterations"] == done
+
+
+def test_export_is_reproducible_and_keeps_or_rebuilds_coding_tables_as_asked(tmp_path, photos):
+    """The same checkpoint exports to the same bytes (a weights file's hash names its model);
+    a training checkpoint's tables are built fresh at export (with --scale-levels too), a
+    weights file keeps its own unless the scale count changes."""
+    import hashlib
+
+    from privcodec.codec.weights_io import export_checkpoint
+
+    out = tmp_path / "run"
+    train(photos, out, iters=2, batch=2, crop=64, threads=1, ckpt_every=1, log=lambda line: None)
+    first, again = export_checkpoint(out / "last.pt", tmp_path / "a.pt"), export_checkpoint(out / "last.pt", tmp_path / "b.pt")
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(again.read_bytes()).digest()
+    plain = torch.load(first, weights_only=True)
+    assert plain["config"]["scale_levels"] == 256 and "ema" in plain["meta"]
+
+    coarse = torch.load(export_checkpoint(out / "last.pt", tmp_path / "c.pt", scale_levels=64), weights_only=True)
+    assert coarse["state"]["entropy.gaussian_conditional.scale_table"].numel() == 64
+    for key in ("_quantized_cdf", "_offset", "_cdf_length"):   # the z coder's tables: from the same weights
+        assert torch.equal(coarse["state"][f"entropy.entropy_bottleneck.{key}"], plain["state"][f"entropy.entropy_bottleneck.{key}"])
+
+    kept = torch.load(export_checkpoint(tmp_path / "c.pt", tmp_path / "d.pt"), weights_only=True)
+    assert all(torch.equal(kept["state"][k], coarse["state"][k]) for k in coarse["state"])
+    model = load_weights(tmp_path / "d.pt")
+    img, grid = torch.rand(3, 32, 48), torch.zeros(2, 3, dtype=torch.long)
+    x_hat, known = model.decompress(model.compress(img, grid, 4.0), grid, 32, 48, 4.0)
+    assert known.all()

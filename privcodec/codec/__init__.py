@@ -89,11 +89,11 @@ RELEASED_MODELS = {
     "d62669753a486c4de6e05a6819012b509a30f524be60dfea5d66f2aa3a015fec":
         ("gicodec-4", "released/gicodec-4-session11.pt",
          "gicodec-4 session 10 + 8.8k CPU iterations, EMA (2026-11-27, session 11)"),
-    "688cb1ec990ee2bc31388b90f137f64de403fc39d18ea5ada0b9770c38a68989":
+    "e898746a470a12fccea6c826fea5f00dc9bccf80c2444a7d070e6c290fcd8682":
         ("gicodec-4", "gicodec.pt",
          "session 11's weights with coding tables for 256 Gaussian scales instead of 64 (2026-11-27, session 12)"),
 }
-CURRENT_MODEL = "688cb1ec990ee2bc31388b90f137f64de403fc39d18ea5ada0b9770c38a68989"
+CURRENT_MODEL = "e898746a470a12fccea6c826fea5f00dc9bccf80c2444a7d070e6c290fcd8682"
 
 
 def default_weights_path() -> Path:

@@ -57,13 +57,15 @@ def coder_tables(gc: GaussianConditional):
     a row's length (every row ends with 1 << precision, which stops its search).  Kept on the
     coding copy of the model (its tables never change): converting 256 rows to lists costs more
     than a group's coding at small sizes."""
+    # keyed by the buffers and their version counters: load_state_dict copies into them in place
+    key = tuple((t, t._version) for t in (gc.quantized_cdf, gc.cdf_length, gc.offset))
     cached = getattr(gc, "_privcodec_coder_tables", None)
-    if cached is not None and cached[0] is gc.quantized_cdf:
+    if cached is not None and len(cached[0]) == 3 and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key)):
         return cached[1]
     lengths = gc.cdf_length.reshape(-1).int().tolist()
     rows = [row[:n] for row, n in zip(gc.quantized_cdf.tolist(), lengths)]
     tables = rows, lengths, gc.offset.reshape(-1).int().tolist()
-    object.__setattr__(gc, "_privcodec_coder_tables", (gc.quantized_cdf, tables))
+    object.__setattr__(gc, "_privcodec_coder_tables", (key, tables))
     return tables
 
 

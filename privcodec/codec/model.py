@@ -45,8 +45,9 @@ class CodecConfig:
     refine: bool = False              # network gicodec-4: gicodec-3 + residual blocks in the synthesis at 1/8 and 1/4 scale
     lambdas: tuple = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
     # Gaussian scales a latent's CDF is chosen from (log-spaced 0.11..256; the coder rounds a scale up
-    # to the next one).  64 until session 11; 256 codes 0.3-0.5 % fewer bits with the same network.
-    scale_levels: int = 64
+    # to the next one).  256 codes 0.3-0.5 % fewer bits than the 64 that every file before session 12
+    # was made with (a config without this field is one of those: from_dict).
+    scale_levels: int = 256
 
     def __post_init__(self):
         self.checkerboard = self.checkerboard or self.refine   # gicodec-4 is gicodec-3 + synthesis blocks
@@ -61,6 +62,7 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d):
+        d = {"scale_levels": 64, **d}   # saved before the field existed: 64 scales
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -146,7 +148,7 @@ class GICodec(nn.Module):
         if self._coding_entropy is None:
             # a plain attribute, not a registered submodule: it must never appear in state_dict()
             # never trained: without requires_grad, torch.matmul folds the masked 3x3 convs' batched
-            # product into one GEMM (with it, it takes a path 4-5x slower: ~40 % of coding time)
+            # product into one GEMM (with it, it takes a path 4-5x slower: about a fifth of coding time)
             coding = copy.deepcopy(self.entropy).double().eval().requires_grad_(False)
             object.__setattr__(self, "_coding_entropy", coding)
         return self._coding_entropy

@@ -341,5 +341,5 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             break
     model.eval()
     export_weights(evaluated_model(), out / "gicodec.pt", {"iterations": done, "crop": crop, "batch": batch,
-                                                           "ema_decay": ema_decay})
+                                                           "ema_decay": ema_decay, "ema": ema is not None})
     return out / "gicodec.pt"

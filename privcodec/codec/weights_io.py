@@ -8,13 +8,14 @@ rebuild them with machine-dependent floating point.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from .model import CDF_BUFFERS, GICodec
+from .model import CDF_BUFFERS, CodecConfig, GICodec
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "gicodec.pt"
 
@@ -31,10 +32,14 @@ def export_weights(model: GICodec, path: Path, meta: dict | None = None, update:
 def atomic_torch_save(obj, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # saved to memory first: torch names the zip's records after the file it writes, and a random
+    # temporary name would make every export of the same weights a different file (another hash)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -62,9 +67,12 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     config = dict(ckpt["config"])
     meta = {**ckpt.get("meta", {}), "iterations": ckpt["iter"],
             "ema": bool(ckpt.get("ema")) or bool(ckpt.get("meta", {}).get("ema")), **(meta or {})}
-    if scale_levels is None or scale_levels == config.get("scale_levels", 64):
+    levels_before = CodecConfig.from_dict(config).scale_levels
+    if scale_levels is None or scale_levels == levels_before:
         model = GICodec.from_state(config, state)
-        export_weights(model.eval(), Path(path), meta)
+        # a weights file's tables were built at its export: rebuilding them from its fp16 weights
+        # would silently make another model (new hash, other streams)
+        export_weights(model.eval(), Path(path), meta, update="state" not in ckpt)
         return Path(path)
     # The scale table is a coding choice, not a weight: swap it and build its CDFs.  A shipped
     # weights file keeps its z coder's tables (the same weights code z exactly as before); a
@@ -72,6 +80,8 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     from .entropy import scale_table
 
     config["scale_levels"] = scale_levels
+    if "lineage" in meta:
+        meta["lineage"] += f" + coding tables for {scale_levels} Gaussian scales (export-weights --scale-levels)"
     prefix = "entropy.gaussian_conditional."
     state = {k: v for k, v in state.items() if not k.startswith(tuple(prefix + b for b in CDF_BUFFERS))}
     state[prefix + "scale_table"] = scale_table(levels=scale_levels)
