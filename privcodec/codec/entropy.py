@@ -60,7 +60,7 @@ def coder_tables(gc: GaussianConditional):
     # keyed by the buffers and their version counters: load_state_dict copies into them in place
     key = tuple((t, t._version) for t in (gc.quantized_cdf, gc.cdf_length, gc.offset))
     cached = getattr(gc, "_privcodec_coder_tables", None)
-    if cached is not None and len(cached[0]) == 3 and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key)):
+    if cached is not None and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key)):
         return cached[1]
     lengths = gc.cdf_length.reshape(-1).int().tolist()
     rows = [row[:n] for row, n in zip(gc.quantized_cdf.tolist(), lengths)]
@@ -176,7 +176,7 @@ class CheckerboardContext(nn.Module):
 
 class GroupEntropyModel(nn.Module):
     def __init__(self, latent: int = 192, hyper: int = 128, z_ch: int = 64, slices: int = 6,
-                 checkerboard: bool = False, scale_levels: int = 64):
+                 checkerboard: bool = False, scale_levels: int = 256):
         super().__init__()
         assert latent % slices == 0
         self.latent, self.slices, self.slice_ch = latent, slices, latent // slices

@@ -67,12 +67,12 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     config = dict(ckpt["config"])
     meta = {**ckpt.get("meta", {}), "iterations": ckpt["iter"],
             "ema": bool(ckpt.get("ema")) or bool(ckpt.get("meta", {}).get("ema")), **(meta or {})}
-    levels_before = CodecConfig.from_dict(config).scale_levels
-    if scale_levels is None or scale_levels == levels_before:
+    weights_file = "state" in ckpt   # a shipped file (load_checkpoint), not a training checkpoint
+    if scale_levels is None or scale_levels == CodecConfig.from_dict(config).scale_levels:
         model = GICodec.from_state(config, state)
         # a weights file's tables were built at its export: rebuilding them from its fp16 weights
         # would silently make another model (new hash, other streams)
-        export_weights(model.eval(), Path(path), meta, update="state" not in ckpt)
+        export_weights(model.eval(), Path(path), meta, update=not weights_file)
         return Path(path)
     # The scale table is a coding choice, not a weight: swap it and build its CDFs.  A shipped
     # weights file keeps its z coder's tables (the same weights code z exactly as before); a
@@ -86,7 +86,7 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     state = {k: v for k, v in state.items() if not k.startswith(tuple(prefix + b for b in CDF_BUFFERS))}
     state[prefix + "scale_table"] = scale_table(levels=scale_levels)
     model = GICodec.from_state(config, state)
-    if "state" not in ckpt or not model.entropy.entropy_bottleneck._quantized_cdf.numel():
+    if not weights_file or not model.entropy.entropy_bottleneck._quantized_cdf.numel():
         model.entropy.entropy_bottleneck.update(force=True)
     model.entropy.gaussian_conditional.update_scale_table(model.entropy.gaussian_conditional.scale_table, force=True)
     export_weights(model.eval(), Path(path), meta, update=False)

@@ -165,12 +165,16 @@ def _label_bytes(label: str) -> bytes:
 # ---------------------------------------------------------------- writing
 
 
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run-length coding of a 1-D array: (each run's value, its length)."""
+    starts = np.concatenate([[0], np.flatnonzero(values[1:] != values[:-1]) + 1])
+    return values[starts], np.diff(np.append(starts, values.size))
+
+
 def _rle(block_map: np.ndarray) -> bytes:
-    flat = block_map.ravel()
-    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
-    counts = np.diff(np.append(starts, flat.size))
-    runs = np.empty(starts.size, dtype=[("v", ">i2"), ("c", ">u4")])
-    runs["v"], runs["c"] = flat[starts], counts
+    values, counts = _runs(block_map.ravel())
+    runs = np.empty(values.size, dtype=[("v", ">i2"), ("c", ">u4")])
+    runs["v"], runs["c"] = values, counts
     return struct.pack(">I", runs.size) + runs.tobytes()
 
 
@@ -189,12 +193,6 @@ def _leb128(n: int) -> bytes:
             return bytes(out)
 
 
-def _row_runs(row: np.ndarray) -> list[int]:
-    starts = np.concatenate([[0], np.flatnonzero(row[1:] != row[:-1]) + 1])
-    counts = np.diff(np.append(starts, row.size))
-    return [int(v) for pair in zip(row[starts], counts) for v in pair]
-
-
 def _banded_map(block_map: np.ndarray, public_indices: Sequence[int]) -> bytes:
     """v3 block map: cells as symbols (0 redacted, 1 protected, 2 + k the k-th public group), cut into
     bands of identical consecutive rows, each band's row run-length coded.  A photo's groups are
@@ -207,8 +205,8 @@ def _banded_map(block_map: np.ndarray, public_indices: Sequence[int]) -> bytes:
     rows = symbols.shape[0]
     for r in range(1, rows + 1):
         if r == rows or not np.array_equal(symbols[r], symbols[row_start]):
-            runs = _row_runs(symbols[row_start])
-            out += [r - row_start, len(runs) // 2, *runs]
+            values, counts = _runs(symbols[row_start])
+            out += [r - row_start, values.size, *np.stack([values, counts], 1).ravel().tolist()]
             row_start = r
     return b"".join(uvarint(v) for v in out)
 
