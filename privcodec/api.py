@@ -142,6 +142,14 @@ def _unlock(c, identities: list) -> list:
     return [opened[i] for i in sorted(opened)]
 
 
+def _check_effort(effort) -> int:
+    from .limits import EFFORT_LEVELS
+
+    if isinstance(effort, bool) or effort not in EFFORT_LEVELS:
+        raise PrivcodecError(f"effort must be one of {', '.join(map(str, EFFORT_LEVELS))}, got {effort!r}")
+    return int(effort)
+
+
 def _check_quality(quality: float, codec_id: str = "") -> float:
     from .limits import QUALITY_MIN, quality_max
 
@@ -354,7 +362,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
             regions_file=None, mask=None, detect: Sequence[str] | None = None, shape: str = "box",
             min_size: float = 0, pad: int | None = None, sign=None, passphrase: str | None = None,
             keep_metadata: Sequence[str] | None = None, codec: str | None = None, recipients: dict | None = None,
-            **detector_options) -> ProtectResult:
+            effort: int = 0, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
     ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
@@ -362,6 +370,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
     (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone);
     ``codec``: the group-independent backend, "avif" (the default: backends.DEFAULT) or "gicodec" (learned);
+    ``effort`` 0 (default) .. 2: more encoding time for fewer bits (any privcodec decodes the file);
     ``recipients``: the policy's recipients already loaded (``load_recipients``), instead of ``keys_dir``.
     ``detect=None`` (the default) runs the detectors for the classes the policy names
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
@@ -373,6 +382,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
 
     backend = backends.get(codec or backends.DEFAULT)
     quality = _check_quality(quality, backend.codec_id)
+    effort = _check_effort(effort)
     if pad is not None and not 1 <= pad <= container.MAX_PAD:
         raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
@@ -408,7 +418,7 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
         lut[old] = new
     coded = lut[group_map.blocks]
     with progress.step(f"Coding {group_map.width}x{group_map.height}, {len(present)} groups"):
-        streams = backend.encode_groups(pixels, coded, quality)
+        streams = backend.encode_groups(pixels, coded, quality, effort)
     block_map = coded.astype(np.int32)
     public, protected = [], []
     for i in present:

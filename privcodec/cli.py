@@ -170,6 +170,9 @@ def keygen(name, directory, kind, force):
                    "visually lossless); gicodec: the learned group-independent codec of the paper; lossless: "
                    "bit-exact groups.")
 @click.option("--lossless", is_flag=True, help="Key holders get the exact original pixels (= --codec lossless).")
+@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2),
+              help="Encoder effort: 1 and 2 spend more time for fewer bits (gicodec: a per-photo latent search, "
+                   "about 20x and 70x the time; avif: libavif speed 4 and 3); files decode the same way.")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
               help="Manual region in pixels (repeatable); 3+ x,y pairs make a polygon.")
 @click.option("--regions", "regions_file", type=click.Path(path_type=Path),
@@ -184,7 +187,7 @@ def keygen(name, directory, kind, force):
                    "or a [metadata] section in the policy).")
 @PASSPHRASE_OPTIONS
 @FORCE
-def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_name, lossless, regions, regions_file, mask, detect, no_detect,
+def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_name, lossless, effort, regions, regions_file, mask, detect, no_detect,
             yolo_weights, plate_weights, min_score, shape, min_size, pad, sign, keep_metadata, ask_passphrase,
             passphrase_file, force):
     """Code IMAGE group by group; encrypt or drop groups as the --policy says.
@@ -208,7 +211,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
-                         codec="lossless" if lossless else codec_name,
+                         codec="lossless" if lossless else codec_name, effort=effort,
                          passphrase=_passphrase(ask_passphrase, passphrase_file, confirm=True),
                          **_detector_options(yolo_weights, plate_weights, min_score))
     data = result.data if kind == "prvc" else api.to_carrier(result.data, kind)
@@ -527,7 +530,9 @@ def bench():
 @click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True, help="privcodec --quality values.")
 @click.option("--no-baseline-speed", is_flag=True, help="Skip timing bmshj2018-hyperprior.")
 @click.option("--codecs", default="gicodec,avif", show_default=True, help="privcodec backends to measure.")
-def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs):
+@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2),
+              help="Encoder effort of privcodec's backends (as for protect; the bmshj2018 timing stays at 0).")
+def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs, effort):
     """Rate-distortion of privcodec's backends vs JPEG, WebP, AVIF; BD-rates; grouping overhead; speed."""
     from .bench.rd import run
 
@@ -540,7 +545,7 @@ def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs):
         if n not in ("gicodec", "avif"):
             raise PrivcodecError(f"unknown codec {n!r} in --codecs (gicodec, avif)")
     run(dataset, out, limit=limit, qualities=levels, baseline_speed=not no_baseline_speed, codecs=names,
-        echo=click.echo)
+        effort=effort, echo=click.echo)
 
 
 @bench.command("speed")

@@ -121,8 +121,9 @@ def archive_init(archive):
 @click.option("--codec", "codec_name", type=click.Choice(["avif", "gicodec", "lossless"]), default="avif",
               show_default=True, help="Backend, as for protect.")
 @click.option("--quality", default=4.0, show_default=True, type=float, help="As for protect.")
+@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2), help="As for protect.")
 @SCALE_OPTIONS
-def archive_add(archive, sources, policy, keys_dir, codec_name, quality, workers, scheduler):
+def archive_add(archive, sources, policy, keys_dir, codec_name, quality, effort, workers, scheduler):
     """Protect each photo under SOURCES (folders are walked: JPEG, PNG, WebP, TIFF, HEIC) into
     ARCHIVE/<folder>/<relative path>.prvc.  Originals are not touched; photos already in the archive
     (same bytes) are skipped, so an interrupted run is resumed by running it again."""
@@ -130,7 +131,7 @@ def archive_add(archive, sources, policy, keys_dir, codec_name, quality, workers
 
     a = Archive(archive)
     report = _run("added", lambda p: a.add(sources, policy, keys_dir=keys_dir, codec=codec_name, quality=quality,
-                                          workers=workers, scheduler=scheduler, progress=p, on_wait=_waiting),
+                                          effort=effort, workers=workers, scheduler=scheduler, progress=p, on_wait=_waiting),
                   arrow=True)
     _finish(report, "added", skipped="already in the archive")
 

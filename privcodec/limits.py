@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 
 QUALITY_MIN, QUALITY_MAX = 1.0, 8.0      # codec quality in a file's header and on the command line
+# Encoder effort: 0 (the default) .. 2 (slowest, fewest bits).  Only the encoder works harder:
+# files decode the same way whatever the effort (each backend says what a level buys).
+EFFORT_LEVELS = (0, 1, 2)
 MAX_PIXELS = 64_000_000                  # largest photo protected or viewed by default (decompression bombs)
 MAX_FAILED_UNWRAPS = 4096                # failed stanza trials per key per file (x25519 stanzas are anonymous)
 MAX_SCRYPT_RUNS = 8                      # distinct scrypt derivations per file and read (one per passphrase)

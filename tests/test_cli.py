@@ -188,3 +188,15 @@ def test_tool_errors_are_one_line_too(tmp_path, photo_path):
     fails_cleanly(run("bench", "rd", "--dataset", tmp_path / "empty", ok=False), "no images")
     commands = run("--help").stdout.split("Commands:")[1]
     assert "..." not in commands                             # the command list is not cut off
+
+
+def test_protect_with_effort_makes_a_file_every_reader_opens(tmp_path, photo_path, keys_dir, face_policy):
+    out = tmp_path / "e.prvc"
+    run("protect", photo_path, "-o", out, "--policy", face_policy, "--keys-dir", keys_dir, "--codec", "gicodec",
+        "--region", "16,16,48,64:face", "--effort", "1")
+    run("view", out, "-o", tmp_path / "e.png", "--key", keys_dir / "family.key")
+    assert (tmp_path / "e.png").exists()
+    r = run("protect", photo_path, "-o", tmp_path / "x.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+            "--effort", "3", ok=False)
+    assert r.returncode != 0 and "--effort" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.prvc").exists()

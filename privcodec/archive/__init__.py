@@ -161,7 +161,7 @@ class Archive:
     # ------------------------------------------------------------ add
 
     def add(self, sources: Iterable, policy, *, keys_dir="keys", codec: str | None = None, quality: float = 4.0,
-            workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+            effort: int = 0, workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
         """Protect every photo under ``sources`` into the archive; photos already in it are skipped."""
         from .. import api
         from ..policy import load_policy
@@ -175,6 +175,7 @@ class Archive:
         from .. import backends
 
         api._check_quality(quality, backends.get(codec or backends.DEFAULT).codec_id)
+        api._check_effort(effort)
         for src in sources:
             if not Path(src).exists():
                 raise ArchiveError(f"{src}: no such file or folder")
@@ -214,7 +215,8 @@ class Archive:
                     continue
                 planned.add((rel, digest))
                 planned_paths.add(rel.casefold())   # A.jpg and a.jpg are one file on some filesystems
-                tasks.append(IngestTask(str(Path(path).resolve()), rel, pol, recipients, codec or "", float(quality)))
+                tasks.append(IngestTask(str(Path(path).resolve()), rel, pol, recipients, codec or "", float(quality),
+                                            int(effort)))
             warned: dict[str, list[str]] = {}     # one line per warning, not one per photo
             progress("start", "", str(len(tasks)))
             for task, result in runner.run(ingest_one, tasks, workers=workers, scheduler=scheduler):

@@ -27,6 +27,7 @@ class IngestTask:
     recipients: dict       # its recipients (keys.Recipient by name): workers need no key files
     codec: str
     quality: float
+    effort: int = 0
 
 
 def walk(sources) -> list[tuple[Path, str]]:
@@ -71,7 +72,7 @@ def ingest_one(task: IngestTask) -> dict:
         return {"error": f"cannot read: {e.strerror or e}"}
     try:
         result = api.protect(raw, task.policy, recipients=task.recipients, codec=task.codec or None,
-                             quality=task.quality)
+                             quality=task.quality, effort=task.effort)
         from ..container import open_container
 
         c = open_container(result.data)

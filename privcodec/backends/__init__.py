@@ -4,7 +4,8 @@
     {group: stream} (any subset) ─▶ backend.decode_groups ─▶ pixels + decoded-pixel mask
 
 A backend is a module-like object with ``codec_id``, ``model_digest()`` (the header's
-``weights_sha256`` for new files), ``encode_groups`` and ``decode_groups``.  Every stream must be
+``weights_sha256`` for new files), ``encode_groups`` (with an ``effort`` in limits.EFFORT_LEVELS:
+more encoding time for fewer bits, never a different decoder) and ``decode_groups``.  Every stream must be
 a function of its own group's pixels and block mask (and the quality) only, and decode alone,
 bit for bit.  Two backends ship:
 
@@ -53,8 +54,9 @@ class _Learned:
     def model_digest(self) -> bytes:
         return self._codec().weights_digest()
 
-    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
-        return self._codec().encode_groups(image, block_groups, quality, codec_id=self.codec_id)
+    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float,
+                      effort: int = 0) -> dict[int, bytes]:
+        return self._codec().encode_groups(image, block_groups, quality, codec_id=self.codec_id, effort=effort)
 
     def decode_groups(self, streams, block_groups, height, width, quality, digest: bytes):
         from .. import codec
@@ -75,8 +77,9 @@ class _ImageFormat:
     def model_digest(self) -> bytes:
         return self._module.model_digest(self.codec_id)
 
-    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float) -> dict[int, bytes]:
-        return self._module.encode_groups(image, block_groups, quality, codec_id=self.codec_id)
+    def encode_groups(self, image: np.ndarray, block_groups: np.ndarray, quality: float,
+                      effort: int = 0) -> dict[int, bytes]:
+        return self._module.encode_groups(image, block_groups, quality, codec_id=self.codec_id, effort=effort)
 
     def decode_groups(self, streams, block_groups, height, width, quality, digest: bytes | None = None):
         return self._module.decode_groups(streams, block_groups, height, width, quality, digest, codec_id=self.codec_id)

@@ -25,13 +25,15 @@ TILE_BLOCKS = 128
 NAME = "lossless"
 codec_id, name = CODEC_ID, NAME
 WEBP_MAX_SIDE = 16383
+WEBP_METHOD = {0: 4, 1: 5, 2: 6}   # libwebp method by effort (0 fastest .. 6 smallest)
 
 
 def model_digest(codec_id: str = CODEC_ID) -> bytes:
     return hashlib.sha256(f"privcodec {codec_id}".encode()).digest()
 
 
-def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, codec_id: str = CODEC_ID) -> dict[int, bytes]:
+def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, codec_id: str = CODEC_ID,
+                  effort: int = 0) -> dict[int, bytes]:
     from PIL import Image
 
     from .. import tiles
@@ -39,7 +41,8 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, c
     def encode_crop(crop: np.ndarray) -> bytes:
         buf = io.BytesIO()
         if max(crop.shape[:2]) <= WEBP_MAX_SIDE:
-            Image.fromarray(crop).save(buf, "WEBP", lossless=True, quality=100, method=4, exact=True)
+            Image.fromarray(crop).save(buf, "WEBP", lossless=True, quality=100, method=WEBP_METHOD[effort],
+                                       exact=True)
             return b"\x02" + buf.getvalue()
         Image.fromarray(crop).save(buf, "PNG", compress_level=9)
         return b"\x03" + buf.getvalue()

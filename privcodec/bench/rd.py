@@ -73,13 +73,13 @@ def public_file(streams: dict, grid: np.ndarray, image: np.ndarray, quality: flo
                 block_map=np.asarray(grid, dtype=np.int16), public=public, protected=[])
 
 
-def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend=None):
+def privcodec_point(image: np.ndarray, grid: np.ndarray, quality: float, backend=None, effort: int = 0):
     """(file bpp, PSNR, encode s, decode s, streams-only bpp) for one image coded with ``grid``."""
     from .. import backends
 
     backend = backend or backends.get("gicodec")
     t0 = time.perf_counter()
-    streams = backend.encode_groups(image, grid, quality)
+    streams = backend.encode_groups(image, grid, quality, effort)
     t1 = time.perf_counter()
     decoded, _ = backend.decode_groups(streams, grid, image.shape[0], image.shape[1], quality, backend.model_digest())
     t2 = time.perf_counter()
@@ -157,17 +157,17 @@ def _mean_curve(points):
     return [float(np.mean([p[0] for p in q])) for q in points], [float(np.mean([p[1] for p in q])) for q in points]
 
 
-def _backend_curves(backend, images, qualities, echo):
+def _backend_curves(backend, images, qualities, echo, effort: int = 0):
     """One group and the 4-group layout, per quality: mean (bpp, PSNR) curves and mean timings."""
     single, multi, enc_t, dec_t = [], [], [], []
     for q in qualities:
         row_s, row_m = [], []
         for i, im in enumerate(images):
-            b, p, te, td, sb = privcodec_point(im, one_group(im), q, backend)
+            b, p, te, td, sb = privcodec_point(im, one_group(im), q, backend, effort)
             row_s.append((b, p, sb))
             enc_t.append(te)
             dec_t.append(td)
-            b, p, _, _, sb = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend)
+            b, p, _, _, sb = privcodec_point(im, typical_groups(*im.shape[:2], seed=i), q, backend, effort)
             row_m.append((b, p, sb))
         single.append(row_s)
         multi.append(row_m)
@@ -179,7 +179,7 @@ def _backend_curves(backend, images, qualities, echo):
 
 
 def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7, 8), baseline_speed=True,
-        codecs=("gicodec", "avif"), echo=print):
+        codecs=("gicodec", "avif"), effort: int = 0, echo=print):
     from PIL import Image
 
     from .. import backends
@@ -194,9 +194,9 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
 
         threads = codec.configure_threads()
         codec.load_codec()
-    echo(f"{len(images)} images from {dataset}; torch threads {threads}")
+    echo(f"{len(images)} images from {dataset}; torch threads {threads}; effort {effort}")
 
-    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads,
+    results = {"dataset": str(dataset), "images": [p.name for p in paths], "threads": threads, "effort": effort,
                "rate": "whole files (.prvc with its layout; Pillow's JPEG/WebP/AVIF files)", "curves": {},
                "timing": {}, "grouping_overhead_percent": {}, "bd_rate_percent": {}}
     for name, (fmt, qs) in CLASSICAL.items():
@@ -206,8 +206,8 @@ def run(dataset: Path, out: Path, *, limit=None, qualities=(1, 2, 3, 4, 5, 6, 7,
 
     for name in codecs:
         backend = backends.get(name)
-        label = "privcodec" if name == "gicodec" else f"privcodec-{name}"
-        (r1, p1), (rm, pm), enc, dec, s1, sm = _backend_curves(backend, images, qualities, echo)
+        label = ("privcodec" if name == "gicodec" else f"privcodec-{name}") + (f" effort {effort}" if effort else "")
+        (r1, p1), (rm, pm), enc, dec, s1, sm = _backend_curves(backend, images, qualities, echo, effort)
         results["curves"][label] = {"quality": list(qualities), "bpp": r1, "psnr": p1, "bpp_streams": s1}
         results["curves"][f"{label} (4 groups)"] = {"quality": list(qualities), "bpp": rm, "psnr": pm,
                                                     "bpp_streams": sm}

@@ -146,18 +146,20 @@ def new_codec_id(weights: str | None = None) -> str:
 
 
 def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None = None,
-                  codec_id: str | None = None) -> dict[int, bytes]:
+                  codec_id: str | None = None, effort: int = 0) -> dict[int, bytes]:
     """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0.
-    ``codec_id``: what new_codec_id() says (the default), or an older layout of the same network."""
+    ``codec_id``: what new_codec_id() says (the default), or an older layout of the same network.
+    ``effort`` 1 and 2 search each group's latent for a better rate-distortion trade-off (adapt.py:
+    about 20x and 70x the encoding time; the same decoder)."""
     from .. import tiles
 
     codec_id = codec_id or new_codec_id(weights)
     _check_network(codec_id, weights)
     if codec_id == "gicodec-1":
         _check_untiled(block_groups, None, encoding=True)
-        return _encode_whole(image, block_groups, quality, weights)
-    return tiles.encode(image, np.asarray(block_groups), lambda px, grid: _encode_whole(px, grid, quality, weights),
-                        TILE_BLOCKS)
+        return _encode_whole(image, block_groups, quality, weights, effort)
+    return tiles.encode(image, np.asarray(block_groups),
+                        lambda px, grid: _encode_whole(px, grid, quality, weights, effort), TILE_BLOCKS)
 
 
 def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,
@@ -204,12 +206,13 @@ def _check_network(codec_id: str, weights: str | None) -> None:
         raise ValueError(f"{codec_id} streams need a {MODEL_OF[codec_id]} network")
 
 
-def _encode_whole(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None) -> dict[int, bytes]:
+def _encode_whole(image: np.ndarray, block_groups: np.ndarray, quality: float, weights: str | None,
+                  effort: int = 0) -> dict[int, bytes]:
     import torch
 
     model = load_codec(weights)
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-    return model.compress(x, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), quality)
+    return model.compress(x, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), quality, effort)
 
 
 def _decode_whole(streams: dict[int, bytes], block_groups: np.ndarray, height: int, width: int, quality: float,

@@ -152,6 +152,11 @@ class HyperContext(nn.Module):
 MAX_LOG_SCALE_STEP = 6.0
 
 
+def _uniform_noise(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """U(-1/2, 1/2) noise, the training proxy of rounding, drawn from ``generator``."""
+    return torch.rand(t.shape, generator=generator, dtype=t.dtype, device=t.device) - 0.5
+
+
 def anchors(h: int, w: int) -> torch.Tensor:
     """(h, w) bool: the checkerboard's first half, (row + col) even.  Tiles and decoded regions
     start on even latent rows and columns, so this is the same set as on the whole image."""
@@ -225,17 +230,19 @@ class GroupEntropyModel(nn.Module):
         return (feats * masks[:, :, None].to(feats.dtype)).sum(1)
 
     # -- training ---------------------------------------------------------------
-    def forward(self, y: torch.Tensor, gid: torch.Tensor, K: int):
+    def forward(self, y: torch.Tensor, gid: torch.Tensor, K: int, generator: torch.Generator | None = None):
         """y: (B,M,h,w), h and w multiples of CELL; gid: (B,h,w) in 0..K-1.
 
         Returns ŷ for the synthesis, y likelihoods and per-image z bits (counting
-        every group's own z on the cells it touches)."""
+        every group's own z on the cells it touches).  The likelihoods are of the latents
+        plus uniform noise (in training mode, compressai's; or drawn from ``generator``
+        whatever the mode, for a reproducible encoder-side search: adapt.py)."""
         B, M, h, w = y.shape
         masks = F.one_hot(gid.long(), K).permute(0, 3, 1, 2).to(y.dtype)  # B,K,h,w
         y_groups = (y[:, None] * masks[:, :, None]).reshape(B * K, M, h, w)
         z = self.h_a(y_groups)
         support = F.max_pool2d(masks.reshape(B * K, 1, h, w), CELL)
-        z_hat, z_lik = self.entropy_bottleneck(z)
+        z_hat, z_lik = self._z_likelihoods(z, generator)
         z_bits = (-torch.log2(z_lik) * support).reshape(B, -1).sum(1)
         z_hat = z_hat * support
         feats = self.hyper_features(z_hat, masks)
@@ -248,11 +255,26 @@ class GroupEntropyModel(nn.Module):
             if self.checkerboard:
                 y_hat_a = (torch.round(y_i - mu) - (y_i - mu)).detach() + y_i
                 mu, sigma = self.second_half(i, mu, sigma, y_hat_a, gid, first)
-            _, lik = self.gaussian_conditional(y_i, sigma, mu)
+            lik = self._y_likelihoods(y_i, sigma, mu, generator)
             liks.append(lik)
             y_hat_i = (torch.round(y_i - mu) - (y_i - mu)).detach() + y_i  # straight-through
             y_hat_slices.append(self.refine(i, mu_h, y_hat_slices, y_hat_i))
         return torch.cat(y_hat_slices, 1), torch.cat(liks, 1), z_bits
+
+    def _z_likelihoods(self, z: torch.Tensor, generator: torch.Generator | None):
+        eb = self.entropy_bottleneck
+        if generator is None:
+            return eb(z)
+        z_noisy = z + _uniform_noise(z, generator)
+        C = z.shape[1]
+        lik = eb._likelihood(z_noisy.transpose(0, 1).reshape(C, 1, -1))[0]
+        return z_noisy, eb.likelihood_lower_bound(lik).reshape(C, z.shape[0], *z.shape[2:]).transpose(0, 1)
+
+    def _y_likelihoods(self, y_i, sigma, mu, generator: torch.Generator | None):
+        gc = self.gaussian_conditional
+        if generator is None:
+            return gc(y_i, sigma, mu)[1]
+        return gc.likelihood_lower_bound(gc._likelihood(y_i + _uniform_noise(y_i, generator), sigma, mu))
 
     # -- coding (float64 copy; see GICodec._entropy64) -------------------------------
     def hyper_params(self, z_hat_by_group: dict, gid: torch.Tensor):
