@@ -516,3 +516,15 @@ def test_a_link_out_of_the_archive_fails_that_photo_alone(tmp_path, keys, policy
     (arc.root / "src").symlink_to(outside)
     report = arc.remove(["src/ok.png.prvc"])
     assert report.failed and not report.done and (outside / "ok.png.prvc").exists()
+
+
+def test_add_with_effort_makes_files_that_open_and_refuses_an_effort_it_does_not_have(tmp_path, photos, keys,
+                                                                                      policy):
+    a = Archive.init(tmp_path / "arc")
+    with pytest.raises(PrivcodecError, match="effort"):
+        a.add([photos / "day2"], policy, keys_dir=keys, workers=1, effort=3)
+    assert not list((tmp_path / "arc").rglob("*.prvc"))
+    report = a.add([photos / "day2"], policy, keys_dir=keys, workers=1, effort=1)
+    assert report.ok and len(report.done) == 2
+    for f in (tmp_path / "arc").rglob("*.prvc"):
+        assert privcodec.view(f, keys=[_key(keys, "family")]).pixels.shape[2] == 3

@@ -32,23 +32,15 @@ EFFORT_STEPS = {1: (10, 0.01), 2: (40, 0.005)}
 NOISE_SEED = 0
 
 
-def group_box(gid: torch.Tensor, group: int, align: int) -> tuple[int, int, int, int]:
-    """Block rows/cols (r0, r1, c0, c1) of the group's bounding box, its top-left corner
-    aligned as the decoder aligns a decoded region (window and hyperprior cell grids)."""
-    rows, cols = torch.nonzero(gid == group, as_tuple=True)
-    r0, c0 = int(rows.min()) // align * align, int(cols.min()) // align * align
-    return r0, int(rows.max()) + 1, c0, int(cols.max()) + 1
-
-
 def adapt_group(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, group: int, quality: float,
-                height: int, width: int, steps: int, lr: float) -> torch.Tensor:
-    """The group's latent after ``steps`` Adam steps, on the group's box.
+                height: int, width: int, steps: int, lr: float) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The group's latent after ``steps`` Adam steps, on the group's box: the region the decoder
+    runs on when it decodes the group alone (same attention windows and hyperprior cells).
 
     x: (1,3,16·hb,16·wb) the padded image; gid: (hb,wb); y: (1,M,hb,wb) gain-scaled latent of the
     whole tile; height/width: the real pixels within x.  Returns (1,M,r1-r0,c1-c0) float32 latent
     (zeros off the group) and its box."""
-    align = math.lcm(model.config.window, CELL)
-    r0, r1, c0, c1 = group_box(gid, group, align)
+    r0, r1, c0, c1 = model.decoded_region({group: b""}, gid)
     mine = gid[r0:r1, c0:c1] == group
     local = torch.where(mine, 0, OTHER)
     # the entropy model works on whole hyperprior cells: pad with blocks of the other group
