@@ -102,7 +102,10 @@ def improve(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, quality:
         y_group, (r0, r1, c0, c1) = adapt_group(model, x, gid, y, group, quality, height, width, steps, lr)
         mine = gid[r0:r1, c0:c1] == group
         adapted[:, :, r0:r1, c0:c1] = torch.where(mine, y_group.to(y.dtype), adapted[:, :, r0:r1, c0:c1])
-    candidate = code(adapted)
+    try:
+        candidate = code(adapted)
+    except ValueError:      # a latent the coder cannot take (out of its range): keep the analysis' one
+        return streams
     before = rd_costs(model, streams, x, gid, quality, height, width)
     after = rd_costs(model, candidate, x, gid, quality, height, width)
     return {g: candidate[g] if after[g] < before[g] else streams[g] for g in streams}
