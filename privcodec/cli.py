@@ -172,7 +172,7 @@ def keygen(name, directory, kind, force):
 @click.option("--lossless", is_flag=True, help="Key holders get the exact original pixels (= --codec lossless).")
 @click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2),
               help="Encoder effort: 1 and 2 spend more time for fewer bits (gicodec: a per-photo latent search, "
-                   "about 20x and 70x the time; avif: libavif speed 4 and 3); files decode the same way.")
+                   "about 25x and 75x the time; avif: libavif speed 4 and 3); files decode the same way.")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
               help="Manual region in pixels (repeatable); 3+ x,y pairs make a polygon.")
 @click.option("--regions", "regions_file", type=click.Path(path_type=Path),

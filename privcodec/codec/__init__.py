@@ -150,7 +150,7 @@ def encode_groups(image: np.ndarray, block_groups: np.ndarray, quality: float, w
     """image: uint8 (H,W,3); block_groups: int grid (ceil(H/16), ceil(W/16)) of group ids >= 0.
     ``codec_id``: what new_codec_id() says (the default), or an older layout of the same network.
     ``effort`` 1 and 2 search each group's latent for a better rate-distortion trade-off (adapt.py:
-    about 20x and 70x the encoding time; the same decoder)."""
+    about 25x and 75x the encoding time; the same decoder)."""
     from .. import tiles
 
     codec_id = codec_id or new_codec_id(weights)
