@@ -12,6 +12,9 @@ from pathlib import Path
 import click
 
 from .errors import PrivcodecError
+from .limits import EFFORT_LEVELS
+
+EFFORT = click.IntRange(min(EFFORT_LEVELS), max(EFFORT_LEVELS))
 
 
 STDIO = "-"   # as with age and most Unix tools: "-" is standard input / output
@@ -170,7 +173,7 @@ def keygen(name, directory, kind, force):
                    "visually lossless); gicodec: the learned group-independent codec of the paper; lossless: "
                    "bit-exact groups.")
 @click.option("--lossless", is_flag=True, help="Key holders get the exact original pixels (= --codec lossless).")
-@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2),
+@click.option("--effort", default=0, show_default=True, type=EFFORT,
               help="Encoder effort: 1 and 2 spend more time for fewer bits (gicodec: a per-photo latent search, "
                    "about 25x and 75x the time; avif: libavif speed 4 and 3); files decode the same way.")
 @click.option("--region", "regions", multiple=True, metavar="x0,y0,x1,y1[:label]",
@@ -530,7 +533,7 @@ def bench():
 @click.option("--qualities", default="1,2,3,4,5,6,7,8", show_default=True, help="privcodec --quality values.")
 @click.option("--no-baseline-speed", is_flag=True, help="Skip timing bmshj2018-hyperprior.")
 @click.option("--codecs", default="gicodec,avif", show_default=True, help="privcodec backends to measure.")
-@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2),
+@click.option("--effort", default=0, show_default=True, type=EFFORT,
               help="Encoder effort of privcodec's backends (as for protect; the bmshj2018 timing stays at 0).")
 def bench_rd(dataset, out, limit, qualities, no_baseline_speed, codecs, effort):
     """Rate-distortion of privcodec's backends vs JPEG, WebP, AVIF; BD-rates; grouping overhead; speed."""

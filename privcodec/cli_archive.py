@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from .limits import EFFORT_LEVELS
+
+EFFORT = click.IntRange(min(EFFORT_LEVELS), max(EFFORT_LEVELS))
 
 ARCHIVE = click.argument("archive", type=click.Path(path_type=Path))
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),
@@ -121,7 +124,7 @@ def archive_init(archive):
 @click.option("--codec", "codec_name", type=click.Choice(["avif", "gicodec", "lossless"]), default="avif",
               show_default=True, help="Backend, as for protect.")
 @click.option("--quality", default=4.0, show_default=True, type=float, help="As for protect.")
-@click.option("--effort", default=0, show_default=True, type=click.IntRange(0, 2), help="As for protect.")
+@click.option("--effort", default=0, show_default=True, type=EFFORT, help="As for protect.")
 @SCALE_OPTIONS
 def archive_add(archive, sources, policy, keys_dir, codec_name, quality, effort, workers, scheduler):
     """Protect each photo under SOURCES (folders are walked: JPEG, PNG, WebP, TIFF, HEIC) into

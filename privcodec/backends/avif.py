@@ -39,8 +39,8 @@ TILE_BLOCKS = 128
 NAME = "avif"
 # --quality 1..8 -> libavif quality 0..100 (measured operating points: README, "Codec backends")
 QUALITY = (30, 38, 46, 53, 59, 64, 68, 72, 85, 95)   # 9 and 10: for archives, up to visually lossless
-# libavif speed by effort (0 slowest .. 10 fastest): 6 is its default trade-off; 4 codes 3-6 % fewer
-# bits in 6x the time (README, "Codec backends")
+# libavif speed by effort (0 slowest .. 10 fastest): 6 is its default trade-off; 4 and 3 code 6 and
+# 8 % fewer bits in 5x and 10x the time (README, "Encoder effort")
 SPEED = {0: 6, 1: 4, 2: 3}
 SUBSAMPLING = "4:2:0"
 
