@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .entropy import CELL
+from .model import BLOCK
 
-BLOCK = 16
 OTHER = 1                             # the local id of every block not in the group being adapted
 # effort -> (Adam steps, peak learning rate); measured on training photos (1 group, q1/3/5/7,
 # BD-rate against effort 0): 10 steps at 0.01 -3.0 %, 40 at 0.005 -4.6 % (40 at 0.01 was worse
@@ -93,9 +93,9 @@ def rd_costs(model, streams: dict[int, bytes], x: torch.Tensor, gid: torch.Tenso
 
 
 def improve(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, quality: float, height: int, width: int,
-            effort: int, streams: dict[int, bytes], code) -> dict[int, bytes]:
-    """``streams`` (coded from ``y`` by ``code``) with each group's stream replaced by that of its
-    adapted latent where that codes the group with a lower true R + λ·D."""
+            effort: int, streams: dict[int, bytes]) -> dict[int, bytes]:
+    """``streams`` (coded from ``y``) with each group's stream replaced by that of its adapted
+    latent where that codes the group with a lower true R + λ·D."""
     steps, lr = EFFORT_STEPS[effort]
     adapted = y.clone()
     for group in streams:
@@ -103,7 +103,7 @@ def improve(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, quality:
         mine = gid[r0:r1, c0:c1] == group
         adapted[:, :, r0:r1, c0:c1] = torch.where(mine, y_group.to(y.dtype), adapted[:, :, r0:r1, c0:c1])
     try:
-        candidate = code(adapted)
+        candidate = model._code_latent(adapted, gid)
     except ValueError:      # a latent the coder cannot take (out of its range): keep the analysis' one
         return streams
     before = rd_costs(model, streams, x, gid, quality, height, width)

@@ -172,8 +172,7 @@ class GICodec(nn.Module):
         if effort:
             from . import adapt
 
-            streams = adapt.improve(self, x, gid, y, quality, H, W, effort, streams,
-                                    lambda latent: self._code_latent(latent, gid))
+            streams = adapt.improve(self, x, gid, y, quality, H, W, effort, streams)
         return streams
 
     def _code_latent(self, y: torch.Tensor, gid: torch.Tensor) -> dict[int, bytes]:
