@@ -1,8 +1,9 @@
 """Reading input photos as plain RGB pixels, and writing outputs atomically.
 
-Only pixels cross this boundary.  ``load_image`` returns a bare array, so EXIF (GPS, camera,
-the embedded thumbnail, which still shows the unredacted face), XMP, IPTC and ICC profiles are
-gone; the one piece of metadata that matters for pixels, the EXIF orientation, is applied first.
+Only pixels cross this boundary.  ``load_image`` returns a bare array of sRGB pixels, so EXIF
+(GPS, camera, the embedded thumbnail, which still shows the unredacted face), XMP, IPTC and ICC
+profiles are gone; the two pieces of metadata that matter for pixels are applied first: the EXIF
+orientation, and an ICC profile (the pixels are converted from it to sRGB).
 ``save_image`` writes PNG, JPEG or WebP with no metadata at all.
 
 Outputs are written to a temporary file in the target directory, fsynced and renamed over the
@@ -205,6 +206,7 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
         lab_to_srgb = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
                                               "LAB", "RGB")
         return np.array(ImageCms.applyTransform(img, lab_to_srgb), dtype=np.uint8)
+    img = _embedded_profile_to_srgb(img)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or img.has_transparency_data:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
@@ -212,6 +214,38 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)   # one copy: a 24 MP photo is 72 MB
+
+
+# The pixel modes an embedded profile is applied to, by the profile's colour space (anything else,
+# e.g. an RGB profile on a palette image, is first converted to the first mode listed).
+_PROFILE_MODES = {"RGB": ("RGB", "RGBA"), "CMYK": ("CMYK",), "GRAY": ("L",)}
+
+
+def _embedded_profile_to_srgb(img: Image.Image) -> Image.Image:
+    """The pixels in sRGB, if the file says they are in another colour space (an ICC profile:
+    Display P3 from phones, Adobe RGB from cameras, a press CMYK): privcodec's outputs carry no
+    profile, and every viewer shows untagged pixels as sRGB, so unconverted P3 would look washed out.
+    A profile that littlecms cannot read, or that does not fit the pixels, is ignored (the pixels
+    are taken as sRGB, as a viewer without colour management shows them)."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        modes = _PROFILE_MODES.get(profile.profile.xcolor_space.strip())
+        if modes is None or img.mode not in modes and (modes[0] != "RGB" or img.mode not in ("P", "PA")):
+            return img
+        if img.mode not in modes:   # a palette image: its colours, with their transparency
+            img = img.convert("RGBA" if img.has_transparency_data else "RGB")
+        out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        converted = ImageCms.profileToProfile(img, profile, srgb, outputMode=out_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img
+    converted.info.pop("icc_profile", None)
+    return converted
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False, mode: int | None = None,

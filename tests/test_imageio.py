@@ -181,6 +181,40 @@ def test_cmyk():
     assert pixel(encode(img, "TIFF"), (1, 0)) == (255, 0, 0)
 
 
+def srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def profile_with_red_and_green_swapped() -> bytes:
+    """sRGB with its red and green primaries exchanged: a pixel (255, 0, 0) in it is pure green light."""
+    icc = bytearray(srgb_profile())
+    tags = {bytes(icc[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(struct.unpack(">I", icc[128:132])[0])}
+    r, g = tags[b"rXYZ"], tags[b"gXYZ"]
+    icc[r + 4:r + 12], icc[g + 4:g + 12] = icc[g + 4:g + 12], icc[r + 4:r + 12]
+    return bytes(icc)
+
+
+@pytest.mark.parametrize("mode,colour", [("RGB", (255, 0, 0)), ("RGBA", (255, 0, 0, 255)), ("P", 0)])
+def test_pixels_in_an_embedded_colour_profile_are_converted_to_srgb(mode, colour):
+    img = Image.new(mode, (4, 4), colour)
+    if mode == "P":
+        img.putpalette([255, 0, 0] * 256)
+    assert pixel(encode(img, "PNG", icc_profile=profile_with_red_and_green_swapped())) == (0, 255, 0)
+
+
+def test_srgb_tagged_and_unreadable_profiles_leave_the_pixels_as_they_are():
+    img = Image.new("RGB", (4, 4), (200, 100, 50))
+    assert pixel(encode(img, "PNG", icc_profile=srgb_profile())) == (200, 100, 50)
+    assert pixel(encode(img, "JPEG", quality=100, icc_profile=b"not a profile" * 20)) == pixel(encode(img, "JPEG", quality=100))
+    # a profile that does not fit the pixels (an RGB profile on grey) is ignored, not forced
+    assert pixel(encode(Image.new("L", (4, 4), 77), "PNG", icc_profile=srgb_profile())) == (77, 77, 77)
+
+
+def test_a_transparent_pixel_in_a_tagged_image_is_still_white():
+    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert pixel(encode(img, "PNG", icc_profile=profile_with_red_and_green_swapped())) == (255, 255, 255)
+
+
 def test_lab_is_colour_converted():
     grey = pixel(encode(Image.new("LAB", (2, 2), (128, 128, 128)), "TIFF"))
     assert max(grey) - min(grey) <= 2 and 110 < grey[0] < 130, "L*=50 neutral is mid grey in sRGB"
