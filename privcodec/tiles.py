@@ -98,9 +98,13 @@ def split(stream: bytes, count: int) -> list[bytes]:
 
 
 def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int, decompress: Callable,
-           tile: int) -> tuple[np.ndarray, np.ndarray]:
+           tile: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """grid: group ids, negative where unknown; decompress(tile streams, tile grid, h, w) -> (uint8
-    (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask)."""
+    (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask).
+
+    ``workers`` > 1 decodes that many tiles side by side in threads (``decompress`` must be
+    thread-safe); at most ``workers`` tiles are in flight or waiting to be placed, so memory grows
+    by a tile's worth per worker, not with the photo."""
     boxes = list(tiles(*grid.shape, tile))
     present = [set(np.unique(grid[r0:r1, c0:c1]).tolist()) for r0, r1, c0, c1 in boxes]   # one pass over the grid
     per_group = {}
@@ -115,14 +119,40 @@ def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int,
 
     image = np.zeros((height, width, 3), dtype=np.uint8)
     known = np.zeros((height, width), dtype=bool)
+    jobs = []   # (y0, x0, h, w, the tile's streams, its grid)
     for i, (r0, r1, c0, c1) in enumerate(boxes):
         tile_streams = {g: parts[i] for g, parts in per_group.items() if i in parts}
-        progress.advance(len(boxes))
-        if not tile_streams:
-            continue
         y0, x0 = r0 * BLOCK, c0 * BLOCK
-        h, w = min(height, r1 * BLOCK) - y0, min(width, c1 * BLOCK) - x0
-        pixels, decoded = decompress(tile_streams, grid[r0:r1, c0:c1], h, w)
-        image[y0:y0 + h, x0:x0 + w][decoded] = pixels[decoded]
-        known[y0:y0 + h, x0:x0 + w] |= decoded
+        jobs.append((y0, x0, min(height, r1 * BLOCK) - y0, min(width, c1 * BLOCK) - x0, tile_streams,
+                     grid[r0:r1, c0:c1]))
+
+    def place(job, result) -> None:
+        y0, x0, h, w = job[:4]
+        progress.advance(len(boxes))
+        if result is not None:
+            pixels, decoded = result
+            image[y0:y0 + h, x0:x0 + w][decoded] = pixels[decoded]
+            known[y0:y0 + h, x0:x0 + w] |= decoded
+
+    def run(job):
+        _, _, h, w, tile_streams, tile_grid = job
+        return decompress(tile_streams, tile_grid, h, w) if tile_streams else None
+
+    if workers <= 1:
+        for job in jobs:
+            place(job, run(job))
+        return image, known
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        window: deque = deque()
+        for job in jobs:
+            window.append((job, pool.submit(run, job)))
+            if len(window) >= workers:
+                head, future = window.popleft()
+                place(head, future.result())
+        while window:
+            head, future = window.popleft()
+            place(head, future.result())
     return image, known

@@ -459,3 +459,98 @@ def test_a_finer_scale_table_is_a_new_weights_file_of_the_same_network(tmp_path)
     x_coarse, _ = coarse.decompress(s_coarse, grid, 128, 192, 3.0)
     x_fine, _ = fine.decompress(s_fine, grid, 128, 192, 3.0)
     assert torch.equal(x_coarse, x_fine)   # the same symbols, only coded with finer tables
+
+
+def test_tiles_decode_side_by_side_in_at_most_workers_threads_to_the_same_image():
+    import threading
+    import time
+
+    from privcodec import tiles
+
+    grid = np.arange(6 * 8).reshape(6, 8) % 3          # 3 x 4 tiles of 2 x 2 blocks
+    streams = {g: b"".join(len(b"t").to_bytes(4, "big") + b"t" for _ in range(12)) for g in range(3)}
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def decompress(tile_streams, tile_grid, h, w):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        value = int(tile_grid.sum()) + 10 * len(tile_streams)
+        return np.full((h, w, 3), value, np.uint8), np.ones((h, w), bool)
+
+    one = tiles.decode(streams, grid, 90, 118, decompress, 2)
+    for workers in (2, 3):
+        peak[0] = 0
+        image, known = tiles.decode(streams, grid, 90, 118, decompress, 2, workers=workers)
+        assert np.array_equal(image, one[0]) and np.array_equal(known, one[1])
+        assert 1 < peak[0] <= workers
+
+    def failing(tile_streams, tile_grid, h, w):
+        if int(tile_grid[0, 0]) == 2:
+            raise ValueError("bad tile")
+        return decompress(tile_streams, tile_grid, h, w)
+
+    with pytest.raises(ValueError, match="bad tile"):
+        tiles.decode(streams, grid, 90, 118, failing, 2, workers=2)
+
+
+def test_shipped_weights_decode_tiles_side_by_side_to_the_pixels_of_one_thread(monkeypatch):
+    """Each tile decodes on one thread whatever the worker count, so the pixels are those of a
+    single-threaded decode; the caller's thread count comes back afterwards."""
+    import threading
+
+    from privcodec import codec
+
+    monkeypatch.setattr(codec, "TILE_BLOCKS", 2)      # 3 x 5 tiles on a small photo
+    img = _pixels(90, 150, seed=4)
+    grid = np.zeros((6, 10), dtype=np.int64)
+    grid[1:5, 2:7] = 1
+    streams = codec.encode_groups(img, grid, 4.0)
+    decoders, whole = set(), codec._decode_whole
+
+    def spy(*args):
+        decoders.add(threading.get_ident())
+        return whole(*args)
+
+    monkeypatch.setattr(codec, "_decode_whole", spy)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            decoders.clear()
+            results.append(codec.decode_groups(streams, grid, 90, 150, 4.0))
+            assert torch.get_num_threads() == threads
+            assert len(decoders) == 1 if threads == 1 else 1 < len(decoders) <= threads
+    finally:
+        torch.set_num_threads(before)
+    for image, known in results[1:]:
+        assert np.array_equal(image, results[0][0]) and np.array_equal(known, results[0][1])
+
+
+def test_decodes_from_several_threads_at_once_give_the_same_pixels_and_the_thread_count_back(monkeypatch):
+    """A threaded caller (a Dask worker) may decode several files at once: torch's thread count is
+    per process, so it stays at one until the last decode ends, then comes back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from privcodec import codec
+
+    monkeypatch.setattr(codec, "TILE_BLOCKS", 2)
+    img = _pixels(64, 96, seed=5)
+    grid = np.zeros((4, 6), dtype=np.int64)
+    grid[1:3, 1:4] = 1
+    streams = codec.encode_groups(img, grid, 3.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        alone = codec.decode_groups(streams, grid, 64, 96, 3.0)
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(lambda _: codec.decode_groups(streams, grid, 64, 96, 3.0), range(6)))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for image, known in together:
+        assert np.array_equal(image, alone[0]) and np.array_equal(known, alone[1])

@@ -8,8 +8,10 @@ Torch is imported lazily by the functions below so that importing privcodec
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -34,6 +36,7 @@ _light_compressai()   # before anything imports compressai: skip its 2.4 s packa
 MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3", "gicodec-4": "gicodec-4"}
 NEW_FILES = {"gicodec-1": "gicodec-2", "gicodec-3": "gicodec-3", "gicodec-4": "gicodec-4"}   # network -> new files' id
 TILE_BLOCKS = 64     # gicodec-2 tiles: 1024 px, ~1 MP keeps the network's activations well under 1 GB
+MAX_DECODE_WORKERS = 4   # tiles decoded side by side (one thread each), at most: each holds ~0.6 GB
 # Mirrors of model.BLOCK / model.UNKNOWN_GROUP, so importing privcodec.codec stays torch-free
 # (tests/test_codec.py checks they agree).
 BLOCK = 16
@@ -171,11 +174,43 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
 
     codec_id = codec_id or new_codec_id(weights)
     _check_network(codec_id, weights)
-    if codec_id == "gicodec-1":
-        _check_untiled(block_groups, streams)
-        return _decode_whole(streams, block_groups, height, width, quality, weights)
-    return tiles.decode(streams, np.asarray(block_groups), height, width,
-                        lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS)
+    with _torch_on_one_thread() as threads:
+        if codec_id == "gicodec-1":
+            _check_untiled(block_groups, streams)
+            return _decode_whole(streams, block_groups, height, width, quality, weights)
+        return tiles.decode(streams, np.asarray(block_groups), height, width,
+                            lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS,
+                            workers=min(threads, MAX_DECODE_WORKERS))
+
+
+# Decoding runs torch on one thread: the float32 synthesis sums in a different order with more
+# threads, and a pixel value near .5 can then round the other way (measured: 1 value in 8640 with
+# the 53.75k model).  Streams never depend on threads (float64 entropy path); decoded pixels must
+# not either.  The cores decode tiles side by side instead (a 12 MP photo in about half the time on
+# two cores, ~0.6 GB more memory a worker).  Torch's thread count is per process: a caller that
+# decodes from several threads at once (a Dask worker) gets it back when the last decode ends.
+_decoding = {"active": 0, "threads": 1}
+_decoding_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _torch_on_one_thread():
+    """Torch on one thread while a decode runs; yields the thread count it had (the tile workers)."""
+    import torch
+
+    with _decoding_lock:
+        if _decoding["active"] == 0:
+            _decoding["threads"] = torch.get_num_threads()
+        _decoding["active"] += 1
+        threads = _decoding["threads"]
+        torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        with _decoding_lock:
+            _decoding["active"] -= 1
+            if _decoding["active"] == 0:
+                torch.set_num_threads(_decoding["threads"])
 
 
 def _check_untiled(block_groups: np.ndarray, groups, *, encoding: bool = False) -> None:
@@ -220,16 +255,11 @@ def _decode_whole(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     import torch
 
     model = load_codec(weights)
-    # One thread: the float32 synthesis sums in a different order with more threads, and a pixel
-    # value near .5 can then round the other way (measured: 1 value in 8640 with the 53.75k model).
-    # Streams never depend on threads (float64 entropy path); decoded pixels must not either.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        crop, known_crop, (top, left) = model.decompress_region(
-            streams, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), height, width, quality)
-    finally:
-        torch.set_num_threads(threads)
+    # torch keeps a thread count per OS thread: this one (a tile worker, or the caller) runs on one
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    crop, known_crop, (top, left) = model.decompress_region(
+        streams, torch.from_numpy(np.asarray(block_groups).astype(np.int64)), height, width, quality)
     # The decoder ran on the decoded groups' region only; the rest of the canvas is uint8 zeros.
     image = np.zeros((height, width, 3), dtype=np.uint8)
     known = np.zeros((height, width), dtype=bool)
