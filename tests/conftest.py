@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("PRIVCODEC_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# archive add remembers source hashes in the user's cache folder: never the real one in tests
+os.environ.setdefault("PRIVCODEC_CACHE_DIR", tempfile.mkdtemp(prefix="privcodec-test-cache-"))
 
 
 def make_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:

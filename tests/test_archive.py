@@ -119,6 +119,52 @@ def test_adding_again_does_no_work(filled, photos, keys, policy):
     assert {p: p.stat().st_mtime_ns for p in filled.root.rglob("*.prvc")} == before
 
 
+def test_adding_a_large_library_again_reads_only_new_or_changed_photos(tmp_path, photos, keys, policy, monkeypatch):
+    from privcodec.archive import hashcache
+
+    monkeypatch.setenv("PRIVCODEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashcache, "SETTLE_SECONDS", -1.0)   # the fixture's photos were written just now
+    library = tmp_path / "library" / "holiday"
+    library.mkdir(parents=True)
+    for p in ("portrait.jpg", "mirror.png", "cat.tif"):
+        (library / p).write_bytes((photos / p).read_bytes())
+    a = Archive.init(tmp_path / "arc")
+    read = []
+    hashed = hashcache.sha256_file
+    monkeypatch.setattr(hashcache, "sha256_file", lambda path: read.append(Path(path).name) or hashed(path))
+    assert len(a.add([library], policy, keys_dir=keys, workers=1).done) == 3
+    assert sorted(read) == ["cat.tif", "mirror.png", "portrait.jpg"]
+
+    read.clear()
+    report = a.add([library], policy, keys_dir=keys, workers=1)
+    assert len(report.skipped) == 3 and read == []           # nothing read: every photo unchanged
+    Image.open(photos / "portrait.jpg").rotate(90).save(library / "portrait.jpg")   # edited in place
+    (library / "new.jpg").write_bytes((photos / "day2" / "coffee.jpg").read_bytes())
+    report = a.add([library], policy, keys_dir=keys, workers=1)
+    assert sorted(read) == ["new.jpg", "portrait.jpg"]
+    assert [Path(p).name for p in report.done] == ["new.jpg"]
+    assert report.failed and "already holds a different photo" in report.failed[0][1]
+
+
+def test_a_photo_changed_seconds_ago_or_an_unusable_cache_is_read_every_time(tmp_path, monkeypatch):
+    import hashlib
+
+    from privcodec.archive import hashcache
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"fresh bytes")
+    read = []
+    hashed = hashcache.sha256_file
+    monkeypatch.setattr(hashcache, "sha256_file", lambda path: read.append(path) or hashed(path))
+    with hashcache.SourceHashes(tmp_path / "cache") as cache:
+        assert cache.digest(photo) == cache.digest(photo) == hashlib.sha256(b"fresh bytes").hexdigest()
+    assert len(read) == 2                          # within the settle time: never remembered
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setattr(hashcache, "SETTLE_SECONDS", -1.0)
+    with hashcache.SourceHashes(tmp_path / "not-a-folder") as cache:
+        assert cache.db is None and cache.digest(photo) == hashlib.sha256(b"fresh bytes").hexdigest()
+
+
 def test_an_interrupted_add_resumes_where_it_stopped(tmp_path, photos, keys, policy):
     a = Archive.init(tmp_path / "arc")
     seen = []

@@ -165,7 +165,8 @@ class Archive:
         """Protect every photo under ``sources`` into the archive; photos already in it are skipped."""
         from .. import api
         from ..policy import load_policy
-        from .ingest import IngestTask, ingest_one, sha256_file, walk
+        from .hashcache import SourceHashes
+        from .ingest import IngestTask, ingest_one, walk
 
         policy_path = Path(policy).resolve()
         pol = load_policy(policy_path)
@@ -180,14 +181,14 @@ class Archive:
             if not Path(src).exists():
                 raise ArchiveError(f"{src}: no such file or folder")
         report = Report()
-        with self._writer(on_wait) as cat:
+        with self._writer(on_wait) as cat, SourceHashes() as hashes:
             for name, r in recipients.items():
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
                                   r.key if r.kind == "x25519" else None)
             tasks, planned, planned_paths = [], set(), set()
             for path, rel in walk(sources):
                 try:
-                    digest = sha256_file(path)
+                    digest = hashes.digest(path)
                 except OSError as e:
                     report.failed.append((str(path), f"cannot read: {e.strerror or e}"))
                     progress("failed", str(path), "cannot read")

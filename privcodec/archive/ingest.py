@@ -1,6 +1,7 @@
 """archive add: photos ─▶ protect (one task per photo, on any worker) ─▶ ARCHIVE/<relative path>.prvc.
 
-    SRC... ─▶ walk (JPEG/PNG/WebP/TIFF/HEIC) ─▶ skip photos whose bytes are catalogued
+    SRC... ─▶ walk (JPEG/PNG/WebP/TIFF/HEIC) ─▶ skip photos whose bytes are catalogued (hashes of
+           unchanged files remembered: hashcache.py)
            ─▶ worker: read, hash, protect ─▶ bytes + record
            ─▶ this process: pending row ─▶ atomic write ─▶ catalogue row (one transaction)
 
@@ -49,14 +50,6 @@ def walk(sources) -> list[tuple[Path, str]]:
         else:
             out.append((src, src.name + SUFFIX))
     return out
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ingest_one(task: IngestTask) -> dict:
