@@ -531,12 +531,14 @@ def test_shipped_weights_decode_tiles_side_by_side_to_the_pixels_of_one_thread(m
         assert np.array_equal(image, results[0][0]) and np.array_equal(known, results[0][1])
 
 
-def test_decodes_from_several_threads_at_once_give_the_same_pixels_and_the_thread_count_back(monkeypatch):
-    """A threaded caller (a Dask worker) may decode several files at once: torch's thread count is
-    per process, so it stays at one until the last decode ends, then comes back."""
+def test_decodes_from_several_threads_at_once_give_the_same_pixels_and_each_its_thread_count_back(monkeypatch):
+    """A threaded caller (a Dask worker) may decode several files at once: each decode takes one
+    tile at a time then (memory stays a tile per caller thread), and every caller thread gets
+    its own torch thread count back."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from privcodec import codec
+    from privcodec import codec, tiles
 
     monkeypatch.setattr(codec, "TILE_BLOCKS", 2)
     img = _pixels(64, 96, seed=5)
@@ -547,9 +549,31 @@ def test_decodes_from_several_threads_at_once_give_the_same_pixels_and_the_threa
     torch.set_num_threads(2)
     try:
         alone = codec.decode_groups(streams, grid, 64, 96, 3.0)
-        with ThreadPoolExecutor(3) as pool:
-            together = list(pool.map(lambda _: codec.decode_groups(streams, grid, 64, 96, 3.0), range(6)))
         assert torch.get_num_threads() == 2
+        workers, seen = [], []
+        all_decoding = threading.Barrier(3)
+        side_by_side = tiles.decode
+
+        def spy(*args, **kwargs):
+            workers.append(kwargs["workers"])
+            all_decoding.wait()               # the three decodes are under way at once
+            return side_by_side(*args, **kwargs)
+
+        monkeypatch.setattr(tiles, "decode", spy)
+
+        set_up = threading.Barrier(3)
+
+        def caller(_):
+            torch.get_num_threads()           # torch has run on this OS thread: its count is its own,
+            torch.set_num_threads(3)          # as in a long-lived worker thread
+            set_up.wait()
+            result = codec.decode_groups(streams, grid, 64, 96, 3.0)
+            seen.append(torch.get_num_threads())
+            return result
+
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(caller, range(3)))
+        assert seen == [3, 3, 3] and sorted(workers) == [1, 1, 3]
     finally:
         torch.set_num_threads(before)
     for image, known in together:

@@ -174,43 +174,43 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
 
     codec_id = codec_id or new_codec_id(weights)
     _check_network(codec_id, weights)
-    with _torch_on_one_thread() as threads:
+    with _torch_on_one_thread() as workers:
         if codec_id == "gicodec-1":
             _check_untiled(block_groups, streams)
             return _decode_whole(streams, block_groups, height, width, quality, weights)
         return tiles.decode(streams, np.asarray(block_groups), height, width,
                             lambda s, grid, h, w: _decode_whole(s, grid, h, w, quality, weights), TILE_BLOCKS,
-                            workers=min(threads, MAX_DECODE_WORKERS))
+                            workers=workers)
 
 
 # Decoding runs torch on one thread: the float32 synthesis sums in a different order with more
 # threads, and a pixel value near .5 can then round the other way (measured: 1 value in 8640 with
 # the 53.75k model).  Streams never depend on threads (float64 entropy path); decoded pixels must
 # not either.  The cores decode tiles side by side instead (a 12 MP photo in about half the time on
-# two cores, ~0.6 GB more memory a worker).  Torch's thread count is per process: a caller that
-# decodes from several threads at once (a Dask worker) gets it back when the last decode ends.
-_decoding = {"active": 0, "threads": 1}
-_decoding_lock = threading.Lock()
+# two cores, ~0.6 GB more memory a worker).  A caller that already decodes several files at once
+# from its own threads (a Dask worker) has its parallelism: its decodes take one tile at a time, so
+# memory stays a tile per caller thread.
+_active_decodes = [0]
+_active_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def _torch_on_one_thread():
-    """Torch on one thread while a decode runs; yields the thread count it had (the tile workers)."""
+    """Torch on one thread in the calling thread (torch keeps a count per OS thread once it has
+    run there) until the decode ends; yields how many tiles to decode side by side."""
     import torch
 
-    with _decoding_lock:
-        if _decoding["active"] == 0:
-            _decoding["threads"] = torch.get_num_threads()
-        _decoding["active"] += 1
-        threads = _decoding["threads"]
-        torch.set_num_threads(1)
+    with _active_lock:
+        _active_decodes[0] += 1
+        alone = _active_decodes[0] == 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        yield threads
+        yield min(threads, MAX_DECODE_WORKERS) if alone else 1
     finally:
-        with _decoding_lock:
-            _decoding["active"] -= 1
-            if _decoding["active"] == 0:
-                torch.set_num_threads(_decoding["threads"])
+        torch.set_num_threads(threads)
+        with _active_lock:
+            _active_decodes[0] -= 1
 
 
 def _check_untiled(block_groups: np.ndarray, groups, *, encoding: bool = False) -> None:
@@ -255,7 +255,8 @@ def _decode_whole(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     import torch
 
     model = load_codec(weights)
-    # torch keeps a thread count per OS thread: this one (a tile worker, or the caller) runs on one
+    # decode_groups' thread is on one; a tile worker started while another decode ended (which
+    # restored the shared default) is put on one here: a tile is always summed on one thread
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     crop, known_crop, (top, left) = model.decompress_region(
