@@ -163,6 +163,41 @@ def test_a_photo_changed_seconds_ago_or_an_unusable_cache_is_read_every_time(tmp
     monkeypatch.setattr(hashcache, "SETTLE_SECONDS", -1.0)
     with hashcache.SourceHashes(tmp_path / "not-a-folder") as cache:
         assert cache.db is None and cache.digest(photo) == hashlib.sha256(b"fresh bytes").hexdigest()
+    # another privcodec holding the cache: read the photo, do not wait on it
+    import sqlite3
+    import time
+
+    holder = sqlite3.connect(tmp_path / "cache" / "source-hashes.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    with hashcache.SourceHashes(tmp_path / "cache") as cache:
+        start = time.monotonic()
+        for _ in range(20):
+            assert cache.digest(photo) == hashlib.sha256(b"fresh bytes").hexdigest()
+        assert time.monotonic() - start < 3
+    holder.execute("ROLLBACK")
+    holder.close()
+
+
+def test_the_hash_cache_is_private_can_be_turned_off_and_forgets_photos_that_are_gone(tmp_path, monkeypatch):
+    from privcodec.archive import hashcache
+
+    monkeypatch.setenv("PRIVCODEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashcache, "SETTLE_SECONDS", -1.0)
+    kept, gone = tmp_path / "kept.jpg", tmp_path / "gone.jpg"
+    kept.write_bytes(b"kept")
+    gone.write_bytes(b"gone")
+    with hashcache.SourceHashes() as cache:
+        cache.digest(kept), cache.digest(gone)
+    db = tmp_path / "cache" / "source-hashes.sqlite"
+    assert db.stat().st_mode & 0o777 == 0o600
+    gone.unlink()
+    with hashcache.SourceHashes() as cache:
+        assert [p for (p,) in cache.db.execute("SELECT path FROM hashes")] == [str(kept.resolve())]
+    monkeypatch.setenv("PRIVCODEC_NO_CACHE", "1")
+    db.unlink()
+    with hashcache.SourceHashes() as cache:
+        assert cache.db is None and len(cache.digest(kept)) == 64
+    assert not db.exists()
 
 
 def test_an_interrupted_add_resumes_where_it_stopped(tmp_path, photos, keys, policy):

@@ -8,8 +8,10 @@ A photo whose bytes change gets a new mtime and ctime (ctime cannot be set back 
 is read again.  One that changed in the last seconds is never remembered: it may still be
 written within one timestamp tick (git's "racily clean" files).  The cache lives in the user's
 cache folder (PRIVCODEC_CACHE_DIR, else $XDG_CACHE_HOME/privcodec, else ~/.cache/privcodec), not
-in any archive, and holds paths and hashes only.  It is an optimisation: when it cannot be
-opened or written, every photo is simply read.
+in any archive, readable by its owner only, and holds paths and hashes only; entries of files
+that are gone are dropped when it is opened.  PRIVCODEC_NO_CACHE=1 turns it off.  It is an
+optimisation: when it cannot be opened or written (another privcodec holding it, a read-only
+home), every photo is simply read.
 """
 from __future__ import annotations
 
@@ -42,14 +44,24 @@ class SourceHashes:
 
     def __init__(self, folder: Path | None = None):
         self.db = None
+        if folder is None and os.environ.get("PRIVCODEC_NO_CACHE", "") not in ("", "0"):
+            return
         try:
             folder = Path(folder) if folder is not None else cache_dir()
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.db = sqlite3.connect(folder / "source-hashes.sqlite", timeout=5)
+            path = folder / "source-hashes.sqlite"
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, 0o600)
+            # autocommit, no fsync: losing the last entries in a crash only means reading those photos again;
+            # a short timeout: another privcodec holding the cache makes this one read photos, not wait
+            self.db = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+            self.db.execute("PRAGMA synchronous = OFF")
             self.db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, identity TEXT NOT NULL, "
                             "sha256 TEXT NOT NULL)")
+            gone = [(p,) for (p,) in self.db.execute("SELECT path FROM hashes") if not os.path.exists(p)]
+            self.db.executemany("DELETE FROM hashes WHERE path = ?", gone)
         except (OSError, sqlite3.Error):
-            self.db = None
+            self.close()
 
     def digest(self, path: Path) -> str:
         path = Path(path).resolve()
@@ -60,6 +72,7 @@ class SourceHashes:
                 row = self.db.execute("SELECT identity, sha256 FROM hashes WHERE path = ?", (str(path),)).fetchone()
             except sqlite3.Error:
                 row = None
+                self.close()
             if row is not None and row[0] == identity:
                 return row[1]
         digest = sha256_file(path)
@@ -67,14 +80,13 @@ class SourceHashes:
         if self.db is not None and settled:
             try:
                 self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?)", (str(path), identity, digest))
-            except sqlite3.Error:
-                pass
+            except sqlite3.Error:   # locked by another privcodec, disk full: go on without the cache
+                self.close()
         return digest
 
     def close(self) -> None:
         if self.db is not None:
             try:
-                self.db.commit()
                 self.db.close()
             except sqlite3.Error:
                 pass
