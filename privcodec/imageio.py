@@ -218,7 +218,7 @@ def _to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
 
 # The pixel modes an embedded profile is applied to, by the profile's colour space (anything else,
 # e.g. an RGB profile on a palette image, is first converted to the first mode listed).
-_PROFILE_MODES = {"RGB": ("RGB", "RGBA"), "CMYK": ("CMYK",), "GRAY": ("L",)}
+_PROFILE_MODES = {"RGB": ("RGB", "RGBA"), "CMYK": ("CMYK",), "GRAY": ("L", "LA")}
 
 
 def _embedded_profile_to_srgb(img: Image.Image) -> Image.Image:
@@ -239,10 +239,14 @@ def _embedded_profile_to_srgb(img: Image.Image) -> Image.Image:
             return img
         if img.mode not in modes:   # a palette image: its colours, with their transparency
             img = img.convert("RGBA" if img.has_transparency_data else "RGB")
-        out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        alpha = img.getchannel("A") if img.mode == "LA" else None   # littlecms takes grey without alpha
+        source = img.getchannel("L") if alpha is not None else img
         srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-        converted = ImageCms.profileToProfile(img, profile, srgb, outputMode=out_mode)
-    except (ImageCms.PyCMSError, OSError, ValueError):
+        converted = ImageCms.profileToProfile(source, profile, srgb,
+                                              outputMode="RGBA" if img.mode == "RGBA" else "RGB")
+        if alpha is not None:
+            converted.putalpha(alpha)
+    except Exception:   # a hostile or broken profile: whatever littlecms or Pillow make of it, it is ignored
         return img
     converted.info.pop("icc_profile", None)
     return converted

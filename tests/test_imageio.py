@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from privcodec.errors import ImageError, OutputExistsError, PrivcodecError
-from privcodec.imageio import atomic_write, check_writable, load_image, save_image
+from privcodec.imageio import WHITE, atomic_write, check_writable, load_image, save_image
 
 
 def encode(img, fmt="PNG", **options):
@@ -200,6 +200,29 @@ def test_pixels_in_an_embedded_colour_profile_are_converted_to_srgb(mode, colour
     if mode == "P":
         img.putpalette([255, 0, 0] * 256)
     assert pixel(encode(img, "PNG", icc_profile=profile_with_red_and_green_swapped())) == (0, 255, 0)
+
+
+def linear_grey_profile() -> bytes:
+    """A minimal ICC v2 grey profile with gamma 1: its value 77 is 30 % of white's light, sRGB 149."""
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
+    tags = [(b"wtpt", b"XYZ " + bytes(4) + d50), (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, 256) + bytes(2))]
+    offset, table, data = 128 + 4 + 12 * len(tags), struct.pack(">I", len(tags)), b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", offset + len(data)) + b"lcms" + bytes.fromhex("02100000") + b"mntrGRAYXYZ "
+              + bytes(12) + b"acsp" + bytes(28) + d50 + bytes(48))
+    return header + table + data
+
+
+@pytest.mark.parametrize("mode,value", [("L", 77), ("LA", (77, 255))])
+def test_grey_pixels_in_a_grey_profile_are_converted_to_srgb(mode, value):
+    assert pixel(encode(Image.new(mode, (4, 4), value), "PNG", icc_profile=linear_grey_profile())) == (149, 149, 149)
+    if mode == "LA":   # and transparency still composites over white
+        assert pixel(encode(Image.new(mode, (4, 4), (77, 0)), "PNG", icc_profile=linear_grey_profile())) == WHITE
 
 
 def test_srgb_tagged_and_unreadable_profiles_leave_the_pixels_as_they_are():
