@@ -319,6 +319,16 @@ def test_grant_then_revoke(filled, keys):
     assert filled.audit_log()[1]["files"] == 3
 
 
+def test_a_revoke_that_cannot_reach_a_file_fails_and_says_so(filled, keys):
+    stray = filled.root / "holiday/copied-in.prvc"          # a file put in the archive folder by hand
+    stray.write_bytes((filled.root / "holiday/portrait.jpg.prvc").read_bytes())
+    report = filled.revoke([_key(keys, "admin")], "alice", keys_dir=keys)
+    assert not report.ok and "not in the catalogue, so not re-keyed" in report.failed[0][1]
+    assert _opens(stray, _key(keys, "alice")) != []          # exactly what the failure warns of
+    assert len(report.done) == 3                             # the catalogued files are re-keyed all the same
+    assert all(_opens(filled.root / f["path"], _key(keys, "alice")) == [] for f in filled.ls())
+
+
 def test_revoke_gives_fresh_content_keys(filled, keys):
     """The revoked recipient may have kept the old content key: the new ciphertext must not open with it."""
     from privcodec.container import open_container
@@ -486,6 +496,10 @@ def test_cli_archive_end_to_end(tmp_path, photos, keys, policy):
     (tmp_path / "arc" / "holiday" / "cat.tif.prvc").unlink()
     r = run(cli, ["archive", "verify", arc, "--workers", "1"])
     assert r.exit_code == 1 and "missing" in r.output
+    (tmp_path / "arc" / "holiday" / "copied-in.prvc").write_bytes((tmp_path / "arc/holiday/portrait.jpg.prvc").read_bytes())
+    r = run(cli, ["archive", "revoke", arc, "--key", str(_key(keys, "admin")), "--recipient", "family",
+                  "--keys-dir", str(keys), "--workers", "1"])
+    assert r.exit_code == 1 and "not re-keyed" in r.output and "holiday/copied-in.prvc" in r.output
 
 
 def test_a_name_given_to_two_keys_must_be_disambiguated_by_key_id(filled, keys, tmp_path):

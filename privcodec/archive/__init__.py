@@ -387,9 +387,11 @@ class Archive:
         with self._writer(on_wait) as cat:
             gone = self._resolve(cat, revoked, known_only=True)
             strays = self._on_disk - {f["path"] for f in cat.files()}
-            if strays:
-                report.warnings.append((f"{len(strays)} file(s)", "not in the catalogue, so not re-keyed: "
-                                        "run archive verify (e.g. " + sorted(strays)[0] + ")"))
+            if strays:   # a revocation the operator believes complete must not be: it fails, loudly
+                report.failed.append((f"{len(strays)} file(s)", "on disk but not in the catalogue, so not re-keyed "
+                                      "(the key may still open them): run archive verify (e.g. "
+                                      + sorted(strays)[0] + ")"))
+                progress("failed", *report.failed[-1])
             if added is not None:
                 if added.key_id == gone:
                     raise ArchiveError("the new key is the key being revoked")
