@@ -11,10 +11,8 @@ from pathlib import Path
 
 import click
 
+from .cli_archive import EFFORT
 from .errors import PrivcodecError
-from .limits import EFFORT_LEVELS
-
-EFFORT = click.IntRange(min(EFFORT_LEVELS), max(EFFORT_LEVELS))
 
 
 STDIO = "-"   # as with age and most Unix tools: "-" is standard input / output

@@ -9,7 +9,7 @@ import click
 
 from .limits import EFFORT_LEVELS
 
-EFFORT = click.IntRange(min(EFFORT_LEVELS), max(EFFORT_LEVELS))
+EFFORT = click.IntRange(min(EFFORT_LEVELS), max(EFFORT_LEVELS))   # --effort of protect and archive add
 
 ARCHIVE = click.argument("archive", type=click.Path(path_type=Path))
 KEYS_DIR = click.option("--keys-dir", default="keys", show_default=True, type=click.Path(path_type=Path),

@@ -61,8 +61,10 @@ def _quiet(status: str, path: str, detail: str) -> None:
 
 
 def _sha_file(path: Path) -> str | None:
+    from .hashcache import sha256_file
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 
