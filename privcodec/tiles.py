@@ -1,9 +1,12 @@
 """Tiled coding: any group-independent coder run tile by tile, so memory is bounded by the tile,
-not the photo, and time is linear in pixels (codec ids gicodec-2, gicodec-3, gicodec-4, avif-2, lossless-2).
+not the photo, and time is linear in pixels (codec ids gicodec-2 to gicodec-5, avif-2, lossless-2).
 
     block grid ─▶ tiles of `tile` x `tile` blocks, raster order (the last row/column cut by the image)
     each tile ─▶ the coder on the tile alone (a tile edge is an image edge, so also a group edge)
-    group stream = for each tile holding blocks of the group, in raster order: u32 length ‖ tile stream
+    group stream = for each tile holding blocks of the group, in raster order:
+        U32 framing:     u32 length ‖ tile stream
+        UVARINT framing: uvarint length ‖ tile stream, but the last tile's stream alone (its
+                         length is what is left: a one-tile photo carries no framing at all)
 
 A group's stream still depends only on its own pixels and block mask (the tiling is fixed by the
 image size), and any subset of groups decodes alone, bit for bit: each tile is an independent
@@ -18,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 BLOCK = 16
+U32, UVARINT = "u32", "uvarint"   # framings (FORMAT.md, "Codec streams")
 
 
 def tiles(rows: int, cols: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -62,7 +66,7 @@ def check_work(grid: np.ndarray, groups=None, *, encoding: bool = False) -> None
     raise ValueError(f"the groups' boxes cover the image more than {MAX_BOX_COVER} times over")
 
 
-def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -> dict[int, bytes]:
+def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int, framing: str = U32) -> dict[int, bytes]:
     """image: uint8 (H, W, 3); grid: group ids >= 0 per block; compress(tile pixels, tile grid) ->
     {group: stream} codes one tile.  Returns {group: framed stream}."""
     from . import progress
@@ -75,19 +79,33 @@ def encode(image: np.ndarray, grid: np.ndarray, compress: Callable, tile: int) -
     for r0, r1, c0, c1 in boxes:
         pixels = image[r0 * BLOCK:min(height, r1 * BLOCK), c0 * BLOCK:min(width, c1 * BLOCK)]
         for group, stream in compress(pixels, grid[r0:r1, c0:c1]).items():
-            parts.setdefault(int(group), []).append(struct.pack(">I", len(stream)) + stream)
+            parts.setdefault(int(group), []).append(stream)
         progress.advance(len(boxes))
-    return {g: b"".join(p) for g, p in parts.items()}
+    return {g: join(p, framing) for g, p in parts.items()}
 
 
-def split(stream: bytes, count: int) -> list[bytes]:
+def join(parts: list[bytes], framing: str = U32) -> bytes:
+    """A group's tile streams (raster order) -> its framed stream."""
+    if any(not p for p in parts):
+        raise ValueError("empty tile stream")
+    if framing == U32:
+        return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return b"".join(_uvarint(len(p)) + p for p in parts[:-1]) + parts[-1]
+
+
+def split(stream: bytes, count: int, framing: str = U32) -> list[bytes]:
     """A group's framed stream -> its ``count`` tile streams; ValueError unless it is exactly that."""
     out, pos = [], 0
-    for _ in range(count):
-        if pos + 4 > len(stream):
-            raise ValueError("truncated tiled stream")
-        (n,) = struct.unpack_from(">I", stream, pos)
-        pos += 4
+    for k in range(count):
+        if framing == UVARINT and k == count - 1:
+            n = len(stream) - pos
+        elif framing == UVARINT:
+            n, pos = _read_uvarint(stream, pos)
+        else:
+            if pos + 4 > len(stream):
+                raise ValueError("truncated tiled stream")
+            (n,) = struct.unpack_from(">I", stream, pos)
+            pos += 4
         if n == 0 or pos + n > len(stream):
             raise ValueError("bad tile length")
         out.append(stream[pos:pos + n])
@@ -97,8 +115,33 @@ def split(stream: bytes, count: int) -> list[bytes]:
     return out
 
 
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position): shortest form, below 2**32 (FORMAT.md's uvarint)."""
+    value = 0
+    for k in range(5):
+        if pos >= len(buf):
+            raise ValueError("truncated tiled stream")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << (7 * k)
+        if not byte & 0x80:
+            if (byte == 0 and k) or value >= 1 << 32:
+                raise ValueError("bad tile length")
+            return value, pos
+    raise ValueError("bad tile length")
+
+
 def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int, decompress: Callable,
-           tile: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+           tile: int, workers: int = 1, framing: str = U32) -> tuple[np.ndarray, np.ndarray]:
     """grid: group ids, negative where unknown; decompress(tile streams, tile grid, h, w) -> (uint8
     (h, w, 3), bool (h, w)) decodes one tile.  Returns (uint8 image, decoded-pixel mask).
 
@@ -112,7 +155,7 @@ def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int,
         holding = [i for i, groups in enumerate(present) if g in groups]
         if not holding:
             raise ValueError("group has no blocks")
-        per_group[g] = dict(zip(holding, split(stream, len(holding))))   # all framing checked before decoding
+        per_group[g] = dict(zip(holding, split(stream, len(holding), framing)))   # all framing checked before decoding
     for i, (r0, r1, c0, c1) in enumerate(boxes):
         check_work(grid[r0:r1, c0:c1], [g for g, parts in per_group.items() if i in parts])
     from . import progress

@@ -46,6 +46,27 @@ def small_codec(checkerboard: bool = False, seed: int = 0, refine: bool = False)
     return m
 
 
+class OneStream:
+    """A model coding as codec id gicodec-5 does: each group's z and y in one rANS stream (tiles
+    framed with uvarints, privcodec.tiles.UVARINT)."""
+    framing = "uvarint"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def compress(self, *args, **kwargs):
+        return self.model.compress(*args, one_stream=True, **kwargs)
+
+    def decompress(self, *args, **kwargs):
+        return self.model.decompress(*args, one_stream=True, **kwargs)
+
+    def decompress_region(self, *args, **kwargs):
+        return self.model.decompress_region(*args, one_stream=True, **kwargs)
+
+
 @pytest.fixture
 def photo_path(tmp_path):
     from PIL import Image

@@ -14,17 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_codec
+from conftest import OneStream, small_codec
 from privcodec.codec.model import UNKNOWN_GROUP
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4"])
+@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4", "gicodec-5"])
 def model(request):
     """The small model of each network: gicodec-1, gicodec-3 (checkerboard context) and gicodec-4
-    (gicodec-3 with residual blocks in the synthesis)."""
-    return small_codec(checkerboard=request.param != "gicodec-1", refine=request.param == "gicodec-4")
+    (gicodec-3 with residual blocks in the synthesis), that one also coding as gicodec-5 does
+    (z and y in one stream)."""
+    m = small_codec(checkerboard=request.param != "gicodec-1", refine=request.param in ("gicodec-4", "gicodec-5"))
+    return OneStream(m) if request.param == "gicodec-5" else m
 
 
 def photo(h, w, seed=0):
@@ -214,8 +216,9 @@ def _tiled(model, q, tile=2):
         x, known = model.decompress(streams, torch.from_numpy(grid), h, w, q)
         return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy(), known.numpy()
 
-    enc = lambda img, grid: tiles.encode(img, grid, compress, tile)
-    dec = lambda streams, grid, h, w: tiles.decode(streams, grid, h, w, decompress, tile)
+    framing = getattr(model, "framing", tiles.U32)
+    enc = lambda img, grid: tiles.encode(img, grid, compress, tile, framing)
+    dec = lambda streams, grid, h, w: tiles.decode(streams, grid, h, w, decompress, tile, framing=framing)
     return enc, dec
 
 
@@ -261,27 +264,54 @@ def test_tiled_streams_of_other_groups_are_byte_identical_when_one_group_changes
 
 
 def test_one_tile_is_the_whole_image_stream_with_a_length(model):
-    """A photo smaller than a tile codes exactly as gicodec-1 did, plus 4 bytes per group."""
+    """A photo smaller than a tile codes exactly as gicodec-1 did, plus 4 bytes per group
+    (gicodec-5: nothing, the one tile's length is the stream's)."""
     import struct
 
     enc, _ = _tiled(model, 5.0, tile=64)
     grid = grid_with_groups(6, 8, 3, seed=2).numpy()
     img = _pixels(96, 128, seed=4)
     whole = model.compress(torch.from_numpy(img).permute(2, 0, 1).float() / 255, torch.from_numpy(grid), 5.0)
-    assert enc(img, grid) == {g: struct.pack(">I", len(s)) + s for g, s in whole.items()}
+    framed = whole if isinstance(model, OneStream) else {g: struct.pack(">I", len(s)) + s for g, s in whole.items()}
+    assert enc(img, grid) == framed
 
 
-@pytest.mark.parametrize("bad", ["truncated", "trailing", "zero", "missing tile"])
+@pytest.mark.parametrize("bad", ["truncated", "trailing", "zero", "missing tile", "long length"])
 def test_tiled_framing_must_account_for_every_byte(model, bad):
+    from privcodec import tiles
+
     enc, dec = _tiled(model, 4.0)
     grid = np.zeros((4, 4), dtype=np.int64)
     grid[1:3, 1:3] = 1              # group 1 has blocks in all four tiles
     streams = enc(_pixels(64, 64), grid)
     s = streams[1]
-    forged = {"truncated": s[:-1], "trailing": s + b"\0", "zero": b"\0\0\0\0" + s[4:],
-              "missing tile": s[:4 + int.from_bytes(s[:4], "big")]}[bad]
+    if isinstance(model, OneStream):
+        n, pos = tiles._read_uvarint(s, 0)
+        forged = {"truncated": s[:pos + n + 1], "trailing": tiles._uvarint(len(s)) + s, "zero": b"\0" + s[pos:],
+                  "missing tile": s[:pos + n], "long length": bytes([0x80 | s[0]]) + b"\0" + s[1:]}[bad]
+        if bad == "long length" and pos != 1:
+            forged = bytes([s[0], s[1] | 0x80]) + b"\0" + s[2:]   # a non-shortest uvarint of the same value
+    else:
+        forged = {"truncated": s[:-1], "trailing": s + b"\0", "zero": b"\0\0\0\0" + s[4:],
+                  "missing tile": s[:4 + int.from_bytes(s[:4], "big")], "long length": b"\xff" + s[1:]}[bad]
     with pytest.raises(ValueError):
         dec({**streams, 1: forged}, grid, 64, 64)
+
+
+def test_one_stream_codes_the_same_symbols_in_fewer_bytes():
+    """gicodec-5 against gicodec-4, same network: the same pixels from streams shorter (one coder
+    flush and one length fewer per group)."""
+    model = small_codec(checkerboard=True, refine=True)
+    h, w = 90, 118
+    grid = grid_with_groups(6, 8, 4, seed=1)
+    x = photo(h, w, seed=2)
+    two, one = model.compress(x, grid, 4.0), model.compress(x, grid, 4.0, one_stream=True)
+    assert sorted(one) == sorted(two) and all(len(one[g]) < len(two[g]) for g in two)
+    px_two, _ = model.decompress(two, grid, h, w, 4.0)
+    px_one, _ = model.decompress(one, grid, h, w, 4.0, one_stream=True)
+    assert torch.equal(px_one, px_two)
+    with pytest.raises(ValueError):     # one layout never reads as the other
+        model.decompress(one, grid, h, w, 4.0)
 
 
 def test_shipped_weights_tiled_across_a_tile_edge_decode_every_subset_exactly():

@@ -9,8 +9,8 @@ more encoding time for fewer bits, never a different decoder) and ``decode_group
 a function of its own group's pixels and block mask (and the quality) only, and decode alone,
 bit for bit.  Two backends ship:
 
-- ``gicodec`` (``gicodec-4``, ``gicodec-3`` or ``gicodec-2``, by the network of the current weights, tiled;
-  ``gicodec-1`` files still decode): the learned group-independent codec (privcodec.codec; needs the ``learned`` extra: torch + compressai);
+- ``gicodec`` (``gicodec-5``, ``gicodec-3`` or ``gicodec-2``, by the network of the current weights, tiled;
+  ``gicodec-4`` and ``gicodec-1`` files still decode): the learned group-independent codec (privcodec.codec; needs the ``learned`` extra: torch + compressai);
 - ``avif`` (``avif-2``; ``avif-1`` files still decode): each group's bounding box within each
   2048-px tile as a still AV1 image (privcodec.backends.avif; Pillow only);
 - ``lossless`` (``lossless-2``; ``lossless-1`` read): the same boxes as lossless WebP, bit-exact
@@ -122,7 +122,7 @@ def for_codec_id(codec_id: str):
         return _avif(codec_id)
     if codec_id in LOSSLESS_IDS:
         return _lossless(codec_id)
-    if codec_id in ("gicodec-1", "gicodec-2", "gicodec-3", "gicodec-4"):    # codec.MODEL_OF, without importing the codec
+    if codec_id in ("gicodec-1", "gicodec-2", "gicodec-3", "gicodec-4", "gicodec-5"):   # codec.MODEL_OF, torch-free
         return _Learned(codec_id)
     raise FormatError(f"this file was made with a codec this privcodec does not have ({codec_id}): "
                       "it needs a newer privcodec")

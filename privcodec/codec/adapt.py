@@ -78,9 +78,9 @@ def adapt_group(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, grou
 
 
 def rd_costs(model, streams: dict[int, bytes], x: torch.Tensor, gid: torch.Tensor, quality: float,
-             height: int, width: int) -> dict[int, float]:
+             height: int, width: int, one_stream: bool = False) -> dict[int, float]:
     """Each group's true R + λ·D (bits and squared error of its uint8 pixels) per pixel."""
-    decoded, _ = model.decompress(streams, gid, height, width, quality)
+    decoded, _ = model.decompress(streams, gid, height, width, quality, one_stream)
     err = ((decoded * 255).round() - (x[0, :, :height, :width] * 255).round()) ** 2
     lmbda = float(model.lmbda(torch.tensor([float(quality)])))
     costs = {}
@@ -93,7 +93,7 @@ def rd_costs(model, streams: dict[int, bytes], x: torch.Tensor, gid: torch.Tenso
 
 
 def improve(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, quality: float, height: int, width: int,
-            effort: int, streams: dict[int, bytes]) -> dict[int, bytes]:
+            effort: int, streams: dict[int, bytes], one_stream: bool = False) -> dict[int, bytes]:
     """``streams`` (coded from ``y``) with each group's stream replaced by that of its adapted
     latent where that codes the group with a lower true R + λ·D."""
     steps, lr = EFFORT_STEPS[effort]
@@ -103,9 +103,9 @@ def improve(model, x: torch.Tensor, gid: torch.Tensor, y: torch.Tensor, quality:
         mine = gid[r0:r1, c0:c1] == group
         adapted[:, :, r0:r1, c0:c1] = torch.where(mine, y_group.to(y.dtype), adapted[:, :, r0:r1, c0:c1])
     try:
-        candidate = model._code_latent(adapted, gid)
+        candidate = model._code_latent(adapted, gid, one_stream)
     except ValueError:      # a latent the coder cannot take (out of its range): keep the analysis' one
         return streams
-    before = rd_costs(model, streams, x, gid, quality, height, width)
-    after = rd_costs(model, candidate, x, gid, quality, height, width)
+    before = rd_costs(model, streams, x, gid, quality, height, width, one_stream)
+    after = rd_costs(model, candidate, x, gid, quality, height, width, one_stream)
     return {g: candidate[g] if after[g] < before[g] else streams[g] for g in streams}

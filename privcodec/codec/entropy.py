@@ -21,8 +21,9 @@ layers so a cell's z only feeds that cell.  The channel-conditional part
 (Minnen & Singh, ICIP 2020) is 1x1, hence per position.
 
 As CompressAI's latent codecs, the model owns its three paths: ``forward`` (training:
-likelihoods, straight-through ŷ), ``compress`` and ``decompress`` (one rANS stream per group,
-run on a float64 copy so encoder and decoder agree bit for bit).
+likelihoods, straight-through ŷ), ``compress`` and ``decompress`` (per group a z and a y rANS
+stream, or with ``one_stream`` one rANS stream holding both; run on a float64 copy so encoder
+and decoder agree bit for bit).
 """
 from __future__ import annotations
 
@@ -294,25 +295,27 @@ class GroupEntropyModel(nn.Module):
         return first, [first, ~first]
 
     @torch.no_grad()
-    def compress(self, y: torch.Tensor, gid_c: torch.Tensor) -> dict[int, bytes]:
+    def compress(self, y: torch.Tensor, gid_c: torch.Tensor, one_stream: bool = False) -> dict[int, bytes]:
         """y: (1,M,h,w) gain-scaled latent, h and w multiples of CELL; gid_c: (h,w) group ids, -1 padding.
 
-            per group: y·m ─h_a─▶ z ─▶ EntropyBottleneck ─▶ z bytes
-            ẑ of all groups ─▶ hyper_params ─▶ ChARM slices ─▶ rANS, one encoder per group
+            per group: y·m ─h_a─▶ z ─▶ EntropyBottleneck ─▶ z symbols
+            ẑ of all groups ─▶ hyper_params ─▶ ChARM slices ─▶ y symbols, one rANS coder per group
 
-        Returns {group: uvarint(len(z bytes)) || z bytes || y bytes}."""
+        Returns {group: uvarint(len(z bytes)) || z bytes || y bytes}, or with ``one_stream``
+        (codec id gicodec-5) {group: one rANS stream of its z symbols, then its y symbols}: one
+        coder flush (8 bytes) and one length fewer per group and tile."""
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         groups = [int(v) for v in torch.unique(gid_c) if v >= 0]
 
-        z_streams, z_hat = {}, {}
+        z_symbols, z_hat = {}, {}
+        medians = eb._get_medians().double()
         for grp in groups:
             m = (gid_c == grp)
             support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
             z = self.h_a(y * m.double())
-            z_q = eb.quantize(z, "dequantize", eb._get_medians().double())
+            z_q = eb.quantize(z, "dequantize", medians)
             z_hat[grp] = z_q * support.double()
-            z_streams[grp] = eb.compress(z[:, :, support][:, :, None, :])[0]
-
+            z_symbols[grp] = z[:, :, support][:, :, None, :]
         mu_h, sigma_h = self.hyper_params(z_hat, gid_c)
         from compressai.ans import BufferedRansEncoder
 
@@ -340,40 +343,69 @@ class GroupEntropyModel(nn.Module):
         streams = {}
         for grp in groups:
             encoder = BufferedRansEncoder()
-            encoder.encode_with_indexes(*symbols[grp], *tables)
-            streams[grp] = _uvarint(len(z_streams[grp])) + z_streams[grp] + encoder.flush()
+            if one_stream:
+                encoder.encode_with_indexes(*self._z_symbols(z_symbols[grp]), *coder_tables(eb))
+                encoder.encode_with_indexes(*symbols[grp], *tables)
+                streams[grp] = encoder.flush()
+            else:
+                z_bytes = eb.compress(z_symbols[grp])[0]
+                encoder.encode_with_indexes(*symbols[grp], *tables)
+                streams[grp] = _uvarint(len(z_bytes)) + z_bytes + encoder.flush()
         return streams
 
+    def _z_symbols(self, z_sel: torch.Tensor) -> tuple[list, list]:
+        """(symbols, table indexes) of the selected cells' z (1,C,1,n), channel-major, as
+        EntropyBottleneck.compress codes them."""
+        eb = self.entropy_bottleneck
+        medians = eb._get_medians().double().reshape(1, -1, 1, 1)
+        sym = eb.quantize(z_sel, "symbols", medians)
+        return sym.reshape(-1).tolist(), self._z_indexes(z_sel.shape[-1])
+
+    def _z_indexes(self, n_cells: int) -> list:
+        return torch.arange(self.entropy_bottleneck.channels).repeat_interleave(n_cells).tolist()
+
     @torch.no_grad()
-    def decompress(self, streams: dict[int, bytes], gid_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverse of compress for any subset of groups: (ŷ (1,M,h,w) with zeros outside the decoded
-        groups, decoded-cell mask (h,w)).  ValueError on a malformed or hostile stream."""
+    def decompress(self, streams: dict[int, bytes], gid_c: torch.Tensor,
+                   one_stream: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of compress (same ``one_stream``) for any subset of groups: (ŷ (1,M,h,w) with zeros
+        outside the decoded groups, decoded-cell mask (h,w)).  ValueError on a malformed or hostile stream."""
         hc, wc = gid_c.shape
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         from compressai.ans import BufferedRansEncoder, RansDecoder
 
         medians = eb._get_medians().double()
-        z_hat, decoders, positions, y_bytes = {}, {}, {}, {}
+        z_hat, decoders, positions, checks = {}, {}, {}, {}
         for grp, stream in streams.items():
             m = gid_c == grp
             support = F.max_pool2d(m[None, None].double(), CELL)[0, 0] > 0
-            zlen, pos = _read_uvarint(stream)
-            if pos + zlen > len(stream):
-                raise ValueError("truncated group bitstream")
             n_cells, n_y = int(support.sum()), int(m.sum()) * self.latent
-            z_bytes, y_bytes[grp] = stream[pos:pos + zlen], stream[pos + zlen:]
-            _check_stream_length(len(z_bytes), n_cells * eb.channels)
-            _check_stream_length(len(y_bytes[grp]), n_y)
-            z_sel = eb.decompress([_padded(z_bytes, n_cells * eb.channels)], (1, n_cells)).double()
-            if not bool(((z_sel - medians.reshape(1, -1, 1, 1)).abs() <= MAX_ABS_SYMBOL).all()):
-                raise ValueError("group bitstream decodes to out-of-range symbols")
-            if eb.compress(z_sel)[0] != z_bytes:
-                raise ValueError("malformed group bitstream")
+            dec = RansDecoder()
+            if one_stream:
+                _check_stream_length(len(stream), n_cells * eb.channels + n_y)
+                dec.set_stream(_padded(stream, n_cells * eb.channels + n_y))
+                z_idx = self._z_indexes(n_cells)
+                z_vals = dec.decode_stream(z_idx, *coder_tables(eb))
+                _check_symbols(z_vals)
+                z_sel = torch.tensor(z_vals, dtype=torch.float64).reshape(1, -1, 1, n_cells) \
+                    + medians.reshape(1, -1, 1, 1)
+                checks[grp] = (stream, (z_vals, z_idx), [], [])
+            else:
+                zlen, pos = _read_uvarint(stream)
+                if pos + zlen > len(stream):
+                    raise ValueError("truncated group bitstream")
+                z_bytes, y_bytes = stream[pos:pos + zlen], stream[pos + zlen:]
+                _check_stream_length(len(z_bytes), n_cells * eb.channels)
+                _check_stream_length(len(y_bytes), n_y)
+                z_sel = eb.decompress([_padded(z_bytes, n_cells * eb.channels)], (1, n_cells)).double()
+                if not bool(((z_sel - medians.reshape(1, -1, 1, 1)).abs() <= MAX_ABS_SYMBOL).all()):
+                    raise ValueError("group bitstream decodes to out-of-range symbols")
+                if eb.compress(z_sel)[0] != z_bytes:
+                    raise ValueError("malformed group bitstream")
+                dec.set_stream(_padded(y_bytes, n_y))
+                checks[grp] = (y_bytes, None, [], [])
             z = torch.zeros(1, z_sel.shape[1], hc // CELL, wc // CELL, dtype=torch.float64)
             z[:, :, support] = z_sel[:, :, 0, :]
             z_hat[grp] = z
-            dec = RansDecoder()
-            dec.set_stream(_padded(y_bytes[grp], n_y))
             decoders[grp], positions[grp] = dec, m
 
         mu_h, sigma_h = self.hyper_params(z_hat, gid_c)
@@ -381,7 +413,6 @@ class GroupEntropyModel(nn.Module):
         for m in positions.values():
             known |= m
         tables = coder_tables(gc)
-        decoded = {grp: ([], []) for grp in decoders}
         first, halves = self._halves(gid_c)
         prev = []
         for i in range(self.slices):
@@ -396,15 +427,17 @@ class GroupEntropyModel(nn.Module):
                     indexes = idx[0][:, p].reshape(-1).tolist()
                     vals = dec.decode_stream(indexes, *tables)
                     _check_symbols(vals)
-                    decoded[grp][0].extend(vals)
-                    decoded[grp][1].extend(indexes)
+                    checks[grp][2].extend(vals)
+                    checks[grp][3].extend(indexes)
                     sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(self.slice_ch, -1)
             prev.append(self.refine(i, mu_h, prev, sym + mu) * known.double())
         # The rANS decoder accepts any bytes; a stream is valid only if it is exactly what
         # encoding its own symbols gives back (catches corrupted or forged public payloads).
-        for grp, (vals, indexes) in decoded.items():
+        for coded, z_part, vals, indexes in checks.values():
             enc = BufferedRansEncoder()
+            if z_part is not None:
+                enc.encode_with_indexes(*z_part, *coder_tables(eb))
             enc.encode_with_indexes(vals, indexes, *tables)
-            if enc.flush() != y_bytes[grp]:
+            if enc.flush() != coded:
                 raise ValueError("malformed group bitstream")
         return torch.cat(prev, 1), known

@@ -155,12 +155,13 @@ class GICodec(nn.Module):
 
     @torch.no_grad()
     def compress(self, image: torch.Tensor, block_groups: torch.Tensor, quality: float,
-                 effort: int = 0) -> dict[int, bytes]:
+                 effort: int = 0, one_stream: bool = False) -> dict[int, bytes]:
         """image: (3,H,W) float in [0,1]; block_groups: (ceil(H/16), ceil(W/16)) ints 0..G-1.
 
         Returns {group: bitstream}.  A group's bitstream depends only on that
         group's pixels, its block mask and the quality (and ``effort``: 1 and 2 search each
-        group's latent for fewer bits at the same distortion, adapt.py; same decoder)."""
+        group's latent for fewer bits at the same distortion, adapt.py; same decoder).
+        ``one_stream``: each group's z and y in one rANS stream (GroupEntropyModel.compress)."""
         _, H, W = image.shape
         gid = block_groups.long()
         self._check_grid(gid, H, W)
@@ -168,27 +169,27 @@ class GICodec(nn.Module):
         y = self.g_a.per_group(x, gid).double()
         g, _ = self.gains(torch.tensor([float(quality)]))
         y = y * g.double()
-        streams = self._code_latent(y, gid)
+        streams = self._code_latent(y, gid, one_stream)
         if effort:
             from . import adapt
 
-            streams = adapt.improve(self, x, gid, y, quality, H, W, effort, streams)
+            streams = adapt.improve(self, x, gid, y, quality, H, W, effort, streams, one_stream)
         return streams
 
-    def _code_latent(self, y: torch.Tensor, gid: torch.Tensor) -> dict[int, bytes]:
+    def _code_latent(self, y: torch.Tensor, gid: torch.Tensor, one_stream: bool = False) -> dict[int, bytes]:
         y, gid_c = self._pad_cells(y, gid)
-        return self._entropy64().compress(y, gid_c)
+        return self._entropy64().compress(y, gid_c, one_stream)
 
     @torch.no_grad()
     def decompress(self, streams: dict[int, bytes], block_groups: torch.Tensor, height: int, width: int,
-                   quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+                   quality: float, one_stream: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode any subset of groups.
 
         block_groups holds the group of every block whose group is known and
         UNKNOWN_GROUP elsewhere; ``streams`` maps group -> bitstream.  Returns
         (image (3,H,W) float in [0,1], pixel mask of decoded pixels (H,W) bool).
         Raises ValueError on a malformed bitstream."""
-        crop, known, (y0, x0) = self.decompress_region(streams, block_groups, height, width, quality)
+        crop, known, (y0, x0) = self.decompress_region(streams, block_groups, height, width, quality, one_stream)
         x_hat = torch.zeros(3, height, width)
         known_px = torch.zeros(height, width, dtype=torch.bool)
         x_hat[:, y0:y0 + crop.shape[1], x0:x0 + crop.shape[2]] = crop
@@ -209,7 +210,7 @@ class GICodec(nn.Module):
 
     @torch.no_grad()
     def decompress_region(self, streams: dict[int, bytes], block_groups: torch.Tensor, height: int, width: int,
-                          quality: float) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+                          quality: float, one_stream: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """As decompress, but only on the decoded groups' region: returns (pixels (3,h,w) float,
         decoded-pixel mask (h,w), (top, left) of the region in the image)."""
         gid = block_groups.long()
@@ -224,7 +225,7 @@ class GICodec(nn.Module):
         if not streams:
             return torch.zeros(3, 0, 0), torch.zeros(0, 0, dtype=torch.bool), (0, 0)
         _, gid_c = self._pad_cells(None, gid)
-        y_hat, known = self._entropy64().decompress(streams, gid_c)
+        y_hat, known = self._entropy64().decompress(streams, gid_c, one_stream)
         y_hat = y_hat[:, :, :gid.shape[0], :gid.shape[1]]
         _, ig = self.gains(torch.tensor([float(quality)]))
         x_hat = self.g_s.per_group((y_hat * ig.double()).float(), gid, set(streams))
