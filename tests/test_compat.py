@@ -21,7 +21,7 @@ FIXTURES = ROOT / "tests/fixtures"
 KEYS = FIXTURES / "keys"
 MODELS = ["gicodec-18k5", "gicodec-39k"]
 FIXTURE_FILES = [("v1", name) for name in MODELS] + [
-    (version, p.stem) for version in ("v2", "v3")
+    (version, p.stem) for version in ("v2", "v3", "v4")
     for p in sorted((FIXTURES / version).glob("*.prvc")) if p.stem != "format-md-vector"]
 
 
@@ -60,6 +60,15 @@ def test_a_model_this_privcodec_never_had_is_a_clear_error():
         codec.weights_for("gicodec-2", hashlib.sha256(b"a future model").digest())
     with pytest.raises(FormatError, match="does not have"):
         codec.weights_for("gicodec-9", bytes.fromhex(codec.CURRENT_MODEL))
+
+
+def test_a_version_4_header_names_its_model_by_the_first_16_bytes_of_the_hash():
+    current = bytes.fromhex(codec.CURRENT_MODEL)
+    assert codec.weights_for("gicodec-5", current[:16]) == codec.weights_for("gicodec-5", current)
+    with pytest.raises(FormatError, match="does not have"):
+        codec.weights_for("gicodec-5", current[:15])       # shorter than any header holds
+    with pytest.raises(FormatError, match="does not have"):
+        codec.weights_for("gicodec-5", current[:15] + bytes([current[15] ^ 1]))
 
 
 def test_a_codec_id_never_reads_with_the_other_networks_weights():

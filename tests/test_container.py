@@ -60,7 +60,8 @@ def make(*, face_to=(ALICE,), person_to=(BOB,), pad=None, _random=None, face_pay
 
 def fix_checksum(data: bytes) -> bytes:
     """What an attacker without keys can always do after editing a file."""
-    return data[:-32] + hashlib.sha256(data[:-32]).digest()
+    n = fmt.checksum_len(data[4])
+    return data[:-n] + hashlib.sha256(data[:-n]).digest()[:n]
 
 
 def rewrite(container) -> bytes:
@@ -82,7 +83,7 @@ DATA = make()
 def test_round_trip_symmetric_and_x25519():
     c = open_container(DATA)
     assert (c.width, c.height, c.block, c.codec_id, c.quality) == (64, 48, 16, "gicodec-1", 3.3)   # exact: f64
-    assert c.weights_sha256 == hashlib.sha256(b"w").digest()
+    assert c.weights_sha256 == hashlib.sha256(b"w").digest()[:16]     # v4: the hash's first 16 bytes
     assert np.array_equal(c.block_map, BLOCK_MAP) and len(c.file_id) == 16
     assert c.public_groups == [PublicGroup(0, "background", 1.0, b"background bits"), PublicGroup(3, "sign", 0.75, b"sign")]
 
@@ -105,7 +106,7 @@ def test_keyless_reader_sees_public_groups_footprint_and_recipient_types_only():
     # Recipients are anonymous (as in age): no static key id that would link files to a person.
     for key in (ALICE, BOB):
         assert bytes.fromhex(key.key_id) not in DATA
-    assert all(ch.length == len(fmt._plaintext(g, None, BLOCK_MAP == P, 3)) + 28 for ch, g in zip(chunks, [
+    assert all(ch.length == len(fmt._plaintext(g, None, BLOCK_MAP == P, fmt.VERSION)) + 28 for ch, g in zip(chunks, [
         ProtectedGroup(1, "face", 0.87, FACE_MASK, b"face bits " * 5, []),
         ProtectedGroup(2, "person", 0.5, PERSON_MASK, b"person bits", [])]))
     # Labels and payloads of protected groups are nowhere in the clear.
@@ -171,15 +172,15 @@ def test_trailing_garbage_is_reported():
     with pytest.raises(FormatError):
         open_container(DATA + b"\0")
     with pytest.raises(FormatError):   # even with a recomputed checksum
-        open_container(fix_checksum(DATA[:-32] + b"\0" + DATA[-32:]))
+        open_container(fix_checksum(DATA[:-16] + b"\0" + DATA[-16:]))
 
 
 def test_magic_and_version():
     with pytest.raises(FormatError, match="^not a .prvc file$"):
         open_container(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 4$"):
-        open_container(DATA[:4] + b"\x04" + DATA[5:])
-    assert open_container(DATA).version == 3
+    with pytest.raises(FormatError, match=r"^unsupported \.prvc version 5$"):
+        open_container(DATA[:4] + b"\x05" + DATA[5:])
+    assert open_container(DATA).version == 4
 
 
 def test_chunk_from_another_file_with_same_geometry_does_not_decrypt():
@@ -478,10 +479,29 @@ def test_a_file_whose_opened_masks_would_span_gigabytes_is_refused(monkeypatch):
     assert len(open_container(fmt._assemble(core, public, [], 3)).protected_chunks) == 5
 
 
-def test_seal_writes_version_3_and_keeps_version_2_on_request():
-    assert open_container(DATA).version == 3
+def test_seal_writes_version_4_and_keeps_versions_2_and_3_on_request():
+    assert open_container(DATA).version == 4
+    for version in (2, 3):
+        assert open_container(public_file(np.zeros((1, 1), np.int16), version=version)).version == version
     with pytest.raises(ValueError, match="versions"):
         public_file(np.zeros((1, 1), np.int16), version=1)
+
+
+def test_version_4_stores_short_hashes_and_scores_to_four_decimals():
+    """32 bytes (checksum, weights id) and 6 a group fewer than version 3; a score of four decimals
+    reads back exactly, a finer one to the nearest 1/10000."""
+    block_map = np.zeros((2, 2), np.int16)
+    v3, v4 = (public_file(block_map, version=v) for v in (3, 4))
+    assert len(v3) - len(v4) == 32 + 6
+    assert [g.score for g in open_container(DATA).public_groups] == [1.0, 0.75]
+    [face, _] = open_container(DATA).unlock([ALICE, BOB])
+    assert face.score == 0.87
+    fine = seal(width=16, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+                block_map=np.zeros((1, 1), np.int32), public=[PublicGroup(0, "x", 0.123456, b"")], protected=[])
+    assert open_container(fine).public_groups[0].score == 0.1235
+    with pytest.raises(ValueError, match="scores"):
+        seal(width=16, height=16, block=16, codec_id="c", weights_sha256=bytes(32), quality=1.0,
+             block_map=np.zeros((1, 1), np.int32), public=[PublicGroup(0, "x", 1.5, b"")], protected=[])
 
 
 # ---------------------------------------------------------------- FORMAT.md test vector
@@ -491,11 +511,13 @@ VECTOR_KEY_SECRET = hashlib.sha256(b"privcodec test vector key").digest()
 VECTOR_SIGNING_SECRET = hashlib.sha256(b"privcodec test vector signing key").digest()
 
 
-VECTOR_SEEDS = {2: b"privcodec test vector", 3: b"privcodec test vector v3"}   # never one nonce for two plaintexts
+VECTOR_SEEDS = {2: b"privcodec test vector", 3: b"privcodec test vector v3",   # never one nonce for two plaintexts
+                4: b"privcodec test vector v4"}
 
 
-def vector_container(version: int = 3) -> bytes:
-    """FORMAT.md's test vector (version 3); version 2's is tests/fixtures/v2/format-md-vector.prvc."""
+def vector_container(version: int = 4) -> bytes:
+    """FORMAT.md's test vector (version 4); version 2's and 3's are tests/fixtures/v2/ and
+    v3/format-md-vector.prvc."""
     from privcodec.keys import Identity, SigningKey
     key = Identity("symmetric", VECTOR_KEY_SECRET)
     return seal(version=version, width=32, height=16, block=16, codec_id="test-codec", weights_sha256=hashlib.sha256(b"weights").digest(),
@@ -524,15 +546,16 @@ def test_version_1_vector_from_the_old_format_md_still_opens():
     assert granted.version == 1 and granted._core == c._core
 
 
-def test_version_2_vector_from_the_old_format_md_still_opens_and_is_still_written():
-    data = (ROOT / "tests/fixtures/v2/format-md-vector.prvc").read_bytes()
-    assert data == vector_container(version=2)   # seal(version=2) is byte-exact with the old writer
+@pytest.mark.parametrize("version", [2, 3])
+def test_older_vectors_from_the_old_format_md_still_open_and_are_still_written(version):
+    data = (ROOT / f"tests/fixtures/v{version}/format-md-vector.prvc").read_bytes()
+    assert data == vector_container(version=version)   # seal(version=N) is byte-exact with the old writer
     c = open_container(data)
-    assert c.version == 2 and c.signer is not None
+    assert c.version == version and c.signer is not None
     [g] = c.unlock([Identity("symmetric", VECTOR_KEY_SECRET)])
     assert same(g, OpenedGroup(1, "face", 0.5, np.array([[False, True]]), b"secret pixels"))
     for edited in (c.strip([]), c.grant(Identity("symmetric", VECTOR_KEY_SECRET), generate_identity("x25519").recipient)):
-        assert open_container(edited).version == 2 and open_container(edited)._core == c._core
+        assert open_container(edited).version == version and open_container(edited)._core == c._core
 
 
 def test_format_md_vector_is_current_and_decrypts(tmp_path):
@@ -543,7 +566,7 @@ def test_format_md_vector_is_current_and_decrypts(tmp_path):
     key = load_identity(key_file)
     assert key.secret == VECTOR_KEY_SECRET
     c = open_container(data)
-    assert c.version == 3 and c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
+    assert c.version == 4 and c.public_groups == [PublicGroup(0, "background", 1.0, b"public pixels")]
     signer_file = tmp_path / "vector.pub"
     signer_file.write_text(format_md_block("test-vector-signer"))
     from privcodec.keys import load_verifying_key

@@ -23,13 +23,13 @@ MESSAGES = {"not-prvc": re.escape(fmt.NOT_PRVC), "version": r"unsupported \.prvc
 def test_the_set_covers_the_rules_and_is_current():
     import sys
     sys.path.insert(0, str(HERE))
-    from make_vectors import vectors, vectors_v3
+    from make_vectors import vectors, vectors_v3, vectors_v4
 
-    current = {**vectors(), **vectors_v3()}
+    current = {**vectors(), **vectors_v3(), **vectors_v4()}
     assert sorted(current) == sorted(INDEX) and len(INDEX) >= 40
     for name, (_, _, data) in current.items():
         assert (HERE / INDEX[name]["file"]).read_bytes() == data, f"{name} is stale: run make_vectors.py"
-        assert data not in (vector_container(), vector_container(version=2))
+        assert data not in (vector_container(), vector_container(version=2), vector_container(version=3))
 
 
 @pytest.mark.parametrize("name", sorted(INDEX))

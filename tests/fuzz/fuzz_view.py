@@ -1,7 +1,7 @@
 """Fuzz the whole read path — parse, unlock, decode, fill — as a keyless attacker would.
 
 Every input must end in a clean PrivcodecError or a valid image, within bounded time and
-memory.  Inputs are mutations of the seed corpus (tests/fuzz/corpus and tests/fixtures/v1, v2, v3),
+memory.  Inputs are mutations of the seed corpus (tests/fuzz/corpus and tests/fixtures/v1 to v4),
 most of them *re-hashed*: after editing a payload or a header field, the unkeyed hashes and the
 checksum are recomputed, as anyone can, so the edit reaches the codec instead of being stopped
 by the checksum.  Run in a subprocess: a hang in compressai's C++ holds the GIL.
@@ -35,8 +35,7 @@ KEYS = [load_identity(ROOT / "tests/fixtures/keys" / n) for n in ("fixture-sym.k
 def seeds() -> list[bytes]:
     corpus = ROOT / "tests/fuzz/corpus"
     paths = (sorted(corpus.glob("*.prvc")) + sorted((ROOT / "tests/fixtures/v1").glob("*.prvc"))
-             + sorted((ROOT / "tests/fixtures/v2").glob("*.prvc"))     # every codec id, tiled ones included
-             + sorted((ROOT / "tests/fixtures/v3").glob("*.prvc")))    # every format version
+             + sorted((ROOT / "tests/fixtures").glob("v[2-9]/*.prvc")))   # every codec id and format version
     return [p.read_bytes() for p in paths + sorted(corpus.glob("carrier.*"))]   # carriers: the extract path
 
 

@@ -3,7 +3,8 @@ change (with the checksum recomputed, so the rule itself is what rejects the fil
 by versions 2 and 3 are broken in the version-2 vector (tests/fixtures/v2/format-md-vector.prvc, the
 test vector of FORMAT.md before version 3; these files predate version 3 and stay as they were);
 the rules of version 3's core (varints, the banded block map, the hash over the public payloads) in
-FORMAT.md's version-3 vector, with names starting `v3-`.
+the version-3 vector (tests/fixtures/v3/format-md-vector.prvc), with names starting `v3-`; those of
+version 4 (the 16-byte checksum) in FORMAT.md's version-4 vector, names starting `v4-`.
 
     PYTHONPATH=. python tests/vectors/make_vectors.py     # rewrites tests/vectors/negative/ and vectors.json
 
@@ -96,7 +97,7 @@ def vectors() -> dict[str, tuple[str, str, bytes]]:
     assert CORE[RUNS:RUNS + len(runs)] == runs
     out = {
         "magic": ("not-prvc", "the file does not start with PRVC", b"PRVD" + BASE[4:]),
-        "version-4": ("version", "version is not 1, 2 or 3", BASE[:4] + b"\x04" + BASE[5:]),
+        "version-5": ("version", "version is not 1, 2, 3 or 4", BASE[:4] + b"\x05" + BASE[5:]),
         "checksum": ("corrupt", "the checksum does not match", BASE[:-1] + bytes([BASE[-1] ^ 1])),
         "truncated": ("corrupt", "a length runs past the end", checksummed(BASE[:-33])),
         "trailing-byte": ("corrupt", "bytes between the last body and the checksum", checksummed(BASE[:-32] + b"\0")),
@@ -145,7 +146,7 @@ def vectors() -> dict[str, tuple[str, str, bytes]]:
 
 # ---------------------------------------------------------------- version 3's core
 
-BASE3 = vector_container()
+BASE3 = vector_container(version=3)
 C3 = open_container(BASE3)
 V = fmt.uvarint
 
@@ -202,13 +203,42 @@ def vectors_v3() -> dict[str, tuple[str, str, bytes]]:
     }
 
 
+# ---------------------------------------------------------------- version 4
+
+BASE4 = vector_container()
+
+
+C4 = open_container(BASE4)
+
+
+def with_core4(core: bytes) -> bytes:
+    """Replace the version-4 core; re-sign it, so only the core's rule is broken."""
+    core_hash = fmt.core_hash_of(core, C4.public_groups, 4)
+    sigs = [fmt.Signature(s.public_key, crypto.sign(VECTOR_SIGNING_SECRET, core_hash)) for s in C4.signatures]
+    return fmt._assemble(core, C4.public_groups, C4._chunks, 4, sigs)
+
+
+def vectors_v4() -> dict[str, tuple[str, str, bytes]]:
+    body = BASE4[:-16]
+    score = b"\x0abackground" + struct.pack(">H", 10000)
+    assert C4._core.count(score) == 1
+    return {
+        "v4-score-above-1": ("corrupt", "a score is at most 10000 (1.0)",
+                             with_core4(C4._core.replace(score, score[:-2] + struct.pack(">H", 10001)))),
+        "v4-checksum": ("corrupt", "the checksum is SHA-256(everything before it)[0:16]",
+                        body + bytes([BASE4[-16] ^ 1]) + BASE4[-15:]),
+        "v4-checksum-32-bytes": ("corrupt", "a version-4 checksum is 16 bytes (not version 3's 32)",
+                                 body + hashlib.sha256(body).digest()),
+    }
+
+
 def main() -> None:
     neg = HERE / "negative"
     neg.mkdir(exist_ok=True)
     for old in neg.glob("*.prvc"):
         old.unlink()
     index = {}
-    for name, (outcome, rule, data) in sorted({**vectors(), **vectors_v3()}.items()):
+    for name, (outcome, rule, data) in sorted({**vectors(), **vectors_v3(), **vectors_v4()}.items()):
         (neg / f"{name}.prvc").write_bytes(data)
         index[name] = {"file": f"negative/{name}.prvc", "rule": rule, "expect": outcome,
                        "when": "opening with test-vector-key (FORMAT.md)" if outcome == "decrypt" or "opened" in rule
