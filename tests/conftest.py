@@ -10,7 +10,9 @@ import pytest
 os.environ.setdefault("PRIVCODEC_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # archive add remembers source hashes in the user's cache folder: never the real one in tests
-os.environ.setdefault("PRIVCODEC_CACHE_DIR", tempfile.mkdtemp(prefix="privcodec-test-cache-"))
+if "PRIVCODEC_CACHE_DIR" not in os.environ:
+    _test_cache = tempfile.TemporaryDirectory(prefix="privcodec-test-cache-")   # removed when the run ends
+    os.environ["PRIVCODEC_CACHE_DIR"] = _test_cache.name
 
 
 def make_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
