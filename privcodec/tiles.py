@@ -20,6 +20,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import varint
+
 BLOCK = 16
 U32, UVARINT = "u32", "uvarint"   # framings (FORMAT.md, "Codec streams")
 
@@ -90,7 +92,7 @@ def join(parts: list[bytes], framing: str = U32) -> bytes:
         raise ValueError("empty tile stream")
     if framing == U32:
         return b"".join(struct.pack(">I", len(p)) + p for p in parts)
-    return b"".join(_uvarint(len(p)) + p for p in parts[:-1]) + parts[-1]
+    return b"".join(varint.encode(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
 def split(stream: bytes, count: int, framing: str = U32) -> list[bytes]:
@@ -100,7 +102,7 @@ def split(stream: bytes, count: int, framing: str = U32) -> list[bytes]:
         if framing == UVARINT and k == count - 1:
             n = len(stream) - pos
         elif framing == UVARINT:
-            n, pos = _read_uvarint(stream, pos)
+            n, pos = varint.decode(stream, pos)
         else:
             if pos + 4 > len(stream):
                 raise ValueError("truncated tiled stream")
@@ -113,31 +115,6 @@ def split(stream: bytes, count: int, framing: str = U32) -> list[bytes]:
     if pos != len(stream):
         raise ValueError("trailing bytes in tiled stream")
     return out
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    """(value, next position): shortest form, below 2**32 (FORMAT.md's uvarint)."""
-    value = 0
-    for k in range(5):
-        if pos >= len(buf):
-            raise ValueError("truncated tiled stream")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << (7 * k)
-        if not byte & 0x80:
-            if (byte == 0 and k) or value >= 1 << 32:
-                raise ValueError("bad tile length")
-            return value, pos
-    raise ValueError("bad tile length")
 
 
 def decode(streams: dict[int, bytes], grid: np.ndarray, height: int, width: int, decompress: Callable,

@@ -278,7 +278,7 @@ def test_one_tile_is_the_whole_image_stream_with_a_length(model):
 
 @pytest.mark.parametrize("bad", ["truncated", "trailing", "zero", "missing tile", "long length"])
 def test_tiled_framing_must_account_for_every_byte(model, bad):
-    from privcodec import tiles
+    from privcodec import varint
 
     enc, dec = _tiled(model, 4.0)
     grid = np.zeros((4, 4), dtype=np.int64)
@@ -286,8 +286,8 @@ def test_tiled_framing_must_account_for_every_byte(model, bad):
     streams = enc(_pixels(64, 64), grid)
     s = streams[1]
     if isinstance(model, OneStream):
-        n, pos = tiles._read_uvarint(s, 0)
-        forged = {"truncated": s[:pos + n + 1], "trailing": tiles._uvarint(len(s)) + s, "zero": b"\0" + s[pos:],
+        n, pos = varint.decode(s)
+        forged = {"truncated": s[:pos + n + 1], "trailing": varint.encode(len(s)) + s, "zero": b"\0" + s[pos:],
                   "missing tile": s[:pos + n], "long length": bytes([0x80 | s[0]]) + b"\0" + s[1:]}[bad]
         if bad == "long length" and pos != 1:
             forged = bytes([s[0], s[1] | 0x80]) + b"\0" + s[2:]   # a non-shortest uvarint of the same value
@@ -348,9 +348,9 @@ def test_the_training_path_computes_what_the_coding_path_codes(model):
 
 
 def _y_bytes(stream: bytes) -> int:
-    from privcodec.codec.entropy import _read_uvarint
+    from privcodec import varint
 
-    z_len, pos = _read_uvarint(stream)
+    z_len, pos = varint.decode(stream)
     return len(stream) - pos - z_len
 
 

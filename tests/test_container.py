@@ -504,6 +504,21 @@ def test_version_4_stores_short_hashes_and_scores_to_four_decimals():
              block_map=np.zeros((1, 1), np.int32), public=[PublicGroup(0, "x", 1.5, b"")], protected=[])
 
 
+def test_a_uvarint_has_one_encoding():
+    """FORMAT.md's uvarint, shared by the core, the tile framing and the codec streams."""
+    from privcodec import varint
+
+    for n in (0, 1, 127, 128, 300, 2**32 - 1):
+        assert varint.decode(varint.encode(n)) == (n, len(varint.encode(n)))
+    assert varint.encode(300) == b"\xac\x02" and varint.decode(b"\x00\xac\x02", 1) == (300, 3)
+    for bad in (b"\x80\x00",                  # 0 in two bytes: not the shortest form
+                b"\xff\xff\xff\xff\x10",        # 2**32
+                b"\x80\x80\x80\x80\x80\x01",    # six bytes
+                b"\xac"):                       # cut inside
+        with pytest.raises(ValueError):
+            varint.decode(bad)
+
+
 # ---------------------------------------------------------------- FORMAT.md test vector
 
 

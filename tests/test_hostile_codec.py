@@ -14,7 +14,7 @@ import tracemalloc
 import pytest
 import torch
 
-from privcodec.codec.entropy import _uvarint
+from privcodec.varint import encode as uvarint
 from conftest import small_codec
 from privcodec.codec.model import UNKNOWN_GROUP
 
@@ -47,7 +47,7 @@ def test_a_group_far_from_the_origin_decodes_on_its_region_exactly(model):
 
 def test_an_oversized_stream_is_rejected_before_anything_is_allocated_for_it(model):
     grid = torch.zeros(1, 1, dtype=torch.long)
-    stream = _uvarint(0) + bytes(8_000_000)           # 8 MB claimed for one 16-px block
+    stream = uvarint(0) + bytes(8_000_000)           # 8 MB claimed for one 16-px block
     tracemalloc.start()
     with pytest.raises(ValueError, match="too long"):
         model.decompress({0: stream}, grid, 16, 16, 4.0)
@@ -61,7 +61,7 @@ RANDOM_STREAMS = textwrap.dedent("""
     import numpy as np, torch
     from privcodec import codec
     from privcodec.codec import load_codec
-    from privcodec.codec.entropy import _read_uvarint, _uvarint
+    from privcodec import varint
     model = load_codec()
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -72,7 +72,7 @@ RANDOM_STREAMS = textwrap.dedent("""
     if one:   # z's symbols take about the first third: keep a prefix so that y is reached with garbage
         zlen, pos = len(real) // 3, 0
     else:
-        zlen, pos = _read_uvarint(real)
+        zlen, pos = varint.decode(real)
     z_part, y_len = real[:pos + zlen], len(real) - pos - zlen
     outcomes, seeds = {}, 0
     for seed in range(int(sys.argv[1])):
@@ -81,7 +81,7 @@ RANDOM_STREAMS = textwrap.dedent("""
         seeds += 1
         r = np.random.default_rng(seed)
         y_random = z_part + r.integers(0, 256, y_len, dtype=np.uint8).tobytes()
-        z_random = (b"" if one else _uvarint(zlen)) + r.integers(0, 256, zlen, dtype=np.uint8).tobytes() \
+        z_random = (b"" if one else varint.encode(zlen)) + r.integers(0, 256, zlen, dtype=np.uint8).tobytes() \
             + real[pos + zlen:]
         for stream in (y_random, z_random):
             try:

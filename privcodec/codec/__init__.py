@@ -34,7 +34,7 @@ _light_compressai()   # before anything imports compressai: skip its 2.4 s packa
 #   gicodec-3  network gicodec-3 on the same tiles
 #   gicodec-4  network gicodec-4 on the same tiles
 #   gicodec-5  network gicodec-4 on the same tiles, leaner framing: each group's z and y in one rANS
-#              stream per tile, tile lengths as uvarints, the last tile's implied (12 bytes a group
+#              stream per tile, tile lengths as uvarints, the last tile's implied (about 10 bytes a group
 #              and tile fewer: a few tenths of a percent of a photo's bytes at low rates)
 MODEL_OF = {"gicodec-1": "gicodec-1", "gicodec-2": "gicodec-1", "gicodec-3": "gicodec-3", "gicodec-4": "gicodec-4",
             "gicodec-5": "gicodec-4"}

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
+from .. import varint
 from .layers import GroupMaskedConv2d
 
 CELL = 4  # latent positions per hyperprior cell side
@@ -85,29 +86,6 @@ def _mlp1x1(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden // 2, 1), nn.GELU(), nn.Conv2d(hidden // 2, cout, 1)
     )
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_uvarint(buf: bytes, pos: int = 0):
-    shift = value = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated group bitstream")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
 
 
 # A hostile stream must fail cheaply.  Real streams use well under 1 byte per latent symbol
@@ -350,7 +328,7 @@ class GroupEntropyModel(nn.Module):
             else:
                 z_bytes = eb.compress(z_symbols[grp])[0]
                 encoder.encode_with_indexes(*symbols[grp], *tables)
-                streams[grp] = _uvarint(len(z_bytes)) + z_bytes + encoder.flush()
+                streams[grp] = varint.encode(len(z_bytes)) + z_bytes + encoder.flush()
         return streams
 
     def _z_symbols(self, z_sel: torch.Tensor) -> tuple[list, list]:
@@ -390,7 +368,7 @@ class GroupEntropyModel(nn.Module):
                     + medians.reshape(1, -1, 1, 1)
                 checks[grp] = (stream, (z_vals, z_idx), [], [])
             else:
-                zlen, pos = _read_uvarint(stream)
+                zlen, pos = varint.decode(stream)
                 if pos + zlen > len(stream):
                     raise ValueError("truncated group bitstream")
                 z_bytes, y_bytes = stream[pos:pos + zlen], stream[pos + zlen:]

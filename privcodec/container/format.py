@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .. import limits
+from .. import limits, varint
 from ..errors import DecryptionError, FormatError
 from . import crypto
 from .crypto import KEY_ID_LEN, NONCE_LEN, TAG_LEN, WRAPPED_LEN, Random, Stanza
@@ -59,7 +59,6 @@ SCORE_SCALE = 10000        # v4: a score in [0, 1] is stored as u16 round(score 
 FILE_ID_LEN = 16
 MIN_CHUNK = NONCE_LEN + 1 + TAG_LEN
 SIG_ED25519 = 1
-MAX_VARINT_BYTES = 5       # a uvarint field holds < 2**32
 # v3 block-map symbols: 0 redacted, 1 protected, 2 + k the k-th public group in table order
 SYMBOL_REDACTED, SYMBOL_PROTECTED, SYMBOL_FIRST_PUBLIC = 0, 1, 2
 
@@ -184,17 +183,8 @@ def _rle(block_map: np.ndarray) -> bytes:
 
 def uvarint(n: int) -> bytes:
     """Unsigned LEB128, shortest form; FORMAT.md's uvarints hold values below 2**32."""
-    _require(0 <= n < 1 << 32, "uvarint out of range")
-    return _leb128(n)
-
-
-def _leb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    _require(0 <= n < varint.LIMIT, "uvarint out of range")
+    return varint.encode(n)
 
 
 def _banded_map(block_map: np.ndarray, public_indices: Sequence[int]) -> bytes:
@@ -477,14 +467,12 @@ class _Reader:
 
     def uvarint(self) -> int:
         """v3 fields: shortest form, at most 5 bytes, < 2**32."""
-        value = 0
-        for k in range(MAX_VARINT_BYTES):
-            byte = self.u8()
-            value |= (byte & 0x7F) << (7 * k)
-            if not byte & 0x80:
-                _check((byte != 0 or k == 0) and value < 1 << 32)
-                return value
-        raise _Bad
+        try:
+            value, length = varint.decode(self.data[self.pos:min(self.end, self.pos + varint.MAX_BYTES)])
+        except ValueError:
+            raise _Bad from None
+        self.pos += length
+        return value
 
     def f64(self) -> float:
         raw = self.take(8)

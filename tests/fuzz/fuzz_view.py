@@ -39,8 +39,8 @@ def seeds() -> list[bytes]:
     return [p.read_bytes() for p in paths + sorted(corpus.glob("carrier.*"))]   # carriers: the extract path
 
 
-def checksummed(body: bytes) -> bytes:
-    return body + hashlib.sha256(body).digest()
+def checksummed(body: bytes, version: int) -> bytes:
+    return body + hashlib.sha256(body).digest()[:fmt.checksum_len(version)]
 
 
 def rehash_payload(data: bytes, rng: random.Random) -> bytes:
@@ -86,10 +86,11 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     if r < 0.65:
         return rehash_core_field(data, rng)
     if r < 0.8:   # plain bit flips, checksum fixed
-        b = bytearray(data[:-32])
+        n = fmt.checksum_len(data[4])
+        b = bytearray(data[:-n])
         for _ in range(rng.randint(1, 4)):
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
-        return checksummed(bytes(b))
+        return checksummed(bytes(b), data[4])
     if r < 0.9:
         return data[:rng.randrange(len(data))]
     return data[:5] + rng.randbytes(rng.randint(0, 600))

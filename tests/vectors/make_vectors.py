@@ -31,6 +31,7 @@ from test_container import VECTOR_KEY_SECRET, VECTOR_SIGNING_SECRET, vector_cont
 
 from privcodec.container import PROTECTED, ProtectedGroup, PublicGroup, open_container, seal  # noqa: E402
 from privcodec.container import crypto  # noqa: E402
+from privcodec import varint  # noqa: E402
 from privcodec.container import format as fmt  # noqa: E402
 from privcodec.keys import Identity, SigningKey  # noqa: E402
 
@@ -151,7 +152,7 @@ C3 = open_container(BASE3)
 V = fmt.uvarint
 
 
-raw_uvarint = fmt._leb128   # LEB128 without the writer's range check: for values a reader must refuse
+raw_uvarint = varint.encode   # LEB128 without the writer's range check: for values a reader must refuse
 
 
 def core3(*, size=(V(32), V(16), V(16)), payload_len=V(13), map_bytes=V(1) + V(2) + V(2) + V(1) + V(1) + V(1)) -> bytes:
