@@ -126,7 +126,8 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
         fp = _footprint(det, width, height, m, shape, k)
         if not fp.any():
             continue
-        group = Group(det.label, float(det.score), det.source)
+        # a confidence is in [0, 1] (FORMAT v4 stores it so); a detector's float rounding may not be
+        group = Group(det.label, min(max(float(det.score), 0.0), 1.0), det.source)
         if how == "class" and det.label in class_slot:
             i = class_slot[det.label]
             old = groups[i]

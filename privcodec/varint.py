@@ -1,5 +1,6 @@
-"""uvarint: unsigned LEB128 as FORMAT.md defines it ("Conventions"), one implementation for the
-container, the tile framing and the codec streams.
+"""uvarint: unsigned LEB128 as FORMAT.md defines it ("Conventions"), for the container's fields,
+the tile framing and the codec streams (the block map, millions of values in a hostile file, is
+read vectorised: container/format.py, _uvarints).
 
     encode(300) == b"\\xac\\x02";  decode(b"\\xac\\x02") == (300, 2)
 
@@ -16,6 +17,8 @@ LIMIT = 1 << 32
 def encode(n: int) -> bytes:
     """Shortest form.  No range check: writers of FORMAT.md fields check ``n < LIMIT``
     (the negative test vectors use this to make values a reader must refuse)."""
+    if n < 0:
+        raise ValueError("a uvarint is unsigned")
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

@@ -285,9 +285,9 @@ def test_tiled_framing_must_account_for_every_byte(model, bad):
     grid[1:3, 1:3] = 1              # group 1 has blocks in all four tiles
     streams = enc(_pixels(64, 64), grid)
     s = streams[1]
-    if isinstance(model, OneStream):
+    if isinstance(model, OneStream):     # the last tile runs to the end: its stream must be exact
         n, pos = varint.decode(s)
-        forged = {"truncated": s[:pos + n + 1], "trailing": varint.encode(len(s)) + s, "zero": b"\0" + s[pos:],
+        forged = {"truncated": s[:-1], "trailing": s + b"\0", "zero": b"\0" + s[pos:],
                   "missing tile": s[:pos + n], "long length": bytes([0x80 | s[0]]) + b"\0" + s[1:]}[bad]
         if bad == "long length" and pos != 1:
             forged = bytes([s[0], s[1] | 0x80]) + b"\0" + s[2:]   # a non-shortest uvarint of the same value
@@ -312,6 +312,9 @@ def test_one_stream_codes_the_same_symbols_in_fewer_bytes():
     assert torch.equal(px_one, px_two)
     with pytest.raises(ValueError):     # one layout never reads as the other
         model.decompress(one, grid, h, w, 4.0)
+    for forged in (one[1] + b"\0", one[1][:-1]):     # nothing frames the stream: every byte counts
+        with pytest.raises(ValueError):
+            model.decompress({**one, 1: forged}, grid, h, w, 4.0, one_stream=True)
 
 
 def test_shipped_weights_tiled_across_a_tile_edge_decode_every_subset_exactly():

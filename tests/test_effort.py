@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_codec
+from conftest import OneStream, small_codec
 from privcodec.errors import PrivcodecError
 from test_codec import decode_subset, grid_with_groups, photo
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-4"])
+@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-4", "gicodec-5"])
 def model(request):
-    return small_codec(checkerboard=request.param != "gicodec-1", refine=request.param == "gicodec-4")
+    m = small_codec(checkerboard=request.param != "gicodec-1", refine=request.param != "gicodec-1")
+    return OneStream(m) if request.param == "gicodec-5" else m   # gicodec-5: one stream a group
 
 
 def test_with_effort_changing_one_group_leaves_other_streams_byte_identical(model):

@@ -15,15 +15,16 @@ import pytest
 import torch
 
 from privcodec.varint import encode as uvarint
-from conftest import small_codec
+from conftest import OneStream, small_codec
 from privcodec.codec.model import UNKNOWN_GROUP
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4"])
+@pytest.fixture(scope="module", params=["gicodec-1", "gicodec-3", "gicodec-4", "gicodec-5"])
 def model(request):
-    return small_codec(checkerboard=request.param != "gicodec-1", refine=request.param == "gicodec-4")
+    m = small_codec(checkerboard=request.param != "gicodec-1", refine=request.param in ("gicodec-4", "gicodec-5"))
+    return OneStream(m) if request.param == "gicodec-5" else m
 
 
 def test_a_group_far_from_the_origin_decodes_on_its_region_exactly(model):
@@ -120,7 +121,7 @@ def _border_groups(n: int = 64):
     return grid
 
 
-@pytest.mark.parametrize("backend", ["avif-1", "avif-2", "lossless-2", "gicodec-2", "gicodec-1"])
+@pytest.mark.parametrize("backend", ["avif-1", "avif-2", "lossless-2", "gicodec-2", "gicodec-1", "gicodec-5"])
 def test_groups_whose_boxes_cover_the_image_many_times_are_refused_before_decoding(backend):
     import struct
 
@@ -131,7 +132,7 @@ def test_groups_whose_boxes_cover_the_image_many_times_are_refused_before_decodi
 
     grid = _border_groups()
     assert tiles.box_cover(grid) > limits.MAX_BOX_COVER
-    tiled = backend[-1] == "2"
+    tiled = backend[-1] == "2"       # u32 tile lengths (gicodec-5: one tile, no framing)
     streams = {k: (struct.pack(">I", 1) + b"x") if tiled else b"x" for k in range(1, 63)}
     size = 64 * 16
     with pytest.raises(ValueError, match="cover"):
@@ -140,8 +141,8 @@ def test_groups_whose_boxes_cover_the_image_many_times_are_refused_before_decodi
         elif backend.startswith("lossless"):
             lossless.decode_groups(streams, grid, size, size, 4.0, codec_id=backend)
         else:
-            codec.decode_groups(streams, grid, size, size, 4.0, codec_id=backend,
-                                weights=str(codec.WEIGHTS_DIR / "released/gicodec-1-53k75.pt"))
+            weights = None if backend == "gicodec-5" else str(codec.WEIGHTS_DIR / "released/gicodec-1-53k75.pt")
+            codec.decode_groups(streams, grid, size, size, 4.0, codec_id=backend, weights=weights)
     assert tiles.box_cover(grid, groups=range(1, 10)) < limits.MAX_BOX_COVER   # a few such groups decode
 
 

@@ -46,7 +46,8 @@ SUBSAMPLING = "4:2:0"
 
 
 def model_digest(codec_id: str = CODEC_ID) -> bytes:
-    """The header's weights_sha256 for this backend: it has no weights, so a fixed name."""
+    """The header's weights hash for this backend (FORMAT v4 stores its first 16 bytes): it has no
+    weights, so a fixed name."""
     return hashlib.sha256(f"privcodec {codec_id}".encode()).digest()
 
 
@@ -232,7 +233,7 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     from .. import tiles
 
     _check_id(codec_id)
-    if digest is not None and (len(digest) < 16 or not model_digest(codec_id).startswith(digest)):   # v4: 16 bytes
+    if digest is not None and (len(digest) not in (16, 32) or not model_digest(codec_id).startswith(digest)):   # v4: 16
         raise ValueError(f"not an {codec_id} stream set")
 
     def decode_boxes(parts, grid, h, w):

@@ -69,7 +69,7 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     from .. import tiles
 
     _check_id(codec_id)
-    if digest is not None and (len(digest) < 16 or not model_digest(codec_id).startswith(digest)):   # v4: 16 bytes
+    if digest is not None and (len(digest) not in (16, 32) or not model_digest(codec_id).startswith(digest)):   # v4: 16
         raise ValueError(f"not a {codec_id} stream set")
 
     def decode_boxes(parts, grid, h, w):

@@ -115,11 +115,11 @@ def weights_for(codec_id: str, digest: bytes) -> str:
     from ..errors import FormatError
 
     # FORMAT v4 headers hold the hash's first 16 bytes, earlier versions all 32
-    matches = [e for h, e in RELEASED_MODELS.items() if len(digest) >= 16 and h.startswith(digest.hex())]
+    matches = [e for h, e in RELEASED_MODELS.items() if len(digest) in (16, 32) and h.startswith(digest.hex())]
     entry = matches[0] if len(matches) == 1 else None
     if entry is not None and codec_id in MODEL_OF and entry[0] == MODEL_OF[codec_id]:
         return str(WEIGHTS_DIR / entry[1])
-    if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and len(digest) >= 16 \
+    if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and len(digest) in (16, 32) \
             and weights_digest().startswith(digest):
         return str(default_weights_path())
     raise FormatError(f"this file was made with a codec model this privcodec does not have ({codec_id}, weights "

@@ -285,7 +285,7 @@ class GroupEntropyModel(nn.Module):
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         groups = [int(v) for v in torch.unique(gid_c) if v >= 0]
 
-        z_symbols, z_hat = {}, {}
+        z_coded, z_hat = {}, {}
         medians = eb._get_medians().double()
         for grp in groups:
             m = (gid_c == grp)
@@ -293,7 +293,9 @@ class GroupEntropyModel(nn.Module):
             z = self.h_a(y * m.double())
             z_q = eb.quantize(z, "dequantize", medians)
             z_hat[grp] = z_q * support.double()
-            z_symbols[grp] = z[:, :, support][:, :, None, :]
+            z_coded[grp] = z[:, :, support][:, :, None, :]   # the cells the group touches
+            if not bool((z_q - medians)[:, :, support].abs().le(MAX_ABS_SYMBOL).all()):
+                raise ValueError("latent out of the coder's range")   # its reader would refuse it
         mu_h, sigma_h = self.hyper_params(z_hat, gid_c)
         from compressai.ans import BufferedRansEncoder
 
@@ -322,11 +324,11 @@ class GroupEntropyModel(nn.Module):
         for grp in groups:
             encoder = BufferedRansEncoder()
             if one_stream:
-                encoder.encode_with_indexes(*self._z_symbols(z_symbols[grp]), *coder_tables(eb))
+                encoder.encode_with_indexes(*self._z_symbols(z_coded[grp]), *coder_tables(eb))
                 encoder.encode_with_indexes(*symbols[grp], *tables)
                 streams[grp] = encoder.flush()
             else:
-                z_bytes = eb.compress(z_symbols[grp])[0]
+                z_bytes = eb.compress(z_coded[grp])[0]
                 encoder.encode_with_indexes(*symbols[grp], *tables)
                 streams[grp] = varint.encode(len(z_bytes)) + z_bytes + encoder.flush()
         return streams

@@ -49,9 +49,9 @@ SIGNATURE_LEN = 64
 
 
 def labels(version: int) -> dict[str, bytes]:
-    """Domain-separation strings of one format version (FORMAT.md, "Crypto").  Version 3 changed
-    only the core's layout, so it keeps version 2's crypto and strings (the version byte is in the
-    core, which every MAC and signature covers)."""
+    """Domain-separation strings of one format version (FORMAT.md, "Crypto").  Versions 3 and 4
+    changed only the core's layout and field widths, so they keep version 2's crypto and strings
+    (the version byte is in the core, which every MAC and signature covers)."""
     v = b"privcodec/v%d " % min(version, 2)
     return {"symmetric": v + b"symmetric", "x25519": v + b"x25519", "chunk": v + b"chunk",
             "stanza": v + b"stanza", "tag": v + b"symmetric tag", "mac key": v + b"stanza mac",

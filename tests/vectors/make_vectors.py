@@ -1,6 +1,6 @@
 """Negative test vectors: one file per reader rule of FORMAT.md, each derived from a test vector by one
 change (with the checksum recomputed, so the rule itself is what rejects the file).  The rules shared
-by versions 2 and 3 are broken in the version-2 vector (tests/fixtures/v2/format-md-vector.prvc, the
+by versions 2 to 4 are broken in the version-2 vector (tests/fixtures/v2/format-md-vector.prvc, the
 test vector of FORMAT.md before version 3; these files predate version 3 and stay as they were);
 the rules of version 3's core (varints, the banded block map, the hash over the public payloads) in
 the version-3 vector (tests/fixtures/v3/format-md-vector.prvc), with names starting `v3-`; those of
