@@ -489,15 +489,19 @@ def demo(out):
 @click.option("--device", default="cpu", show_default=True, help="Torch device to train on, e.g. cuda.")
 @click.option("--time-limit", type=click.FloatRange(min=60), metavar="SECONDS",
               help="End the run (learning-rate decay included) within this many seconds; --iters is then a cap.")
+@click.option("--max-groups", default=3, show_default=True, type=click.IntRange(1, 16),
+              help="Most groups in a training crop (boxes and blobs over a background).")
+@click.option("--single-group", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of crops coded as one group; the rest get 2..--max-groups.")
 def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
-          eval_every, no_bf16, checkerboard, refine, device, time_limit):
+          eval_every, no_bf16, checkerboard, refine, device, time_limit, max_groups, single_group):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
     path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
                bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
                holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard, refine=refine,
-               device=device,
+               device=device, max_groups=max_groups, single_group=single_group,
                time_limit=time_limit, log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 

@@ -56,6 +56,10 @@ def test_random_groups_are_block_maps_with_one_to_k_groups():
     counts = [len(np.unique(random_groups(8, 8, rng, 3))) for _ in range(200)]
     assert min(counts) == 1 and max(counts) <= 3
     assert 0.3 < counts.count(1) / len(counts) < 0.8     # one group about half the time
+    # --single-group: the share of crops coded whole (the rest: 2..max_groups, unless a group is painted over)
+    mostly_split = [len(np.unique(random_groups(8, 8, rng, 4, single=0.1))) for _ in range(200)]
+    assert max(mostly_split) == 4 and mostly_split.count(1) / len(mostly_split) < 0.25
+    assert all(len(np.unique(random_groups(8, 8, rng, 4, single=1.0))) == 1 for _ in range(20))
 
 
 def test_a_grown_checkerboard_network_trains_its_new_layers_faster_and_resumes(tmp_path, photos):
@@ -101,6 +105,9 @@ def test_a_network_grown_with_synthesis_blocks_trains_only_those_faster_and_resu
     resumed = torch.load(out / "last.pt", weights_only=False)
     assert resumed["iter"] == 2 and resumed["grown"] == ckpt["grown"]
     assert codec.network_of(load_weights(weights)) == "gicodec-4"
+    # a later run from these weights keeps their network without being told (flags only grow one)
+    again = train(photos, tmp_path / "again", iters=1, batch=2, crop=64, threads=1, init=weights, log=log.append)
+    assert codec.network_of(load_weights(again)) == "gicodec-4"
 
 
 def test_the_learning_rate_warms_up_holds_then_decays_to_the_floor():

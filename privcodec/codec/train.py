@@ -60,11 +60,11 @@ def load_photos(folder: Path | list[Path], max_short_side: int = 512, min_side: 
     return photos
 
 
-def random_groups(hb: int, wb: int, rng: random.Random, max_groups: int) -> np.ndarray:
-    """Random irregular block-level group map: half the time one group, else
+def random_groups(hb: int, wb: int, rng: random.Random, max_groups: int, single: float = 0.5) -> np.ndarray:
+    """Random irregular block-level group map: one group with probability ``single``, else
     boxes and blobs painted over a background group (as in GIT-SSIC training)."""
     gid = np.zeros((hb, wb), dtype=np.int64)
-    if rng.random() < 0.5 or max_groups < 2:
+    if rng.random() < single or max_groups < 2:
         return gid
     k = rng.randint(2, max_groups)
     yy, xx = np.mgrid[0:hb, 0:wb]
@@ -82,7 +82,7 @@ def random_groups(hb: int, wb: int, rng: random.Random, max_groups: int) -> np.n
     return gid.reshape(hb, wb)
 
 
-def make_batch(photos, batch: int, crop: int, rng: random.Random, max_groups: int):
+def make_batch(photos, batch: int, crop: int, rng: random.Random, max_groups: int, single: float = 0.5):
     xs, gids = [], []
     for _ in range(batch):
         im = photos[rng.randrange(len(photos))]
@@ -92,7 +92,7 @@ def make_batch(photos, batch: int, crop: int, rng: random.Random, max_groups: in
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         xs.append(np.ascontiguousarray(patch))
-        gids.append(random_groups(crop // 16, crop // 16, rng, max_groups))
+        gids.append(random_groups(crop // 16, crop // 16, rng, max_groups, single))
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
     gid = torch.from_numpy(np.stack(gids))
     return x, gid
@@ -199,7 +199,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
           eval_every: int = 2000, ckpt_every: int = 250, bf16: bool = True, seed: int = 0,
           init: Path | None = None, decay_frac: float = 0.15, warmup: int = 500, ema_decay: float = 0.999,
           holdout_every: int = 40, checkerboard: bool = False, refine: bool = False, device: str = "cpu",
-          time_limit: float | None = None, log=print) -> Path:
+          time_limit: float | None = None, single_group: float = 0.5, log=print) -> Path:
     """Train (or resume) into ``out`` for ``iters`` iterations, or until ``time_limit`` seconds from
     the call have passed: then the learning-rate schedule follows the clock, so its decay ends in
     time however the speed varies (an estimate from the first iterations was 4x off on a GPU)."""
@@ -230,7 +230,9 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
             # a training checkpoint (OUT/last.pt) or a shipped weights file (fp16, e.g. the
             # packaged gicodec.pt): later sessions continue from what the repo ships
             parent = load_checkpoint(init)
-            model = grow(parent["config"], parent["model"], checkerboard, refine)
+            # the flags grow a network, never shrink one: continuing from gicodec-4 needs none
+            kept = CodecConfig.from_dict(parent["config"])
+            model = grow(parent["config"], parent["model"], checkerboard or kept.checkerboard, refine or kept.refine)
             new_names = [n for n, _ in model.named_parameters() if n not in parent["model"]]
             log(f"initialised from {init}" + (f" (grown into {model.config.network}: {len(new_names)} new tensors)"
                                               if new_names else ""))
@@ -290,7 +292,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         for group in opt.param_groups:
             group["lr"] = group.get("lr_scale", 1.0) * lr_at(it, iters, lr, lr_floor, warmup=warmup,
                                                               decay_frac=decay_frac, progress=progress())
-        x, gid = make_batch(photos, batch, crop, rng, max_groups)
+        x, gid = make_batch(photos, batch, crop, rng, max_groups, single_group)
         x, gid = x.to(device, non_blocking=True), gid.to(device, non_blocking=True)
         quality = (torch.rand(batch) * 7 + 1).to(device)
         out_ = model(x, gid, quality, int(gid.max()) + 1, autocast=bf16)
