@@ -6,6 +6,7 @@ The fixtures in tests/fixtures/vN were written by earlier releases, in format ve
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,23 @@ def test_a_model_this_privcodec_never_had_is_a_clear_error():
         codec.weights_for("gicodec-2", hashlib.sha256(b"a future model").digest())
     with pytest.raises(FormatError, match="does not have"):
         codec.weights_for("gicodec-9", bytes.fromhex(codec.CURRENT_MODEL))
+
+
+def test_a_released_models_file_replaced_under_its_name_is_refused_not_decoded_with(tmp_path, monkeypatch):
+    """export-weights over the packaged file, or a damaged install: files made with the model it
+    replaced must fail with a clear error, never decode with other weights."""
+    current = codec.RELEASED_MODELS[codec.CURRENT_MODEL]
+    replaced = tmp_path / current[1]
+    shutil.copy(codec.WEIGHTS_DIR / current[1], replaced)
+    monkeypatch.setattr(codec, "WEIGHTS_DIR", tmp_path)
+    assert codec.weights_for(codec.NEW_FILES[current[0]], bytes.fromhex(codec.CURRENT_MODEL)) == str(replaced)
+    replaced.write_bytes(replaced.read_bytes() + b"\0")
+    codec.weights_digest.cache_clear()
+    with pytest.raises(FormatError, match="not the released model .* reinstall privcodec"):
+        codec.weights_for(codec.NEW_FILES[current[0]], bytes.fromhex(codec.CURRENT_MODEL))
+    replaced.unlink()
+    with pytest.raises(FormatError, match="missing or not the released model"):
+        codec.weights_for("gicodec-5", bytes.fromhex(codec.CURRENT_MODEL)[:16])
 
 
 def test_a_version_4_header_names_its_model_by_the_first_16_bytes_of_the_hash():

@@ -115,10 +115,16 @@ def weights_for(codec_id: str, digest: bytes) -> str:
     from ..errors import FormatError
 
     # FORMAT v4 headers hold the hash's first 16 bytes, earlier versions all 32
-    matches = [e for h, e in RELEASED_MODELS.items() if len(digest) in (16, 32) and h.startswith(digest.hex())]
-    entry = matches[0] if len(matches) == 1 else None
+    matches = [(h, e) for h, e in RELEASED_MODELS.items() if len(digest) in (16, 32) and h.startswith(digest.hex())]
+    released, entry = matches[0] if len(matches) == 1 else (None, None)
     if entry is not None and codec_id in MODEL_OF and entry[0] == MODEL_OF[codec_id]:
-        return str(WEIGHTS_DIR / entry[1])
+        path = str(WEIGHTS_DIR / entry[1])
+        # another file under a released model's name (an export over it, a damaged install) would
+        # decode to garbage or fail obscurely: say so instead
+        if not Path(path).is_file() or weights_digest(path).hex() != released:
+            raise FormatError(f"the codec weights {path} are missing or not the released model "
+                              f"{released[:12]} this file needs: reinstall privcodec")
+        return path
     if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and len(digest) in (16, 32) \
             and weights_digest().startswith(digest):
         return str(default_weights_path())

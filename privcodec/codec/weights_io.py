@@ -62,10 +62,19 @@ def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS
     """Training checkpoint (OUT/last.pt) -> shipped weights file.  ``scale_levels``: size of the
     Gaussian scale table the coding tables are built for (default: the checkpoint's)."""
     ckpt = load_checkpoint(checkpoint)
+    try:
+        return _export(ckpt, path, meta, scale_levels)
+    except RuntimeError as e:   # GICodec.load_state_dict: weights of another shape or network
+        from ..errors import PrivcodecError
+
+        raise PrivcodecError(f"{checkpoint}: {e}") from None
+
+
+def _export(ckpt: dict, path, meta: dict | None, scale_levels: int | None) -> Path:
     # a training checkpoint carries the EMA of the weights when the run kept one: that is what ships
     state = {**ckpt["model"], **ckpt["ema"]} if ckpt.get("ema") else ckpt["model"]
     config = dict(ckpt["config"])
-    meta = {**ckpt.get("meta", {}), "iterations": ckpt["iter"],
+    meta = {**ckpt.get("meta", {}), "iterations": ckpt.get("iter", 0),
             "ema": bool(ckpt.get("ema")) or bool(ckpt.get("meta", {}).get("ema")), **(meta or {})}
     weights_file = "state" in ckpt   # a shipped file (load_checkpoint), not a training checkpoint
     if scale_levels is None or scale_levels == CodecConfig.from_dict(config).scale_levels:
@@ -107,6 +116,21 @@ def load_checkpoint(path: Path | str) -> dict:
     if not isinstance(blob, dict) or "config" not in blob or not ("model" in blob or "state" in blob):
         raise PrivcodecError(f"{path}: not a privcodec checkpoint")
     if "model" not in blob:
-        blob = {**blob, "model": {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state"].items()},
-                "iter": blob.get("meta", {}).get("iterations", 0)}
+        meta = blob.get("meta") if isinstance(blob.get("meta"), dict) else {}
+        blob = {**blob, "model": blob["state"], "iter": meta.get("iterations", 0)}
+    fields = set(CodecConfig.__dataclass_fields__)
+    weights, ema = blob["model"], blob.get("ema") or {}
+
+    def tensors(d) -> bool:
+        return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+    if not (isinstance(blob["config"], dict) and set(blob["config"]) <= fields and tensors(weights) and tensors(ema)
+            and isinstance(blob.get("iter", 0), int)):
+        raise PrivcodecError(f"{path}: not a privcodec checkpoint (its config or weights are not a codec's)")
+    try:
+        CodecConfig.from_dict(blob["config"])
+    except (TypeError, ValueError) as e:
+        raise PrivcodecError(f"{path}: not a privcodec checkpoint ({e})") from None
+    if "state" in blob:   # a shipped weights file: fp16 as stored, float32 to train on
+        blob["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}
     return blob
