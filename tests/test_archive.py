@@ -356,9 +356,45 @@ def test_revoking_the_only_recipient_is_refused(tmp_path, photos, keys):
     p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["admin"]\n[default]\naction = "public"\n')
     a = Archive.init(tmp_path / "arc")
     a.add([photos / "portrait.jpg"], p, keys_dir=keys, workers=1)
-    report = a.revoke([_key(keys, "admin")], "admin", keys_dir=keys)
+    report = a.revoke([_key(keys, "family")], "admin", keys_dir=keys)
     assert not report.ok and "only recipient" in report.failed[0][1]
     assert _opens(a.root / "portrait.jpg.prvc", _key(keys, "admin")) != []
+
+
+def test_the_revoked_key_cannot_be_the_key_that_checks_the_revocation(filled, keys):
+    """After a revoke the revoked key opens nothing, so it cannot vouch for the new files: refused
+    up front (it was one misleading per-file failure each); beside another key it is simply not used."""
+    snapshot = {p: p.read_bytes() for p in filled.root.rglob("*.prvc")}
+    with pytest.raises(PrivcodecError, match="the key being revoked"):
+        filled.revoke([_key(keys, "family")], "family", keys_dir=keys)
+    assert {p: p.read_bytes() for p in filled.root.rglob("*.prvc")} == snapshot
+    report = filled.revoke([_key(keys, "family"), _key(keys, "admin")], "family", keys_dir=keys)
+    assert report.ok and len(report.done) == 3
+    assert all(_opens(f, _key(keys, "family")) == [] for f in filled.root.rglob("*.prvc"))
+
+
+def test_a_catalogue_that_is_not_privcodecs_is_a_clean_error(filled):
+    import sqlite3
+
+    catalogue = filled.root / ".privcodec" / "catalogue.sqlite"
+    catalogue.write_bytes(b"")                                    # emptied
+    with pytest.raises(ArchiveError, match="not a privcodec catalogue"):
+        filled.ls()
+    catalogue.unlink()
+    db = sqlite3.connect(catalogue)                               # another program's database, same schema number
+    db.executescript("CREATE TABLE meta (key TEXT); PRAGMA user_version = 1;")
+    db.close()
+    with pytest.raises(ArchiveError, match="not a privcodec catalogue: no table "):
+        filled.ls()
+
+
+def test_a_scheduler_address_that_is_not_one_is_a_clean_error(tmp_path, photos, keys, policy):
+    pytest.importorskip("distributed")
+    a = Archive.init(tmp_path / "arc")
+    for address in ("garbage", "tcp://", "tcp://host:notaport", "foo://h:1"):
+        with pytest.raises(PrivcodecError, match="--scheduler: bad address"):
+            a.add([photos / "portrait.jpg"], policy, keys_dir=keys, scheduler=address)
+    assert a.ls() == []
 
 
 def test_rotate(filled, keys):

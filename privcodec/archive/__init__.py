@@ -110,12 +110,17 @@ class Archive:
         try:
             cat = Catalogue(self._meta / CATALOGUE)
             version = cat.schema_version()
+            missing = cat.missing_tables() if version == SCHEMA_VERSION else set()
         except sqlite3.DatabaseError as e:
             raise ArchiveError(f"{self._meta / CATALOGUE}: cannot read the catalogue ({e})") from None
         if version > SCHEMA_VERSION:
             cat.close()
             raise ArchiveError(f"{self.root} was written by a newer privcodec (catalogue schema {version}): "
                                "upgrade privcodec")
+        if version < 1 or missing:
+            cat.close()
+            raise ArchiveError(f"{self._meta / CATALOGUE}: cannot read the catalogue (not a privcodec catalogue"
+                               + (f": no table {', '.join(sorted(missing))}" if missing else "") + ")")
         return cat
 
     @contextlib.contextmanager
@@ -388,6 +393,11 @@ class Archive:
         report = Report()
         with self._writer(on_wait) as cat:
             gone = self._resolve(cat, revoked, known_only=True)
+            # the revoked key cannot check the new files (it no longer opens them): the others must
+            identities = tuple(i for i in identities if getattr(i, "key_id", None) != gone)
+            if not identities:
+                raise KeyFileError("--key is the key being revoked, which cannot check the new files: give a key "
+                                   "that keeps access to them (e.g. the owner's)")
             strays = self._on_disk - {f["path"] for f in cat.files()}
             if strays:   # a revocation the operator believes complete must not be: it fails, loudly
                 report.failed.append((f"{len(strays)} file(s)", "on disk but not in the catalogue, so not re-keyed "

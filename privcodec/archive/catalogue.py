@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,11 @@ class Catalogue:
 
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def missing_tables(self) -> set[str]:
+        """The tables of this schema the file lacks (another SQLite file, or one damaged by hand)."""
+        present = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return set(re.findall(r"CREATE TABLE (\w+)", _SCHEMA)) - present
 
     def close(self) -> None:
         # fold the write-ahead log back in: between commands the catalogue is one file, so copying the

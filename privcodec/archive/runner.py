@@ -96,7 +96,7 @@ def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, ob
         from ..errors import PrivcodecError
 
         raise PrivcodecError("--scheduler needs Dask distributed: pip install 'privcodec[dask]'") from None
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    client = scheduler if isinstance(scheduler, Client) else _connect(Client, scheduler)
     try:
         # as the process pool: a window of tasks in flight, each result released once handed on
         window = max(8, 2 * sum(client.nthreads().values()))
@@ -126,3 +126,18 @@ def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, ob
     finally:
         if client is not scheduler:
             client.close()
+
+
+def _connect(client_type, address: str):
+    from ..errors import PrivcodecError
+
+    from distributed.comm.addressing import get_address_host_port
+
+    try:
+        get_address_host_port(address)      # before the client starts: a failed start spoils its event loop
+    except (ValueError, TypeError) as e:
+        raise PrivcodecError(f"--scheduler: bad address {address!r} ({e}); expected e.g. tcp://HOST:8786") from None
+    try:
+        return client_type(address)
+    except OSError as e:                    # refused, unreachable, timed out
+        raise PrivcodecError(f"--scheduler: cannot reach {address} ({e})") from None
