@@ -6,6 +6,8 @@ outputs are written atomically and existing ones need --force.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +61,16 @@ KEYS = click.option("--key", "keys", multiple=True, type=click.Path(path_type=Pa
                     help="Secret key file (repeatable).")
 
 
+class _FiniteRange(click.FloatRange):
+    """click.FloatRange lets nan through (every comparison with it is false) and inf past an open top."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def DETECT_OPTIONS(f):
     for opt in reversed([
         click.option("--detect", "detect", multiple=True, metavar="NAMES",
@@ -66,10 +78,10 @@ def DETECT_OPTIONS(f):
         click.option("--no-detect", is_flag=True, help="Run no detector (protect: only the given regions)."),
         click.option("--yolo-weights", type=click.Path(path_type=Path), help="Local YOLO segmentation weights (.pt)."),
         click.option("--plate-weights", type=click.Path(path_type=Path), help="Local YOLO plate weights for plate:yolo."),
-        click.option("--min-score", type=click.FloatRange(0, 1), help="Detector confidence threshold."),
+        click.option("--min-score", type=_FiniteRange(0, 1), help="Detector confidence threshold."),
         click.option("--shape", type=click.Choice(["box", "ellipse", "exact"]), default="box", show_default=True,
                      help="Object footprint before snapping to 16-px blocks."),
-        click.option("--min-size", type=click.FloatRange(min=0), default=0, help="Ignore detected objects smaller than this (px); regions you give are always kept."),
+        click.option("--min-size", type=_FiniteRange(min=0), default=0, help="Ignore detected objects smaller than this (px); regions you give are always kept."),
     ]):
         f = opt(f)
     return f
@@ -103,6 +115,14 @@ def _passphrase(ask: bool, path, confirm: bool = False) -> str | None:
         except UnicodeDecodeError:
             raise PrivcodecError(f"{path}: the passphrase is not UTF-8 text") from None
     if ask:
+        # getpass reads the terminal, else falls back to standard input, which may be the photo
+        # itself (protect - …): without a terminal, refuse rather than read a passphrase from data
+        if os.name == "posix":
+            try:
+                open("/dev/tty").close()
+            except OSError:
+                raise PrivcodecError("--passphrase asks on a terminal and there is none: "
+                                     "use --passphrase-file FILE") from None
         return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
     return None
 
@@ -128,7 +148,6 @@ def cli(quiet):
     PRIVCODEC_THREADS sets the coding threads (default: the cores idle now, at most 8).
     """
     if quiet:
-        import os
 
         os.environ["PRIVCODEC_QUIET"] = "1"
 
@@ -464,16 +483,16 @@ def demo(out):
 @click.option("--crop", default=128, show_default=True, type=click.IntRange(min=64),
               help="Crop side in pixels (a multiple of 64).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads.")
-@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", default=3e-4, show_default=True, type=_FiniteRange(min=0, min_open=True),
               help="Peak learning rate (500-iteration warm-up, then cosine decay; see --decay-frac).")
-@click.option("--decay-frac", default=0.15, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--decay-frac", default=0.15, show_default=True, type=_FiniteRange(0, 1),
               help="Fraction of --iters, at the end, over which the learning rate decays to 1/10.")
 @click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
 @click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
 @click.option("--warmup", default=500, show_default=True, type=click.IntRange(min=0),
               help="Iterations of linear learning-rate warm-up.")
-@click.option("--ema-decay", default=0.999, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+@click.option("--ema-decay", default=0.999, show_default=True, type=_FiniteRange(0, 1, max_open=True),
               help="Weight EMA decay (0 = off); the EMA is evaluated and exported.")
 @click.option("--holdout-every", default=40, show_default=True, type=click.IntRange(min=0),
               help="Hold out every N-th photo from training for evaluation (0 = none).")
@@ -487,11 +506,11 @@ def demo(out):
               help="Train network gicodec-4 (gicodec-3 with residual blocks in the synthesis at 1/8 and 1/4 scale); with "
                    "--init, grow it from a gicodec-1 or gicodec-3 network.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device to train on, e.g. cuda.")
-@click.option("--time-limit", type=click.FloatRange(min=60), metavar="SECONDS",
+@click.option("--time-limit", type=_FiniteRange(min=60), metavar="SECONDS",
               help="End the run (learning-rate decay included) within this many seconds; --iters is then a cap.")
 @click.option("--max-groups", default=3, show_default=True, type=click.IntRange(1, 16),
               help="Most groups in a training crop (boxes and blobs over a background).")
-@click.option("--single-group", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--single-group", default=0.5, show_default=True, type=_FiniteRange(0, 1),
               help="Fraction of crops coded as one group; the rest get 2..--max-groups.")
 def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
           eval_every, no_bf16, checkerboard, refine, device, time_limit, max_groups, single_group):
@@ -513,11 +532,17 @@ def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init
 @click.option("--scale-levels", type=click.IntRange(16, 1024), default=None,
               help="Gaussian scale table size for the coding tables (default: the checkpoint's; new "
                    "models 256, files before session 12 64).")
-def export_weights(checkpoint, output, scale_levels):
-    """Turn a training checkpoint (or a weights file) into the shipped weights file."""
+@FORCE
+def export_weights(checkpoint, output, scale_levels, force):
+    """Turn a training checkpoint (or a weights file) into the shipped weights file.
+
+    Replacing the packaged file needs --force, and a released model's file must first move to
+    weights/released/ (its registry entry with it): files made with it are decoded from there."""
     from .codec.weights_io import DEFAULT_WEIGHTS, export_checkpoint
 
-    path = export_checkpoint(checkpoint, output or DEFAULT_WEIGHTS, scale_levels=scale_levels)
+    output = output or DEFAULT_WEIGHTS
+    _check_output(output, force, inputs=[checkpoint])
+    path = export_checkpoint(checkpoint, output, scale_levels=scale_levels)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -594,8 +619,9 @@ def bench_detect():
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    # privcodec's own warnings are one line for the user; others keep Python's format
-    if category.__module__.startswith("privcodec"):
+    # privcodec's own warnings, and Pillow's about the files it reads (corrupt EXIF and the like),
+    # are one line for the user; others keep Python's format
+    if category.__module__.startswith("privcodec") or f"{os.sep}PIL{os.sep}" in str(filename):
         click.echo(f"warning: {message}", err=True)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)

@@ -184,6 +184,15 @@ def test_protect_says_when_nothing_is_protected(tmp_path, photo_path, keys_dir, 
 
 def test_tool_errors_are_one_line_too(tmp_path, photo_path):
     fails_cleanly(run("export-weights", photo_path, "-o", tmp_path / "w.pt", ok=False), "checkpoint")
+    import torch
+
+    for name, blob in {"no-iter.pt": {"config": {}, "model": {}, "ema": {"x": 1}},
+                       "bad-field.pt": {"config": {"bogus": 1}, "model": {}, "iter": 5},
+                       "bad-config.pt": {"config": 5, "model": {}},
+                       "other-net.pt": {"config": {}, "state": {"a": torch.zeros(1)}}}.items():
+        torch.save(blob, tmp_path / name)
+        fails_cleanly(run("export-weights", tmp_path / name, "-o", tmp_path / "w.pt", ok=False), "checkpoint")
+    assert not (tmp_path / "w.pt").exists()
     (tmp_path / "empty").mkdir()
     fails_cleanly(run("bench", "rd", "--dataset", tmp_path / "empty", ok=False), "no images")
     commands = run("--help").stdout.split("Commands:")[1]
@@ -200,3 +209,51 @@ def test_protect_with_effort_makes_a_file_every_reader_opens(tmp_path, photo_pat
             "--effort", "3", ok=False)
     assert r.returncode != 0 and "--effort" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.prvc").exists()
+
+
+def test_export_weights_replaces_only_a_regular_file_it_is_told_to(tmp_path):
+    weights = REPO / "privcodec" / "codec" / "weights" / "gicodec.pt"
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"a photo")
+    fails_cleanly(run("export-weights", weights, "-o", victim, ok=False), "exists", "--force")
+    assert victim.read_bytes() == b"a photo"
+    copy = tmp_path / "w.pt"
+    shutil.copy(weights, copy)
+    fails_cleanly(run("export-weights", copy, "-o", copy, "--force", ok=False), "overwrite the input")
+    fails_cleanly(run("export-weights", weights, "-o", "/dev/null", "--force", ok=False), "not a regular file")
+    fails_cleanly(run("export-weights", weights, "-o", tmp_path / "nodir" / "w.pt", ok=False), "no such directory")
+    # the packaged file itself is replaced only with --force (files made with it must find it first)
+    fails_cleanly(run("export-weights", copy, ok=False), "exists", "--force")
+
+
+def test_numbers_that_are_not_finite_are_refused(tmp_path, photo_path, face_policy, keys_dir):
+    for option in ("--min-score", "--min-size"):
+        for value in ("nan", "inf"):
+            r = run("protect", photo_path, "-o", tmp_path / "x.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+                    "--detect", "face", option, value, ok=False)
+            assert r.returncode == 2 and f"Invalid value for '{option}'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.prvc").exists()
+
+
+def test_asking_for_a_passphrase_without_a_terminal_is_refused_not_read_from_the_data(tmp_path, protected):
+    env = {**os.environ, "PRIVCODEC_THREADS": "1"}
+    r = subprocess.run([SCRIPT, "view", "-", "-o", str(tmp_path / "v.png"), "--passphrase"],
+                       stdin=open(protected, "rb"), capture_output=True, text=True, env=env, timeout=300,
+                       start_new_session=True)     # no controlling terminal, as under cron or CI
+    fails_cleanly(r, "--passphrase-file")
+    assert r.returncode == 1 and not (tmp_path / "v.png").exists()
+
+
+def test_pillow_warnings_about_a_photo_are_one_line(tmp_path, keys_dir, face_policy):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0132], exif[0x0112] = "2020:01:01 00:00:00", 1
+    path = tmp_path / "truncated-exif.jpg"
+    # the EXIF block cut short, as some phone apps write it: Pillow warns "Truncated File Read"
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(path, exif=exif.tobytes()[:-4])
+    r = run("protect", path, "-o", tmp_path / "p.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+            "--no-detect", "--codec", "avif")
+    warned = [line for line in r.stderr.splitlines() if "Truncated" in line]
+    assert warned and all(line.startswith("warning: ") for line in warned), r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr

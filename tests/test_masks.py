@@ -235,6 +235,27 @@ def test_label_png(tmp_path):
         regions_from_label_png(tmp_path / "nope.png", 60, 40)
 
 
+def test_regions_given_as_masks_are_bounded_before_they_are_allocated(monkeypatch):
+    """Every label value (every mask_rle region) is held as a full-size mask: a 16-bit label image
+    with 65,535 values would take 17 GB for a 512x512 photo.  Refused by count, before any mask."""
+    import privcodec.limits
+
+    monkeypatch.setattr(privcodec.limits, "MAX_REGION_MASK_PIXELS", 3 * 60 * 40)
+    labels = np.zeros((40, 60), np.uint16)
+    labels[0, :3] = (1, 2, 3)
+    assert len(regions_from_label_png(labels, 60, 40)) == 3
+    labels[0, 3] = 65535
+    with pytest.raises(DetectorError, match=r"too many label image values \(4\).* at most 3"):
+        regions_from_label_png(labels, 60, 40)
+    doc = json.loads(regions_to_json([det("face", (0, 0, 4, 4))], 60, 40))
+    doc["regions"] = [{"box": [0, 0, 4, 4], "mask_rle": [0, 16, 2384]}] * 4
+    with pytest.raises(DetectorError, match="too many regions with a mask_rle"):
+        regions_from_json(json.dumps(doc))
+    doc["regions"] = [{"polygon": [[1, 1], [50, 1], [50, 30]], "box": [60, 60, 10, 10]}]
+    with pytest.raises(DetectorError, match="region 1"):      # a polygon's box is checked as a lone box is
+        regions_from_json(json.dumps(doc))
+
+
 def one_line_error(exc_type, fn, *args, match=None, **kwargs):
     with pytest.raises(exc_type, match=match) as exc:
         fn(*args, **kwargs)

@@ -106,16 +106,24 @@ def regions_from_label_png(source, width: int, height: int, labels: dict[int, st
         raise ImageError(f"label image must be single-channel, got shape {arr.shape}")
     if arr.shape != (height, width):
         raise ImageError(f"label image is {arr.shape[1]}x{arr.shape[0]}, the photo is {width}x{height}")
+    values = [v for v in np.unique(arr) if v != 0]
+    _check_mask_memory(len(values), width, height, "label image values")
     found = []
-    for value in np.unique(arr):
-        if value == 0:
-            continue
+    for value in values:
         mask = arr == value
         ys, xs = np.nonzero(mask)
         label = (labels or {}).get(int(value), "region")
         found.append(Detection(label, 1.0, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                                mask=mask))
     return found
+
+
+def _check_mask_memory(n_masks: int, width: int, height: int, what: str) -> None:
+    from ..limits import MAX_REGION_MASK_PIXELS
+
+    if n_masks * width * height > MAX_REGION_MASK_PIXELS:
+        raise DetectorError(f"too many {what} ({n_masks}): a {width}x{height} photo takes at most "
+                            f"{MAX_REGION_MASK_PIXELS // (width * height)} regions given as masks")
 
 
 def _read_label_image(source, width: int, height: int) -> np.ndarray:
@@ -182,6 +190,7 @@ def regions_from_json(text: str, width: int | None = None, height: int | None = 
     regions = doc.get("regions", [])
     if not isinstance(regions, list):
         raise DetectorError(f"\"regions\" must be a list of region objects, not {type(regions).__name__}")
+    _check_mask_memory(sum(isinstance(r, dict) and "mask_rle" in r for r in regions), w, h, "regions with a mask_rle")
     found = []
     for n, r in enumerate(regions, start=1):
         if not isinstance(r, dict):
@@ -191,8 +200,8 @@ def regions_from_json(text: str, width: int | None = None, height: int | None = 
             label = str(r.get("label", "region"))
             if "polygon" in r:
                 d = region_from_polygon(r["polygon"], label)
-                if "box" in r:
-                    d.box = _numbers(r["box"], 4, "box", label)
+                if "box" in r:   # checked as a lone box is
+                    d.box = region_from_box(r["box"], label).box
             else:
                 d = region_from_box(r["box"], label)
             d.score = _score(r.get("score", 1.0))
