@@ -218,6 +218,9 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
 
     if no_detect and detect:
         raise PrivcodecError("--detect and --no-detect contradict each other")
+    codec_given = click.get_current_context().get_parameter_source("codec_name") != click.core.ParameterSource.DEFAULT
+    if lossless and codec_given and codec_name != "lossless":
+        raise PrivcodecError(f"--lossless and --codec {codec_name} contradict each other")
     names = [] if no_detect else (list(detect) or None)
     if dry_run:
         _dry_run(api.plan(_read(image) if _is_stdio(image) else image, policy, regions=regions,
@@ -257,6 +260,23 @@ def _carrier_kind(output) -> str:
         raise PrivcodecError(f"{output}: protect writes a .jpg or .png carrier, or a .prvc file; "
                              f"not {suffix}")
     return {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "prvc")
+
+
+def _check_same_form(output, data: bytes) -> None:
+    """strip and grant give back the input's form (a carrier stays a carrier with the same
+    pixels): an output named for another form would open nowhere, or as the wrong thing."""
+    from .container import carrier
+
+    if _is_stdio(output):
+        return
+    kind = carrier.kind_of(data) or "prvc"
+    suffix = Path(str(output)).suffix.lower()
+    named = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "other" if suffix in _OTHER_IMAGE_SUFFIXES
+                                                                 else "prvc")
+    if named != kind:
+        what = {"jpeg": "a JPEG carrier", "png": "a PNG carrier", "prvc": "a .prvc file"}[kind]
+        name = {"jpeg": ".jpg", "png": ".png", "prvc": ".prvc"}[kind]
+        raise PrivcodecError(f"{output}: the input is {what} and so is the output; give it a {name} name")
 
 
 def _dry_run(planned) -> None:
@@ -381,7 +401,9 @@ def strip(container, output, keys, ask_passphrase, passphrase_file, force):
     from . import api
 
     _check_output(output, force, inputs=[container, passphrase_file, *keys])
-    _write(output, api.strip(_read(container), keys, passphrase=_passphrase(ask_passphrase, passphrase_file)), force)
+    data = _read(container)
+    _check_same_form(output, data)
+    _write(output, api.strip(data, keys, passphrase=_passphrase(ask_passphrase, passphrase_file)), force)
     _wrote(output)
 
 
@@ -402,6 +424,7 @@ def grant(container, output, key, recipient, metadata, keys_dir, ask_passphrase,
 
     _check_output(output, force, inputs=[container, key, passphrase_file])
     data = _read(container)
+    _check_same_form(output, data)
     passphrase = _passphrase(ask_passphrase, passphrase_file, confirm=True) if recipient == "passphrase" else None
     granted = api.grant(data, key, recipient, keys_dir=keys_dir, passphrase=passphrase, metadata=metadata)
     if granted == data:

@@ -373,6 +373,14 @@ def test_the_revoked_key_cannot_be_the_key_that_checks_the_revocation(filled, ke
     assert all(_opens(f, _key(keys, "family")) == [] for f in filled.root.rglob("*.prvc"))
 
 
+def test_export_to_somewhere_that_cannot_be_a_folder_is_one_error(filled, tmp_path):
+    (tmp_path / "a-file").write_text("mine")
+    for where in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        with pytest.raises(ArchiveError, match="not a folder|cannot create the export folder"):
+            filled.export(where)
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_a_catalogue_that_is_not_privcodecs_is_a_clean_error(filled):
     import sqlite3
 

@@ -90,6 +90,22 @@ def test_grant_with_nothing_new_to_grant_still_writes_the_carrier(tmp_path, phot
             "--keys-dir", keys_dir)
     assert "family can already open" in r.stderr
     assert (tmp_path / "g.png").read_bytes() == shared.read_bytes()
+    # strip and grant keep the input's form: an output named for another one is refused before any work
+    for command, extra in (("strip", ()), ("grant", ("--key", keys_dir / "family.key", "--to", "family",
+                                                     "--keys-dir", keys_dir))):
+        for name, form in (("s.prvc", ".png name"), ("s.jpg", ".png name"), ("s.webp", ".png name")):
+            fails_cleanly(run(command, shared, "-o", tmp_path / name, *extra, ok=False), "PNG carrier", form)
+            assert not (tmp_path / name).exists()
+        raw = tmp_path / "raw.prvc"
+        run("strip", shared, "-o", tmp_path / "raw.png", "--force")
+        raw.write_bytes(privcodec_container(tmp_path / "raw.png"))
+        fails_cleanly(run(command, raw, "-o", tmp_path / "r.jpg", *extra, ok=False), "a .prvc file", ".prvc name")
+
+
+def privcodec_container(carrier_path) -> bytes:
+    from privcodec.container import carrier
+
+    return carrier.extract(carrier_path.read_bytes())
 
 
 def test_protect_refuses_an_image_name_it_cannot_write_as_a_carrier(tmp_path, photo_path, keys_dir, face_policy):
@@ -180,6 +196,14 @@ def test_protect_says_when_nothing_is_protected(tmp_path, photo_path, keys_dir, 
     r = run("protect", photo_path, "-o", tmp_path / "b.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
             "--region", "0,0,128,96:face")
     assert "groups: 1 encrypt)" in r.stdout                  # the background owns no block: not counted
+
+
+def test_lossless_and_another_codec_contradict_each_other(tmp_path, photo_path, keys_dir, face_policy):
+    for codec_name in ("gicodec", "avif"):
+        fails_cleanly(run("protect", photo_path, "-o", tmp_path / "x.prvc", "--policy", face_policy, "--keys-dir",
+                          keys_dir, "--no-detect", "--lossless", "--codec", codec_name, ok=False), "contradict")
+    run("protect", photo_path, "-o", tmp_path / "x.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+        "--no-detect", "--lossless", "--codec", "lossless")
 
 
 def test_tool_errors_are_one_line_too(tmp_path, photo_path):

@@ -214,6 +214,14 @@ def test_json_errors(tmp_path):
         regions_from_json(json.dumps(doc))
     with pytest.raises(DetectorError, match="cannot read"):
         read_regions_json(tmp_path / "missing.json")
+    doc = json.loads(good)
+    doc["width"] = True
+    with pytest.raises(DetectorError, match="positive integer width"):
+        regions_from_json(json.dumps(doc))
+    doc = json.loads(good)
+    doc["regions"][0]["label"] = {"a": 1}
+    with pytest.raises(DetectorError, match="region 1: \"label\" must be a string"):
+        regions_from_json(json.dumps(doc))
 
 
 def test_label_png(tmp_path):

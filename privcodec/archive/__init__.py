@@ -522,6 +522,13 @@ class Archive:
         out_dir = Path(out_dir)
         if out_dir.resolve() == self.root.resolve() or self.root.resolve() in out_dir.resolve().parents:
             raise ArchiveError("export into a folder outside the archive")
+        # one error up front, not one per photo, when the folder cannot be there
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ArchiveError(f"{out_dir}: exists and is not a folder")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ArchiveError(f"cannot create the export folder {out_dir}: {e.strerror or e}") from None
         report = Report()
         with self._reader(on_wait) as cat:
             rows = cat.files()

@@ -183,7 +183,7 @@ def regions_from_json(text: str, width: int | None = None, height: int | None = 
     if doc.get("version") != VERSION:
         raise DetectorError(f"regions file version {doc.get('version')!r} is not supported (expected {VERSION})")
     w, h = doc.get("width"), doc.get("height")
-    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+    if not (type(w) is int and type(h) is int and w > 0 and h > 0):   # not bool: true is not a width
         raise DetectorError("regions file needs positive integer width and height")
     if width is not None and (w, h) != (width, height):
         raise DetectorError(f"regions file is for a {w}x{h} image, this one is {width}x{height}")
@@ -197,7 +197,9 @@ def regions_from_json(text: str, width: int | None = None, height: int | None = 
             raise DetectorError(f"region {n}: must be an object like {{\"box\": [x0, y0, x1, y1]}}, "
                                 f"not {type(r).__name__}")
         try:
-            label = str(r.get("label", "region"))
+            label = r.get("label", "region")
+            if not isinstance(label, str):
+                raise DetectorError(f"\"label\" must be a string, not {type(label).__name__}")
             if "polygon" in r:
                 d = region_from_polygon(r["polygon"], label)
                 if "box" in r:   # checked as a lone box is
