@@ -558,7 +558,9 @@ def grant(data, key, to, *, keys_dir="keys", passphrase: str | None = None, meta
         raise KeyFileError("grant needs exactly one key (yours)")
     if isinstance(to, Recipient):
         recipient = passphrase_recipient(to.key) if to.kind == PASSPHRASE_RECIPIENT else to
-    elif str(to) == PASSPHRASE_RECIPIENT and passphrase is not None:
+    elif str(to) == PASSPHRASE_RECIPIENT:
+        if passphrase is None:
+            raise KeyFileError("granting to \"passphrase\" needs the passphrase (--passphrase or --passphrase-file)")
         recipient = passphrase_recipient(passphrase)
     else:
         recipient = load_recipient(to, Path(keys_dir))

@@ -174,6 +174,10 @@ def keygen(name: str, directory: Path, kind: str = SYMMETRIC, force: bool = Fals
     if isinstance(name, str) and name.endswith((".key", ".pub")):
         name = name[:-4]
     _check_name(name)
+    if name == PASSPHRASE:
+        # a policy's recipient "passphrase" is the passphrase given to protect, never a key file
+        raise KeyFileError("'passphrase' is reserved (in a policy it means the passphrase given to protect): "
+                           "choose another key name")
     if kind not in KEYGEN_KINDS:
         raise KeyFileError(f"unknown key type {kind!r}: use symmetric, x25519 or ed25519")
     directory = Path(directory)

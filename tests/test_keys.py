@@ -58,6 +58,12 @@ def test_keygen_rejects_bad_names(tmp_path, name):
         keygen(name, tmp_path)
 
 
+def test_keygen_refuses_the_name_policies_reserve_for_a_passphrase(tmp_path):
+    with pytest.raises(KeyFileError, match="'passphrase' is reserved"):
+        keygen("passphrase", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_keygen_rejects_unknown_type(tmp_path):
     with pytest.raises(KeyFileError, match="unknown key type"):
         keygen("k", tmp_path, kind="rsa")

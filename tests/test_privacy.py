@@ -294,6 +294,9 @@ def test_a_passphrase_recipient_opens_its_groups_and_nothing_else(tmp_path, chea
         privcodec.protect(photo, policy, detect=[], regions=["0,0,30,30:face"], passphrase="short")
     with pytest.raises(KeyFileError, match="needs a passphrase"):
         privcodec.protect(photo, policy, detect=[], regions=["0,0,30,30:face"])
+    privcodec.keys.keygen("mine", tmp_path)
+    with pytest.raises(KeyFileError, match="needs the passphrase"):   # not "no key named 'passphrase'"
+        privcodec.grant(res.data, tmp_path / "mine.key", "passphrase", keys_dir=tmp_path)
 
 
 def test_a_hostile_scrypt_work_factor_is_refused(cheap_scrypt):
