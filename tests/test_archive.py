@@ -269,6 +269,7 @@ def test_a_broken_photo_is_reported_by_name_and_the_others_go_in(tmp_path, photo
     report = a.add([src], policy, keys_dir=keys, workers=1)
     assert [Path(p).name for p in report.done] == ["good.jpg"]
     assert sorted(Path(p).name for p, _ in report.failed) == ["text.png", "truncated.jpg"]
+    assert not any("<image data>" in why for _, why in report.failed)   # the path names the photo
     assert not report.ok
     assert [f["path"] for f in a.ls()] == ["mixed/good.jpg.prvc"]
     assert not list(a.root.rglob("*.tmp")) and sorted(p.name for p in a.root.rglob("*.prvc")) == ["good.jpg.prvc"]

@@ -70,7 +70,8 @@ def ingest_one(task: IngestTask) -> dict:
 
         c = open_container(result.data)
     except PrivcodecError as e:
-        return {"error": str(e)}
+        # the photo was handed over as bytes: the report names its path already
+        return {"error": str(e).removeprefix("<image data>: ")}
     except MemoryError:
         return {"error": "out of memory"}
     counts = result.counts()
