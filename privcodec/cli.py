@@ -509,7 +509,9 @@ def demo(out):
 @click.option("--lr", default=3e-4, show_default=True, type=_FiniteRange(min=0, min_open=True),
               help="Peak learning rate (500-iteration warm-up, then cosine decay; see --decay-frac).")
 @click.option("--decay-frac", default=0.15, show_default=True, type=_FiniteRange(0, 1),
-              help="Fraction of --iters, at the end, over which the learning rate decays to 1/10.")
+              help="Fraction of --iters (or of --time-limit), at the end, over which the learning rate decays "
+                   "to --lr-floor.")
+@click.option("--lr-floor", type=_FiniteRange(min=0), help="Learning rate at the end of the decay (default: --lr / 10).")
 @click.option("--eval-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with kodim01/05.png for periodic real-bitstream evaluation.")
 @click.option("--init", type=click.Path(exists=True, path_type=Path), help="Start from this checkpoint's weights.")
@@ -535,12 +537,15 @@ def demo(out):
               help="Most groups in a training crop (boxes and blobs over a background).")
 @click.option("--single-group", default=0.5, show_default=True, type=_FiniteRange(0, 1),
               help="Fraction of crops coded as one group; the rest get 2..--max-groups.")
-def train(data, out, iters, batch, crop, threads, lr, decay_frac, eval_dir, init, warmup, ema_decay, holdout_every,
+def train(data, out, iters, batch, crop, threads, lr, decay_frac, lr_floor, eval_dir, init, warmup, ema_decay, holdout_every,
           eval_every, no_bf16, checkerboard, refine, device, time_limit, max_groups, single_group):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
-    path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr, eval_dir=eval_dir, init=init,
+    if lr_floor is not None and lr_floor > lr:
+        raise click.BadParameter("must not be above --lr", param_hint="--lr-floor")
+    path = run(data, out, iters, batch=batch, crop=crop, threads=threads, lr=lr,
+               lr_floor=lr / 10 if lr_floor is None else lr_floor, eval_dir=eval_dir, init=init,
                bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
                holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard, refine=refine,
                device=device, max_groups=max_groups, single_group=single_group,

@@ -206,6 +206,11 @@ def test_lossless_and_another_codec_contradict_each_other(tmp_path, photo_path, 
         "--no-detect", "--lossless", "--codec", "lossless")
 
 
+def test_train_refuses_a_learning_rate_floor_above_the_peak(tmp_path):
+    r = run("train", tmp_path, "--lr", "1e-4", "--lr-floor", "1e-3", "--out", tmp_path / "run", ok=False)
+    assert r.returncode == 2 and "--lr-floor" in r.stderr and not (tmp_path / "run").exists()
+
+
 def test_tool_errors_are_one_line_too(tmp_path, photo_path):
     fails_cleanly(run("export-weights", photo_path, "-o", tmp_path / "w.pt", ok=False), "checkpoint")
     import torch
