@@ -98,10 +98,14 @@ RELEASED_MODELS = {
         ("gicodec-4", "released/gicodec-4-session11.pt",
          "gicodec-4 session 10 + 8.8k CPU iterations, EMA (2026-11-27, session 11)"),
     "e898746a470a12fccea6c826fea5f00dc9bccf80c2444a7d070e6c290fcd8682":
-        ("gicodec-4", "gicodec.pt",
+        ("gicodec-4", "released/gicodec-4-session12.pt",
          "session 11's weights with coding tables for 256 Gaussian scales instead of 64 (2026-11-27, session 12)"),
+    "88523cf2290550733f5e68f9866ec8c3b2da57a6a88fb9d4e98d38e843375cd3":
+        ("gicodec-4", "gicodec.pt",
+         "gicodec-4 session 12 + 4.6k CPU iterations on crops mostly split into 2-4 groups, EMA (2026-11-28, "
+         "session 16)"),
 }
-CURRENT_MODEL = "e898746a470a12fccea6c826fea5f00dc9bccf80c2444a7d070e6c290fcd8682"
+CURRENT_MODEL = "88523cf2290550733f5e68f9866ec8c3b2da57a6a88fb9d4e98d38e843375cd3"
 
 
 def default_weights_path() -> Path:
