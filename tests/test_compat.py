@@ -72,7 +72,7 @@ def test_a_released_models_file_replaced_under_its_name_is_refused_not_decoded_w
     monkeypatch.setattr(codec, "WEIGHTS_DIR", tmp_path)
     assert codec.weights_for(codec.NEW_FILES[current[0]], bytes.fromhex(codec.CURRENT_MODEL)) == str(replaced)
     replaced.write_bytes(replaced.read_bytes() + b"\0")
-    codec.weights_digest.cache_clear()
+    codec._sha256_of.cache_clear()
     with pytest.raises(FormatError, match="not the released model .* reinstall privcodec"):
         codec.weights_for(codec.NEW_FILES[current[0]], bytes.fromhex(codec.CURRENT_MODEL))
     replaced.unlink()
