@@ -129,9 +129,10 @@ def _run_dask(fn: Callable, tasks: list, scheduler) -> Iterator[tuple[object, ob
 
 
 def _connect(client_type, address: str):
-    from ..errors import PrivcodecError
-
+    """A Dask client for ``address``, or one line saying what is wrong with the address."""
     from distributed.comm.addressing import get_address_host_port
+
+    from ..errors import PrivcodecError
 
     try:
         get_address_host_port(address)      # before the client starts: a failed start spoils its event loop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import threading
 import warnings
@@ -138,8 +139,6 @@ def weights_for(codec_id: str, digest: bytes) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _sha256_of(path: str) -> str:
-    import hashlib
-
     with open(path, "rb") as f:     # hashlib only: a torchless install reports the missing extra instead
         return hashlib.file_digest(f, "sha256").hexdigest()
 
