@@ -251,6 +251,7 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
 
 
 _OTHER_IMAGE_SUFFIXES = {".webp", ".avif", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".jxl"}
+_CARRIER_SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}   # any other name: a raw .prvc
 
 
 def _carrier_kind(output) -> str:
@@ -259,7 +260,7 @@ def _carrier_kind(output) -> str:
         # a raw .prvc under an image name would open nowhere: say so before any work
         raise PrivcodecError(f"{output}: protect writes a .jpg or .png carrier, or a .prvc file; "
                              f"not {suffix}")
-    return {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "prvc")
+    return _CARRIER_SUFFIXES.get(suffix, "prvc")
 
 
 def _check_same_form(output, data: bytes) -> None:
@@ -271,8 +272,7 @@ def _check_same_form(output, data: bytes) -> None:
         return
     kind = carrier.kind_of(data) or "prvc"
     suffix = Path(str(output)).suffix.lower()
-    named = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}.get(suffix, "other" if suffix in _OTHER_IMAGE_SUFFIXES
-                                                                 else "prvc")
+    named = _CARRIER_SUFFIXES.get(suffix, "other" if suffix in _OTHER_IMAGE_SUFFIXES else "prvc")
     if named != kind:
         what = {"jpeg": "a JPEG carrier", "png": "a PNG carrier", "prvc": "a .prvc file"}[kind]
         name = {"jpeg": ".jpg", "png": ".png", "prvc": ".prvc"}[kind]

@@ -31,6 +31,12 @@ MAX_REGION_MASK_PIXELS = 1 << 31
 QUALITY_MAX_BY_CODEC = {"avif-1": 10.0, "avif-2": 10.0}
 
 
+def names_weights(digest: bytes, weights_id: bytes) -> bool:
+    """The one rule for a header's weights id: the weights' SHA-256 ``digest`` cut to 16 bytes
+    (FORMAT v4) or whole (v1-v3); no other length names anything."""
+    return len(weights_id) in (16, 32) and digest.startswith(weights_id)
+
+
 def quality_max(codec_id: str) -> float:
     return QUALITY_MAX_BY_CODEC.get(codec_id, QUALITY_MAX)
 

@@ -16,6 +16,7 @@ import io
 
 import numpy as np
 
+from ..limits import names_weights
 from . import boxes
 
 # lossless-1: one image per group box (still read); lossless-2: the same per 2048-px tile (privcodec/tiles.py)
@@ -69,7 +70,7 @@ def decode_groups(streams: dict[int, bytes], block_groups: np.ndarray, height: i
     from .. import tiles
 
     _check_id(codec_id)
-    if digest is not None and (len(digest) not in (16, 32) or not model_digest(codec_id).startswith(digest)):   # v4: 16
+    if digest is not None and not names_weights(model_digest(codec_id), digest):
         raise ValueError(f"not a {codec_id} stream set")
 
     def decode_boxes(parts, grid, h, w):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import names_weights
+
 # compressai scripts a few helpers with torch.jit, which torch 2.14 deprecates;
 # the warning is noise on every CLI call.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -120,7 +122,7 @@ def weights_for(codec_id: str, digest: bytes) -> str:
     from ..errors import FormatError
 
     # FORMAT v4 headers hold the hash's first 16 bytes, earlier versions all 32
-    matches = [(h, e) for h, e in RELEASED_MODELS.items() if len(digest) in (16, 32) and h.startswith(digest.hex())]
+    matches = [(h, e) for h, e in RELEASED_MODELS.items() if names_weights(bytes.fromhex(h), digest)]
     released, entry = matches[0] if len(matches) == 1 else (None, None)
     if entry is not None and codec_id in MODEL_OF and entry[0] == MODEL_OF[codec_id]:
         path = str(WEIGHTS_DIR / entry[1])
@@ -130,8 +132,7 @@ def weights_for(codec_id: str, digest: bytes) -> str:
             raise FormatError(f"the codec weights {path} are missing or not the released model "
                               f"{released[:12]} this file needs: reinstall privcodec")
         return path
-    if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and len(digest) in (16, 32) \
-            and weights_digest().startswith(digest):
+    if codec_id in MODEL_OF and os.environ.get("PRIVCODEC_WEIGHTS") and names_weights(weights_digest(), digest):
         return str(default_weights_path())
     raise FormatError(f"this file was made with a codec model this privcodec does not have ({codec_id}, weights "
                       f"{digest.hex()[:12]}): it needs a newer privcodec")
@@ -155,11 +156,8 @@ def load_codec(path: str | None = None):
     return load_weights(path)
 
 
-@functools.lru_cache(maxsize=8)
 def weights_digest(path: str | None = None) -> bytes:
-    from .weights_io import weights_sha256
-
-    return weights_sha256(Path(path) if path else default_weights_path())
+    return bytes.fromhex(_sha256_of(str(path or default_weights_path())))
 
 
 def network_of(model) -> str:

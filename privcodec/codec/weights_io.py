@@ -7,7 +7,6 @@ rebuild them with machine-dependent floating point.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -51,10 +50,6 @@ def load_weights(path: Path | str = DEFAULT_WEIGHTS) -> GICodec:
     model = GICodec.from_state(blob["config"], blob["state"])
     model.meta = blob.get("meta", {})
     return model.eval()
-
-
-def weights_sha256(path: Path | str = DEFAULT_WEIGHTS) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None,
