@@ -537,8 +537,11 @@ def demo(out):
               help="Most groups in a training crop (boxes and blobs over a background).")
 @click.option("--single-group", default=0.5, show_default=True, type=_FiniteRange(0, 1),
               help="Fraction of crops coded as one group; the rest get 2..--max-groups.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the crop sampler and initialisation: a run continuing from --init should take a new "
+                   "one, or it sees the crops its parent saw, in the same order.")
 def train(data, out, iters, batch, crop, threads, lr, decay_frac, lr_floor, eval_dir, init, warmup, ema_decay, holdout_every,
-          eval_every, no_bf16, checkerboard, refine, device, time_limit, max_groups, single_group):
+          eval_every, no_bf16, checkerboard, refine, device, time_limit, max_groups, single_group, seed):
     """Train the codec on a folder of photos (resumes from OUT/last.pt)."""
     from .codec.train import train as run
 
@@ -549,7 +552,7 @@ def train(data, out, iters, batch, crop, threads, lr, decay_frac, lr_floor, eval
                bf16=not no_bf16, decay_frac=decay_frac, warmup=warmup, ema_decay=ema_decay,
                holdout_every=holdout_every, eval_every=eval_every, checkerboard=checkerboard, refine=refine,
                device=device, max_groups=max_groups, single_group=single_group,
-               time_limit=time_limit, log=lambda s: click.echo(s))
+               time_limit=time_limit, seed=seed, log=lambda s: click.echo(s))
     click.echo(f"exported {path}")
 
 

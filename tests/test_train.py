@@ -41,6 +41,16 @@ def test_train_checkpoints_resumes_and_exports(tmp_path, photos):
     assert any("initialised from" in line for line in log)
 
 
+def test_the_seed_chooses_the_crops_and_the_same_seed_repeats_a_run(tmp_path, photos):
+    def weights_after(seed, name):
+        train(photos, tmp_path / name, iters=1, batch=2, crop=64, threads=1, seed=seed, warmup=0, log=lambda s: None)
+        return torch.load(tmp_path / name / "last.pt", weights_only=False)["model"]
+
+    first, again, other = weights_after(0, "a"), weights_after(0, "b"), weights_after(1, "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_training_refuses_the_evaluation_set(tmp_path):
     kodak = tmp_path / "kodak"
     kodak.mkdir()
