@@ -83,6 +83,12 @@ def _identities(keys, passphrase=None) -> list:
         keys = []
     if isinstance(keys, (str, os.PathLike, Identity)):
         keys = [keys]
+    if isinstance(keys, (bytes, bytearray, memoryview)) or not isinstance(keys, Iterable):
+        raise KeyFileError(f"keys: expected a key file path or Identity, or a list of them; got {type(keys).__name__}")
+    keys = list(keys)
+    for k in keys:
+        if not isinstance(k, (str, os.PathLike, Identity)):
+            raise KeyFileError(f"keys: expected key file paths or Identity objects, got {type(k).__name__}")
     out = [k if isinstance(k, Identity) else load_identity(Path(k)) for k in keys]
     return out + ([passphrase_identity(passphrase)] if passphrase is not None else [])
 
@@ -124,6 +130,7 @@ def to_carrier(data, kind: str = "jpeg", *, quality: int = 90) -> bytes:
 
     if kind not in carrier.CARRIER_KINDS:
         raise PrivcodecError(f"carrier must be one of {', '.join(carrier.CARRIER_KINDS)}, not {kind!r}")
+    quality = _check_int("quality", quality, 1, 100)
     container = _container_bytes(data)
     public = view(container).pixels
     return carrier.embed(encode_image(public, "JPEG" if kind == "jpeg" else "PNG", quality=quality), container)
@@ -140,6 +147,27 @@ def _unlock(c, identities: list) -> list:
         raise DecryptionError(f"{names}: {'this key opens no' if len(identities) == 1 else 'none of these keys opens any'} "
                               "protected group in this file")
     return [opened[i] for i in sorted(opened)]
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    """An integer argument in [lo, hi]: "5" or 5.5 or True is a caller's mistake, said in one line."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise PrivcodecError(f"{name} must be a whole number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise PrivcodecError(f"{name} must be {f'between {lo} and {hi}' if hi is not None else f'at least {lo}'}, "
+                             f"got {value}")
+    return int(value)
+
+
+def _check_detector_options(function: str, options: dict) -> None:
+    """protect/plan pass unknown keywords to the detectors: a misspelt ``regions=`` or ``quality=``
+    must not vanish there (a region silently dropped is a face left public)."""
+    from .detect import OPTIONS
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r} "
+                        f"(detector options: {', '.join(OPTIONS)})")
 
 
 def _check_effort(effort) -> int:
@@ -231,11 +259,11 @@ def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None,
     none (``--no-detect``)."""
     from . import detect as detectors
     from . import progress
-    from .imageio import load_image
     from .policy import Policy, load_policy
 
+    _check_detector_options("plan", detector_options)
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
-    pixels = image if isinstance(image, np.ndarray) else load_image(image)
+    pixels = _pixels(image)
     names = policy_detectors(policy) if detect is None else list(detect)
     manual = manual_regions(pixels.shape, regions=regions, regions_file=regions_file, mask=mask)
     with progress.step(f"Finding {', '.join(names)}" if names else "Building groups"):
@@ -288,6 +316,7 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
     overlaps resolved by the policy's precedence, scaled margins and grouping per rule."""
     from . import detect as detectors
 
+    _check_detector_options("find_groups", detector_options)
     found = manual_regions(image.shape, regions=regions, regions_file=regions_file, mask=mask)
     if detect:
         found += detectors.detect(image, detect, **detector_options)
@@ -303,6 +332,61 @@ def policy_detectors(policy) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
+def _named_recipients(policy, keep_metadata: Sequence[str] = ()) -> list:
+    """(where, recipient names) for every place a policy (and --keep-metadata) names recipients."""
+    named = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
+    named.append(("[default]", policy.default.recipients))
+    named.append(("[metadata]", policy.metadata))
+    named.append(("--keep-metadata", tuple(keep_metadata)))
+    return named
+
+
+def _check_recipients(recipients, policy, keep_metadata: Sequence[str]) -> None:
+    """``protect(recipients=...)``: every name the policy uses must be there, as a Recipient, before
+    the photo is coded (as load_recipients checks the key files)."""
+    from .keys import Recipient
+
+    if not isinstance(recipients, dict):
+        raise KeyFileError(f"recipients must be a dict of name -> Recipient (load_recipients), "
+                           f"got {type(recipients).__name__}")
+    for where, specs in _named_recipients(policy, keep_metadata):
+        for spec in specs:
+            if spec not in recipients:
+                raise KeyFileError(f"{policy.path}: {where}: recipient {spec!r}: not in recipients")
+            if not isinstance(recipients[spec], Recipient):
+                raise KeyFileError(f"recipients[{spec!r}] must be a Recipient, got {type(recipients[spec]).__name__}")
+
+
+def _pixels(image) -> np.ndarray:
+    """What protect and plan take as a photo: a path, bytes (or a file object / memoryview), a PIL
+    image or a uint8 (H, W, 3) RGB array; whatever reaches the codec is a uint8 RGB array."""
+    from PIL import Image
+
+    from .imageio import load_image, pil_to_rgb
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise ImageError(f"an image array must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
+        return image
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    return load_image(_image_source(image))
+
+
+def _image_source(image):
+    """A path or bytes: file objects are read, memoryviews copied; anything else is refused here."""
+    if isinstance(image, (str, os.PathLike, bytes)):
+        return image
+    if isinstance(image, (bytearray, memoryview)):
+        return bytes(image)
+    if hasattr(image, "read"):
+        data = image.read()
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+    raise ImageError(f"expected an image path, bytes, a binary file object, a PIL image or a uint8 RGB array, "
+                     f"got {type(image).__name__}")
+
+
 def load_recipients(policy, keys_dir, passphrase=None, keep_metadata: Sequence[str] = ()) -> dict:
     """Every recipient the policy (and ``keep_metadata``) names, loaded before any work: a missing or
     bad key is an error even when no object of its rule is in this photo, and the message says where
@@ -310,11 +394,7 @@ def load_recipients(policy, keys_dir, passphrase=None, keep_metadata: Sequence[s
     from .keys import load_recipient, passphrase_recipient
 
     out = {}
-    decisions = [(f"rule {i}", r.recipients) for i, r in enumerate(policy.rules, start=1)]
-    decisions.append(("[default]", policy.default.recipients))
-    decisions.append(("[metadata]", policy.metadata))
-    decisions.append(("--keep-metadata", tuple(keep_metadata)))
-    for where, specs in decisions:
+    for where, specs in _named_recipients(policy, keep_metadata):
         for spec in specs:
             if spec == PASSPHRASE_RECIPIENT and spec not in out:
                 if passphrase is None:
@@ -376,32 +456,35 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     (``policy_detectors``), in addition to any regions; ``detect=[]`` runs none.  Group indices in
     the file are a random permutation with no gaps, so their order reveals neither class nor
     how many groups were redacted."""
+    from PIL import Image
+
     from . import backends, container, masks, progress
-    from .imageio import load_image
     from .policy import Policy, load_policy
 
+    _check_detector_options("protect", detector_options)
     backend = backends.get(codec or backends.DEFAULT)
     quality = _check_quality(quality, backend.codec_id)
     effort = _check_effort(effort)
-    if pad is not None and not 1 <= pad <= container.MAX_PAD:
-        raise PrivcodecError(f"pad must be between 1 and {container.MAX_PAD} bytes, got {pad}")
+    if pad is not None:
+        pad = _check_int("pad", pad, 1, container.MAX_PAD)
     policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
     signer = _signing_key(sign)
+    if isinstance(keep_metadata, (str, os.PathLike)):
+        keep_metadata = [os.fspath(keep_metadata)]   # one recipient, as keys= takes one key
     meta_to = list(policy.metadata if keep_metadata is None else keep_metadata)
     if recipients is None:      # every key checked before the photo is decoded
         recipients = load_recipients(policy, keys_dir, passphrase, meta_to)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise ImageError(f"an image array must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
-        pixels = image
     else:
-        pixels = load_image(image)
+        _check_recipients(recipients, policy, meta_to)
+    if not isinstance(image, (np.ndarray, Image.Image)):
+        image = _image_source(image)   # a file object is read once, for the pixels and the metadata
+    pixels = _pixels(image)
     metadata = None
     if meta_to:
         from .imageio import read_metadata
 
-        if isinstance(image, np.ndarray):
-            raise PrivcodecError("keeping metadata needs the photo file, not a pixel array")
+        if isinstance(image, (np.ndarray, Image.Image)):
+            raise PrivcodecError("keeping metadata needs the photo file (a path or its bytes), not decoded pixels")
         metadata = (read_metadata(image), [recipients[r] for r in meta_to])
     planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
                    min_size=min_size, **detector_options)
@@ -474,6 +557,8 @@ def view(data, keys: Iterable = (), *, fill: str = "inpaint", require_signer=Non
 
     if fill not in FILLS:
         raise PrivcodecError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
+    if max_pixels is not None:
+        max_pixels = _check_int("max_pixels", max_pixels, 1)
     c = _open(_container_bytes(data), max_pixels)
     _check_signer(c, require_signer)
     opened = _unlock(c, _identities(keys, passphrase))

@@ -57,6 +57,26 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
         return _to_rgb(ImageOps.exif_transpose(img), name)
 
 
+def pil_to_rgb(img: Image.Image, *, max_pixels: int = MAX_PIXELS, name: str = "<PIL image>") -> np.ndarray:
+    """A PIL image a caller already opened, as load_image would read its file: the same limits,
+    orientation applied, the same conversion to uint8 RGB (profile, alpha over white, 16-bit grey)."""
+    width, height = img.size
+    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: image has zero size ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > limit:
+        raise ImageError(f"{name}: image too large ({width}x{height}; a side can be at most {MAX_SIDE} pixels, "
+                         f"the area {limit:,})")
+    try:
+        _refuse_32bit_integers(img, name)
+        return _to_rgb(ImageOps.exif_transpose(img), name)
+    except ImageError:
+        raise
+    except Exception as e:   # a lazily opened image decodes here: damaged data, as in open_untrusted
+        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ImageError(f"{name}: cannot decode image: {reason}") from None
+
+
 def _refuse_32bit_integers(img: Image.Image, name: str) -> None:
     """Pillow's mode "I" holds 16-bit grey from PGM and the like, but a TIFF can store true 32-bit
     integers, whose range (0..255? 0..65535? 0..2^32?) is as unknown as a float's."""

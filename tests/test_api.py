@@ -6,7 +6,8 @@ import pytest
 
 import privcodec
 from privcodec import container
-from privcodec.errors import DecryptionError, FormatError, KeyFileError, PolicyError
+from privcodec.policy import load_policy
+from privcodec.errors import DecryptionError, FormatError, KeyFileError, PolicyError, PrivcodecError
 
 from conftest import make_photo
 
@@ -200,3 +201,66 @@ def test_regions_that_miss_the_photo_are_errors(photo_path, keys_dir, face_polic
     for region in ("200,200,300,300", "10,10,10,50,10,90"):           # outside a 128x96 photo; a flat polygon
         with pytest.raises(privcodec.PrivcodecError, match="outside|zero area"):
             privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[region])
+
+
+def test_a_misspelt_keyword_is_an_error_not_a_region_silently_dropped(photo_path, keys_dir, face_policy):
+    with pytest.raises(TypeError, match="'region'"):
+        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, region=[FACE], detect=[])
+    with pytest.raises(TypeError, match="'qualty'"):
+        privcodec.plan(photo_path, face_policy, regions=[FACE], detect=[], qualty=8)
+
+
+def test_given_recipients_must_cover_the_policy_before_anything_is_coded(photo_path, keys_dir, face_policy):
+    with pytest.raises(KeyFileError, match="recipient 'family': not in recipients"):
+        privcodec.protect(photo_path, face_policy, regions=[FACE], recipients={})
+    loaded = privcodec.api.load_recipients(load_policy(face_policy), keys_dir)
+    res = privcodec.protect(photo_path, face_policy, regions=[FACE], recipients=loaded)
+    assert privcodec.view(res.data, keys_dir / "family.key").missing == []
+
+
+def test_one_metadata_recipient_may_be_given_as_a_string_as_one_key_may(tmp_path, keys_dir, face_policy):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0132] = "2026:11:28 10:00:00"
+    path = tmp_path / "dated.jpg"
+    Image.fromarray(make_photo()).save(path, exif=exif)
+    res = privcodec.protect(path, face_policy, keys_dir=keys_dir, regions=[FACE], keep_metadata="family")
+    assert privcodec.view(res.data, keys_dir / "family.key").metadata.exif
+    assert privcodec.view(res.data, keys_dir / "alice.key").metadata is None
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d, k: privcodec.view(d, keys=5), "keys: expected"),
+    (lambda d, k: privcodec.view(d, keys=[None]), "keys: expected"),
+    (lambda d, k: privcodec.view(d, keys=str(k).encode()), "keys: expected"),
+    (lambda d, k: privcodec.view(d, passphrase=123), "passphrase must be text"),
+    (lambda d, k: privcodec.view(d, max_pixels="100"), "max_pixels must be a whole number"),
+    (lambda d, k: privcodec.to_carrier(d, quality="hi"), "quality must be a whole number"),
+    (lambda d, k: privcodec.to_carrier(d, quality=500), "quality must be between 1 and 100"),
+])
+def test_wrong_argument_types_are_one_clean_error(photo_path, keys_dir, face_policy, call, message):
+    data = privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE]).data
+    with pytest.raises(PrivcodecError, match=message):
+        call(data, keys_dir / "family.key")
+
+
+def test_protect_takes_a_path_bytes_a_file_object_or_a_pil_image_and_codes_the_same_pixels(
+        photo_path, keys_dir, face_policy):
+    from PIL import Image
+
+    def keyed(image):
+        data = privcodec.protect(image, face_policy, keys_dir=keys_dir, regions=[FACE], detect=[]).data
+        return privcodec.view(data, keys_dir / "family.key").pixels
+
+    expected = keyed(photo_path)
+    raw = photo_path.read_bytes()
+    with open(photo_path, "rb") as f:
+        assert np.array_equal(keyed(f), expected)
+    with Image.open(photo_path) as im:
+        assert np.array_equal(keyed(im), expected)
+    assert np.array_equal(keyed(memoryview(raw)), expected)
+    with pytest.raises(PrivcodecError, match="expected an image path"):
+        privcodec.protect(12, face_policy, keys_dir=keys_dir, regions=[FACE])
+    with pytest.raises(PrivcodecError, match="pad must be a whole number"):
+        privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE], pad="5")

@@ -117,6 +117,71 @@ def test_the_pillow_plugin_follows_pillows_rules(tmp_path, monkeypatch):
         load_image(path)
 
 
+def test_the_pillow_plugin_reads_the_header_on_open_and_decodes_on_load(tmp_path, monkeypatch):
+    privcodec.pillow.register()
+    path = tmp_path / "x.prvc"
+    path.write_bytes(PRVC)
+    decodes = []
+    real_view = privcodec.api.view
+    monkeypatch.setattr(privcodec.api, "view", lambda *a, **k: decodes.append(1) or real_view(*a, **k))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        im = Image.open(path)
+        assert (im.format, im.size, im.mode) == ("PRVC", (64, 48), "RGB") and not decodes
+        assert im.info["privcodec"]["missing"] and im.info["privcodec"]["redacted"]
+        assert np.array_equal(np.asarray(im), real_view(PRVC).pixels) and len(decodes) == 1
+        assert im.fp is None          # the file Pillow opened is closed once loaded, as for a PNG
+        del im
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_the_pillow_plugin_reports_a_payload_that_fails_to_decode_as_pillow_does(tmp_path, monkeypatch):
+    privcodec.pillow.register()
+    path = tmp_path / "x.prvc"
+    path.write_bytes(PRVC)
+
+    def forged(*args, **kwargs):
+        raise FormatError("not a valid .prvc file (corrupted or tampered)")
+
+    im = Image.open(path)
+    monkeypatch.setattr(privcodec.api, "view", forged)
+    with pytest.raises(OSError, match="cannot decode .prvc: not a valid .prvc file"):
+        im.load()
+    im.close()
+
+
+def test_privcodec_pillow_open_takes_what_image_open_takes(tmp_path):
+    path = tmp_path / "x.prvc"
+    path.write_bytes(PRVC)
+    full = privcodec.view(PRVC, SYM).pixels
+    with open(path, "rb") as f:
+        for source in (path, str(path), f, PRVC):
+            im = privcodec.pillow.open(source, keys=[SYM])
+            assert np.array_equal(np.asarray(im), full)
+            assert im.format == "PRVC" and im.info["privcodec"]["decoded"] and not im.info["privcodec"]["missing"]
+    with pytest.raises(TypeError, match="keys are a keyword argument"):
+        privcodec.pillow.open(path, [SYM])
+    with pytest.raises(ValueError, match="bad mode"):
+        privcodec.pillow.open(path, "w")
+
+
+def test_saving_as_prvc_protects_the_image_with_a_policy(tmp_path, photo_path, keys_dir, face_policy):
+    from privcodec.errors import PrivcodecError
+
+    privcodec.pillow.register()
+    out = tmp_path / "saved.prvc"
+    with Image.open(photo_path) as im:
+        im.save(out, policy=face_policy, keys_dir=keys_dir, regions=["16,16,48,64:face"], detect=[])
+        with pytest.raises(PrivcodecError, match="needs a policy"):
+            im.save(tmp_path / "nopolicy.prvc")
+        with pytest.raises(TypeError, match="'qualty'"):
+            im.save(tmp_path / "typo.prvc", policy=face_policy, keys_dir=keys_dir, qualty=5)
+    assert not (tmp_path / "nopolicy.prvc").exists() and not (tmp_path / "typo.prvc").exists()
+    keyless, keyed = privcodec.view(out), privcodec.view(out, keys_dir / "family.key")
+    assert keyless.missing and not keyed.missing
+
+
 def test_cli_protect_to_a_carrier_and_view_from_it(tmp_path, photo_path):
     from test_cli import run
 
