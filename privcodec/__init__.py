@@ -34,3 +34,8 @@ def __getattr__(name: str):
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'privcodec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazy names too, so completion in a REPL or notebook offers the API
+    return sorted(set(globals()) | set(_LAZY))

@@ -264,3 +264,7 @@ def test_protect_takes_a_path_bytes_a_file_object_or_a_pil_image_and_codes_the_s
         privcodec.protect(12, face_policy, keys_dir=keys_dir, regions=[FACE])
     with pytest.raises(PrivcodecError, match="pad must be a whole number"):
         privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[FACE], pad="5")
+
+
+def test_the_lazily_imported_api_is_listed_for_completion():
+    assert set(privcodec.__all__) <= set(dir(privcodec))
