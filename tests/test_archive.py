@@ -77,6 +77,24 @@ def _opens(path, key) -> list[int]:
         return []
 
 
+def _small_photos(folder: Path, names) -> Path:
+    """Small flat photos (48 x 48, a colour each, from the folder and name) in ``folder``."""
+    import zlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        colour = np.frombuffer(zlib.crc32(f"{folder.name}/{name}".encode()).to_bytes(4, "big")[:3], np.uint8)
+        Image.fromarray(np.broadcast_to(colour, (48, 48, 3)).copy()).save(folder / name)
+    return folder
+
+
+def _family_policy(tmp_path, *recipients) -> Path:
+    """Every photo's background encrypted for ``recipients`` (flat photos have nothing else)."""
+    p = tmp_path / f"{'-'.join(recipients)}.toml"
+    p.write_text(f'[[rule]]\nmatch = ["background"]\naction = "encrypt"\nrecipients = {json.dumps(list(recipients))}\n')
+    return p
+
+
 def test_add_walks_folders_and_mirrors_their_paths(filled):
     assert sorted(f["path"] for f in filled.ls()) == [
         "holiday/cat.tif.prvc", "holiday/day2/coffee.jpg.prvc", "holiday/day2/small.webp.prvc",
@@ -416,6 +434,48 @@ def test_rotate(filled, keys):
     assert filled.ls(recipient="family") == [] and len(filled.ls(recipient="bob")) == 3
     assert filled.audit_log()[-1]["action"] == "rotate"
     assert filled.verify([_key(keys, n) for n in ("admin", "family", "alice", "bob")]).ok
+
+
+def test_add_never_encrypts_new_photos_for_a_key_that_was_rotated_out_or_revoked(tmp_path, keys):
+    keygen("family2026", keys, "symmetric")
+    old_policy, new_policy = _family_policy(tmp_path, "admin", "family"), _family_policy(tmp_path, "admin", "family2026")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], old_policy, keys_dir=keys, workers=1).ok
+    assert a.rotate([_key(keys, "admin")], "family", "family2026", keys_dir=keys).ok
+    later = _small_photos(tmp_path / "2020", ["b.png", "c.png"])
+    with pytest.raises(ArchiveError, match=r"recipient 'family' was rotated to 'family2026' \(archive rotate\): "
+                                           r"update the policy"):
+        a.add([later], old_policy, keys_dir=keys, workers=1)
+    assert [f["path"] for f in a.ls()] == ["2019/a.png.prvc"] and not (a.root / "2020").exists()   # nothing written
+    assert a.add([later], new_policy, keys_dir=keys, workers=1).ok
+    assert _opens(a.root / "2020/b.png.prvc", _key(keys, "family2026")) != []
+    assert _opens(a.root / "2020/b.png.prvc", _key(keys, "family")) == []
+
+    assert a.revoke([_key(keys, "admin")], "family2026", keys_dir=keys).ok
+    more = _small_photos(tmp_path / "2021", ["d.png"])
+    with pytest.raises(ArchiveError, match=r"recipient 'family2026' was revoked \(archive revoke\)"):
+        a.add([more], new_policy, keys_dir=keys, workers=1)
+    assert a.grant(_key(keys, "admin"), "family2026", keys_dir=keys).ok     # given access again, on purpose
+    assert a.add([more], new_policy, keys_dir=keys, workers=1).ok
+
+
+def test_a_catalogue_of_schema_1_stays_readable_and_its_first_writer_remembers_earlier_revokes(tmp_path, keys):
+    import sqlite3
+
+    a = Archive.init(tmp_path / "arc")
+    policy = _family_policy(tmp_path, "admin", "family")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], policy, keys_dir=keys, workers=1).ok
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys).ok
+    db = sqlite3.connect(a.root / ".privcodec/catalogue.sqlite")      # as privcodec wrote it before
+    db.executescript("ALTER TABLE recipients DROP COLUMN revoked; ALTER TABLE recipients DROP COLUMN replaced_by; "
+                     "UPDATE meta SET value = '1' WHERE key = 'schema'; PRAGMA user_version = 1;")
+    db.close()
+    assert len(a.ls()) == 1 and a.verify().ok and [e["action"] for e in a.audit_log()] == ["revoke"]
+    with pytest.raises(ArchiveError, match="recipient 'family' was revoked"):   # replayed from the audit log
+        a.add([_small_photos(tmp_path / "2020", ["b.png"])], policy, keys_dir=keys, workers=1)
+    db = sqlite3.connect(a.root / ".privcodec/catalogue.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()
 
 
 def test_verify_catches_a_changed_byte_a_deleted_file_and_an_unknown_file(filled):

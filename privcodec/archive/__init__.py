@@ -102,7 +102,8 @@ class Archive:
 
         return locked(self._meta / LOCK, exclusive=exclusive, on_wait=on_wait)
 
-    def _catalogue(self) -> Catalogue:
+    def _catalogue(self, exclusive: bool = False) -> Catalogue:
+        """The catalogue, checked; a writer (``exclusive``) migrates an older schema first."""
         import sqlite3
 
         from .catalogue import SCHEMA_VERSION
@@ -110,7 +111,7 @@ class Archive:
         try:
             cat = Catalogue(self._meta / CATALOGUE)
             version = cat.schema_version()
-            missing = cat.missing_tables() if version == SCHEMA_VERSION else set()
+            missing = cat.missing_tables() if 1 <= version <= SCHEMA_VERSION else set()
         except sqlite3.DatabaseError as e:
             raise ArchiveError(f"{self._meta / CATALOGUE}: cannot read the catalogue ({e})") from None
         if version > SCHEMA_VERSION:
@@ -121,6 +122,13 @@ class Archive:
             cat.close()
             raise ArchiveError(f"{self._meta / CATALOGUE}: cannot read the catalogue (not a privcodec catalogue"
                                + (f": no table {', '.join(sorted(missing))}" if missing else "") + ")")
+        if exclusive and version < SCHEMA_VERSION:
+            try:
+                cat.migrate()
+            except sqlite3.DatabaseError as e:
+                cat.close()
+                raise ArchiveError(f"{self._meta / CATALOGUE}: cannot upgrade the catalogue from schema {version} "
+                                   f"({e})") from None
         return cat
 
     @contextlib.contextmanager
@@ -130,7 +138,7 @@ class Archive:
         (self._on_disk): the lock keeps that list true for the whole command."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._lock(exclusive, on_wait))
-            cat = self._catalogue()
+            cat = self._catalogue(exclusive)
             stack.callback(cat.close)
             if exclusive:
                 cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
@@ -189,6 +197,7 @@ class Archive:
                 raise ArchiveError(f"{src}: no such file or folder")
         report = Report()
         with self._writer(on_wait) as cat, SourceHashes() as hashes:
+            _refuse_revoked(cat, recipients, policy)   # before anything is written
             for name, r in recipients.items():
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
                                   r.key if r.kind == "x25519" else None)
@@ -329,7 +338,10 @@ class Archive:
         recipient = _recipient(to, keys_dir)
         report = Report()
         with self._writer(on_wait) as cat:
-            cat.add_recipient(recipient.key_id, recipient.kind, _name(to), recipient.key if recipient.kind == "x25519" else None)
+            with cat.transaction():   # granted on purpose: not revoked any more, if it was
+                cat.add_recipient(recipient.key_id, recipient.kind, _name(to),
+                                  recipient.key if recipient.kind == "x25519" else None)
+                cat.reinstate(recipient.key_id)
             only_of = None if recipient_of is None else self._resolve(cat, recipient_of, known_only=True)
             tasks, records = [], {}
             for row in cat.files(key_id=identity.key_id):
@@ -442,6 +454,10 @@ class Archive:
                     continue
                 records[rec.path] = (rec, plan)
                 tasks.append(RekeyTask(str(_inside(self.root, rec.path)), rec.file_sha256, identities, plan))
+            with cat.transaction():   # from now on add refuses the old key, even if this run stops half-way
+                if added is not None:
+                    cat.reinstate(added.key_id)
+                cat.mark_revoked(gone, added.key_id if added is not None else None)
             progress("start", "", str(len(tasks)))
             action = "revoke" if added is None else "rotate"
             try:
@@ -566,6 +582,28 @@ class Archive:
                 report.done.append(outputs[rel])
                 progress("done", outputs[rel], f"{result['decoded']} decrypted, {result['missing']} filled")
         return report
+
+
+def _refuse_revoked(cat: Catalogue, recipients: dict, policy) -> None:
+    """A policy recipient whose key was revoked or rotated out must not get new photos: one error
+    naming each, before any work."""
+    revoked = cat.revoked()
+    if not revoked:
+        return
+    names = {k: r["name"] for k, r in cat.recipients().items()}
+    problems = []
+    for spec, r in recipients.items():
+        if r.key_id not in revoked:
+            continue
+        new = revoked[r.key_id]
+        if new is None:
+            problems.append(f"recipient {spec!r} was revoked (archive revoke): take it out of the policy")
+        else:
+            to = names.get(new, new)
+            to = f"{to!r}" + (f" (key {new})" if to == _name(spec) else "")
+            problems.append(f"recipient {spec!r} was rotated to {to} (archive rotate): update the policy")
+    if problems:
+        raise ArchiveError(f"{policy}: " + "; ".join(problems) + " (nothing added)")
 
 
 def safe_member(rel: str, suffix: str = ".prvc") -> str:

@@ -3,7 +3,8 @@ holds the archive lock (lock.py).
 
     files ─┬─ chunks ── access (chunk ─▶ recipient key ids)
            └─ classes (classes of *public* groups)
-    recipients (key id ─▶ name, type, X25519 public key)     audit (append-only access log)
+    recipients (key id ─▶ name, type, X25519 public key, revoked / replaced by)
+    audit (append-only access log)
 
 What it holds is what a keyless reader of the files sees (sizes, dimensions, codec, group counts,
 public classes) plus the archive's access list: which recipient key ids may open which chunk.  The
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # PRAGMA user_version; an older catalogue is migrated by the next writer (_MIGRATIONS)
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE files (
@@ -48,7 +49,9 @@ CREATE TABLE access (file INTEGER NOT NULL, chunk INTEGER NOT NULL, key_id TEXT 
                      FOREIGN KEY (file, chunk) REFERENCES chunks(file, chunk) ON DELETE CASCADE);
 CREATE INDEX access_by_key ON access(key_id);
 CREATE TABLE recipients (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
-                         public TEXT);    -- hex X25519 public key; NULL for symmetric keys
+                         public TEXT,     -- hex X25519 public key; NULL for symmetric keys
+                         revoked REAL,    -- when revoked or rotated out (add refuses it); NULL: not
+                         replaced_by TEXT);   -- the key id a rotation moved it to
 CREATE TABLE pending (path TEXT PRIMARY KEY, record TEXT NOT NULL);   -- write-ahead: see Catalogue.recover
 CREATE TABLE audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, action TEXT NOT NULL, key_ids TEXT NOT NULL,
                     files INTEGER NOT NULL, chunks INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT '');
@@ -101,8 +104,20 @@ class Catalogue:
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
+    def migrate(self) -> None:
+        """Bring a catalogue of an older schema to this one, in one transaction (the caller holds
+        the archive's exclusive lock).  Readers never migrate: they read what every version has."""
+        with self.transaction():
+            version = self.schema_version()
+            for step in range(version, SCHEMA_VERSION):
+                _MIGRATIONS[step](self.db)
+            if version < SCHEMA_VERSION:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     def missing_tables(self) -> set[str]:
-        """The tables of this schema the file lacks (another SQLite file, or one damaged by hand)."""
+        """The tables of this schema the file lacks (another SQLite file, or one damaged by hand); every
+        version so far has the same tables."""
         present = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return set(re.findall(r"CREATE TABLE (\w+)", _SCHEMA)) - present
 
@@ -223,12 +238,25 @@ class Catalogue:
 
     def add_recipient(self, key_id: str, kind: str, name: str, public: bytes | None) -> None:
         """Remember a recipient; the first name given to a key id stays."""
-        self.db.execute("INSERT OR IGNORE INTO recipients VALUES (?, ?, ?, ?)",
+        self.db.execute("INSERT OR IGNORE INTO recipients (key_id, kind, name, public) VALUES (?, ?, ?, ?)",
                         (key_id, kind, name, public.hex() if public else None))
 
     def recipients(self) -> dict[str, dict]:
         return {k: {"key_id": k, "kind": kind, "name": name, "public": bytes.fromhex(pub) if pub else None}
                 for k, kind, name, pub in self.db.execute("SELECT key_id, kind, name, public FROM recipients")}
+
+    def mark_revoked(self, key_id: str, replaced_by: str | None = None) -> None:
+        """``key_id`` no longer gets new photos (archive revoke, or rotate to ``replaced_by``)."""
+        self.db.execute("UPDATE recipients SET revoked = ?, replaced_by = ? WHERE key_id = ?",
+                        (time.time(), replaced_by, key_id))
+
+    def reinstate(self, key_id: str) -> None:
+        """A key given access again on purpose (grant, or the new key of a rotate) is not revoked."""
+        self.db.execute("UPDATE recipients SET revoked = NULL, replaced_by = NULL WHERE key_id = ?", (key_id,))
+
+    def revoked(self) -> dict[str, str | None]:
+        """Revoked key ids -> the key id each was rotated to (None: revoked outright)."""
+        return dict(self.db.execute("SELECT key_id, replaced_by FROM recipients WHERE revoked IS NOT NULL"))
 
     def resolve(self, name_or_key_id: str) -> list[str]:
         """Key ids the catalogue knows by this key id, else by this name (a name given to a new key
@@ -249,6 +277,23 @@ class Catalogue:
         return [{"at": at, "action": a, "key_ids": json.loads(k), "files": f, "chunks": c, "detail": d}
                 for at, a, k, f, c, d in self.db.execute(
                     "SELECT at, action, key_ids, files, chunks, detail FROM audit ORDER BY id")]
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    """Recipients remember being revoked or rotated out, so add cannot encrypt for them again;
+    replayed from the audit log for the revokes and rotations made before."""
+    db.execute("ALTER TABLE recipients ADD COLUMN revoked REAL")
+    db.execute("ALTER TABLE recipients ADD COLUMN replaced_by TEXT")
+    for at, action, key_ids in db.execute("SELECT at, action, key_ids FROM audit ORDER BY id").fetchall():
+        ids = json.loads(key_ids)
+        if action in ("revoke", "rotate") and ids:
+            db.execute("UPDATE recipients SET revoked = ?, replaced_by = ? WHERE key_id = ?",
+                       (at, ids[1] if action == "rotate" and len(ids) > 1 else None, ids[0]))
+        for new in ids[1:2] if action == "rotate" else ids[:1] if action == "grant" else []:
+            db.execute("UPDATE recipients SET revoked = NULL, replaced_by = NULL WHERE key_id = ?", (new,))
+
+
+_MIGRATIONS = {1: _v1_to_v2}      # from version N to N + 1
 
 
 class _Transaction:
