@@ -669,6 +669,27 @@ def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
     assert filled.add([photos], policy, keys_dir=keys, workers=1).done == [str(photos / "cat.tif")]
 
 
+def test_adding_again_puts_back_a_member_whose_file_was_deleted_under_its_catalogued_path(tmp_path, keys):
+    policy = _family_policy(tmp_path, "admin", "family")
+    src = _small_photos(tmp_path / "2019", ["a.png", "b.png"])
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([src], policy, keys_dir=keys, workers=1).ok
+    assert a.grant(_key(keys, "admin"), "bob", keys_dir=keys).ok
+    (a.root / "2019/a.png.prvc").unlink()
+    assert not a.verify().ok                                    # missing
+    report = a.add([src], policy, keys_dir=keys, workers=1)
+    assert report.ok and report.done == [str(src / "a.png")] and report.skipped == [str(src / "b.png")]
+    assert a.verify([_key(keys, n) for n in ("admin", "family")]).ok
+    assert _opens(a.root / "2019/a.png.prvc", _key(keys, "family")) != []
+    assert report.warnings == [("2019/a.png.prvc", "restored for the policy's recipients: no longer open to bob "
+                                                   "(archive grant gives it back)")]
+    (a.root / "2019/b.png.prvc").unlink()                       # the same photo, found in another folder
+    copy = _small_photos(tmp_path / "copy", [])
+    (copy / "renamed.png").write_bytes((src / "b.png").read_bytes())
+    assert a.add([copy], policy, keys_dir=keys, workers=1).done == [str(copy / "renamed.png")]
+    assert sorted(f["path"] for f in a.ls()) == ["2019/a.png.prvc", "2019/b.png.prvc"] and a.verify().ok
+
+
 def test_not_an_archive_is_a_clean_error(tmp_path):
     with pytest.raises(ArchiveError, match="not a privcodec archive"):
         Archive(tmp_path)

@@ -177,7 +177,8 @@ class Archive:
 
     def add(self, sources: Iterable, policy, *, keys_dir="keys", codec: str | None = None, quality: float = 4.0,
             effort: int = 0, workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
-        """Protect every photo under ``sources`` into the archive; photos already in it are skipped."""
+        """Protect every photo under ``sources`` into the archive; photos already in it are skipped, and
+        a catalogued one whose file was deleted is put back under its catalogued path."""
         from .. import api
         from ..policy import load_policy
         from .hashcache import SourceHashes
@@ -202,6 +203,7 @@ class Archive:
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
                                   r.key if r.kind == "x25519" else None)
             tasks, planned, planned_paths = [], set(), set()
+            restoring: dict[str, set[str]] = {}     # members re-added: path -> key ids that could open them
             for path, rel in walk(sources):
                 try:
                     digest = hashes.digest(path)
@@ -210,16 +212,21 @@ class Archive:
                     progress("failed", str(path), "cannot read")
                     continue
                 known = cat.has_source(digest)
-                if known is not None or (rel, digest) in planned:
+                missing = known is not None and known not in self._on_disk   # catalogued, its file deleted
+                if missing:
+                    rel = known                     # put back where the catalogue has it
+                if (known is not None and not missing) or (rel, digest) in planned:
                     report.skipped.append(str(path))
                     progress("skipped", str(path), f"already in the archive as {known or rel}")
                     continue
-                owner = cat.path_owner(rel)
+                owner = None if missing else cat.path_owner(rel)
                 if owner is not None or rel.casefold() in planned_paths:
                     report.failed.append((str(path), f"{rel} already holds a different photo"))
                     progress("failed", str(path), "name taken by a different photo")
                     continue
-                if (self.root / rel).exists():
+                if missing:
+                    restoring[rel] = {k for ids in cat.access_of(rel).values() for k in ids}
+                elif (self.root / rel).exists():
                     report.failed.append((str(path), f"{rel} exists in the archive folder but not in its catalogue "
                                                      "(move it away, or check with: privcodec archive verify)"))
                     progress("failed", str(path), "unknown file in the way")
@@ -242,8 +249,13 @@ class Archive:
                     progress("failed", task.source, result["error"])
                     continue
                 rec = result["record"]
-                if cat.has_source(rec.source_sha256):   # the photo changed on disk since it was hashed above
-                    report.skipped.append(task.source)
+                known = cat.has_source(rec.source_sha256)
+                if known is not None and not (known == rec.path and rec.path in restoring):
+                    report.skipped.append(task.source)   # the photo changed on disk since it was hashed above
+                    continue
+                if cat.path_owner(rec.path) not in (None, rec.source_sha256):   # ... into another photo
+                    report.failed.append((task.source, f"{rec.path} already holds a different photo"))
+                    progress("failed", task.source, "name taken by a different photo")
                     continue
                 try:
                     self._write(cat, rec, result["data"])
@@ -252,6 +264,12 @@ class Archive:
                     progress("failed", task.source, str(e))
                     continue
                 report.done.append(task.source)
+                lost = restoring.get(rec.path, set()) - {k for ids in rec.access.values() for k in ids}
+                if lost:   # it had been granted to more keys than the policy names
+                    names = {k: r["name"] for k, r in cat.recipients().items()}
+                    report.warnings.append((rec.path, "restored for the policy's recipients: no longer open to "
+                                            + ", ".join(sorted(names.get(k, k) for k in lost))
+                                            + " (archive grant gives it back)"))
                 for w in result.get("warnings", []):
                     warned.setdefault(w.replace(NOTHING, " matched nothing"), []).append(task.source)
                 progress("done", task.source, rec.path)

@@ -144,6 +144,14 @@ class Catalogue:
         row = self.db.execute("SELECT source_sha256 FROM files WHERE path = ?", (path,)).fetchone()
         return row[0] if row else None
 
+    def access_of(self, path: str) -> dict[int, list[str]]:
+        """The access list of the file at ``path``: {chunk: [key ids]} ({} if none)."""
+        out: dict[int, list[str]] = {}
+        for chunk, key_id in self.db.execute("SELECT chunk, key_id FROM access WHERE file = (SELECT id FROM files "
+                                             "WHERE path = ?) ORDER BY chunk, key_id", (path,)):
+            out.setdefault(chunk, []).append(key_id)
+        return out
+
     def put(self, rec: FileRecord) -> None:
         """Insert or replace one file's record (and its chunks' access lists), atomically."""
         with self.transaction():
