@@ -285,8 +285,9 @@ def archive_verify(archive, keys, as_json, workers, scheduler):
 @click.option("--force", is_flag=True, help="Overwrite existing images (otherwise they are skipped).")
 @SCALE_OPTIONS
 def archive_export(archive, out_dir, keys, fmt, force, workers, scheduler):
-    """Write each file as OUT_DIR/<relative path>.<format>, decoded with --key (what they open),
-    the rest filled from public pixels as view does."""
+    """Write each file as OUT_DIR/<relative path less .prvc>, plus .<format> unless it ends so
+    already, decoded with --key (what they open), the rest filled from public pixels as view does.
+    Files that would share a name are reported, none of them exported."""
     from .archive import Archive
 
     a = Archive(archive)

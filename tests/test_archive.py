@@ -510,15 +510,15 @@ def test_export_writes_ordinary_images(filled, keys, tmp_path):
     out = tmp_path / "out"
     report = filled.export(out, [_key(keys, "alice")])
     assert report.ok and len(report.done) == 5
-    img = np.asarray(Image.open(out / "holiday/portrait.png").convert("RGB"))
+    img = np.asarray(Image.open(out / "holiday/portrait.jpg.png").convert("RGB"))
     assert np.array_equal(img, privcodec.view(filled.root / "holiday/portrait.jpg.prvc", keys=[_key(keys, "alice")]).pixels)
-    assert (out / "holiday/portrait.png").stat().st_mode & 0o077 == 0     # decrypted: private
+    assert (out / "holiday/portrait.jpg.png").stat().st_mode & 0o077 == 0     # decrypted: private
     assert filled.export(out, [_key(keys, "alice")]).skipped            # existing images are kept
-    link = out / "holiday/portrait.png"
+    link = out / "holiday/portrait.jpg.png"
     link.unlink()
     link.symlink_to(tmp_path / "elsewhere.png")          # --force never writes through a link...
     report = filled.export(out, [_key(keys, "alice")], force=True)
-    assert [p for p, _ in report.failed] == ["holiday/portrait.png"] and len(report.done) == 4   # ...nor stops
+    assert [p for p, _ in report.failed] == ["holiday/portrait.jpg.png"] and len(report.done) == 4   # ...nor stops
     assert not (tmp_path / "elsewhere.png").exists()
     with pytest.raises(ArchiveError):
         filled.export(filled.root / "inside", [])
@@ -717,6 +717,30 @@ def test_export_gives_every_photo_its_own_name(tmp_path, keys, policy):
     assert arc.add([src], policy, keys_dir=keys, workers=1).ok
     report = arc.export(tmp_path / "out", [_key(keys, "admin")], workers=1)
     assert len(set(report.done)) == 3 and len(list((tmp_path / "out").rglob("*.png"))) == 3
+
+
+def test_each_export_name_depends_on_its_file_alone_and_a_shared_name_is_a_failure(tmp_path, keys):
+    policy = _family_policy(tmp_path, "admin", "family")
+    src = _small_photos(tmp_path / "dup", ["IMG_1.png", "IMG_1.jpg"])
+    arc, out = Archive.init(tmp_path / "arc"), tmp_path / "out"
+    assert arc.add([src / "IMG_1.png"], policy, keys_dir=keys, workers=1).ok
+    assert arc.export(out, [_key(keys, "admin")], workers=1).done == ["IMG_1.png"]
+    assert arc.add([src / "IMG_1.jpg"], policy, keys_dir=keys, workers=1).ok
+    report = arc.export(out, [_key(keys, "admin")], workers=1)       # IMG_1.png is there from the first run
+    assert report.ok and report.done == ["IMG_1.jpg.png"] and report.skipped == ["IMG_1.png"]
+    assert arc.export(tmp_path / "as-jpg", [_key(keys, "admin")], fmt="jpg", workers=1).done == ["IMG_1.jpg",
+                                                                                              "IMG_1.png.jpg"]
+    for name, member in (("IMG_1.png", "IMG_1.png.prvc"), ("IMG_1.jpg.png", "IMG_1.jpg.prvc")):
+        assert np.array_equal(np.asarray(Image.open(out / name).convert("RGB")),
+                              privcodec.view(arc.root / member, keys=[_key(keys, "admin")]).pixels)
+
+    (src / "IMG_1.jpg.png").write_bytes((src / "IMG_1.png").read_bytes() + b"\0")   # exports as IMG_1.jpg.png too
+    assert arc.add([src / "IMG_1.jpg.png"], policy, keys_dir=keys, workers=1).ok
+    report = arc.export(tmp_path / "again", [_key(keys, "admin")], workers=1)
+    assert report.done == ["IMG_1.png"] and sorted(p for p, _ in report.failed) == ["IMG_1.jpg.png.prvc",
+                                                                                    "IMG_1.jpg.prvc"]
+    assert all("its export name IMG_1.jpg.png is also that of" in why for _, why in report.failed)
+    assert not (tmp_path / "again" / "IMG_1.jpg.png").exists()
 
 
 def test_a_link_out_of_the_archive_fails_that_photo_alone(tmp_path, keys, policy):

@@ -567,15 +567,17 @@ class Archive:
         with self._reader(on_wait) as cat:
             rows = cat.files()
             outputs, tasks = {}, []
-            taken = set()
+            claims: dict[str, list[str]] = {}    # A.png and a.png are one file on some filesystems
             for r in rows:
-                stem = r["path"][:-len(".prvc")]
-                out = Path(stem).with_suffix("." + fmt).as_posix()
-                n = 1
-                while out.casefold() in taken:   # a.jpg and a.png in one folder (and a.png.jpg): keep all
-                    out = f"{stem}.{fmt}" if n == 1 else f"{stem}-{n}.{fmt}"
-                    n += 1
-                taken.add(out.casefold())
+                claims.setdefault(export_name(r["path"], fmt).casefold(), []).append(r["path"])
+            for r in rows:
+                out = export_name(r["path"], fmt)
+                others = [p for p in claims[out.casefold()] if p != r["path"]]
+                if others:   # never one of them chosen by which others exist: both reported
+                    report.failed.append((r["path"], f"not exported: its export name {out} is also that of "
+                                                     f"{', '.join(others)} (export with the other --format)"))
+                    progress("failed", *report.failed[-1])
+                    continue
                 if (out_dir / out).exists() and not force:
                     report.skipped.append(out)
                     progress("skipped", out, "exists")
@@ -622,6 +624,13 @@ def _refuse_revoked(cat: Catalogue, recipients: dict, policy) -> None:
             problems.append(f"recipient {spec!r} was rotated to {to} (archive rotate): update the policy")
     if problems:
         raise ArchiveError(f"{policy}: " + "; ".join(problems) + " (nothing added)")
+
+
+def export_name(member: str, fmt: str) -> str:
+    """The name ``archive export`` gives a member, from that member alone: its path without .prvc,
+    plus .FORMAT unless it ends so already (2019/a.jpg.prvc -> 2019/a.jpg.png, or 2019/a.jpg in jpg)."""
+    stem = member[:-len(".prvc")] if member.endswith(".prvc") else member
+    return stem if stem.endswith("." + fmt) else f"{stem}.{fmt}"
 
 
 def safe_member(rel: str, suffix: str = ".prvc") -> str:
