@@ -296,7 +296,7 @@ def _dry_run(planned) -> None:
 @cli.command(short_help="Decode what your keys allow.")
 @click.argument("container", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output image (.png, .webp, .jpg; '-': PNG on standard output).")
+              help="Output image (.png, .webp, .jpg, .avif; '-': PNG on standard output).")
 @KEYS
 @click.option("--fill", type=click.Choice(["inpaint", "solid"]), default="inpaint", show_default=True,
               help="How areas you cannot decode are filled (from public pixels only).")

@@ -22,8 +22,8 @@ MAX_GROUP_BLOCKS_UNTILED = 1 << 24
 # cells is bounded (128 MiB of masks: 32 groups on the largest grid; a 12 MP photo's 47,628 cells, 2,800).
 MAX_GROUP_CELLS = 1 << 27
 # Regions given as pixel masks (a label image's values, a regions file's mask_rle) are held as
-# full-size masks while the groups are made: regions x pixels is bounded (2 GiB of masks: 170
-# regions on a 12 MP photo, 8,000 on a 512x512 one).
+# full-size masks while the groups are made: regions x pixels is bounded (2 GiB of masks: 176
+# regions on a 4032x3024 photo, 8,192 on a 512x512 one).
 MAX_REGION_MASK_PIXELS = 1 << 31
 
 
