@@ -293,6 +293,34 @@ def test_a_broken_photo_is_reported_by_name_and_the_others_go_in(tmp_path, photo
     assert not list(a.root.rglob("*.tmp")) and sorted(p.name for p in a.root.rglob("*.prvc")) == ["good.jpg.prvc"]
 
 
+def test_a_photo_whose_name_the_archive_cannot_hold_fails_alone_and_the_rest_go_in(tmp_path, keys, monkeypatch):
+    policy = _family_policy(tmp_path, "admin", "family")
+    src = _small_photos(tmp_path / "odd", ["ok.png", "x" * 247 + ".png", "unwritable.png"])   # 251 bytes + .prvc
+    bad = os.path.join(os.fsencode(src), b"caf\xe9.png")                      # Latin-1, not UTF-8
+    with open(bad, "wb") as f:
+        f.write((src / "ok.png").read_bytes() + b"\0")
+    from privcodec import imageio
+
+    real_write = imageio.atomic_write
+
+    def disk_says_no(path, *args, **kwargs):
+        if Path(path).name == "unwritable.png.prvc":
+            raise PrivcodecError(f"cannot write {path}: Input/output error")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(imageio, "atomic_write", disk_says_no)
+    a = Archive.init(tmp_path / "arc")
+    for run in range(2):                                        # and every later run alike
+        report = a.add([src], policy, keys_dir=keys, workers=1)
+        why = {Path(p).name[:8]: m for p, m in report.failed}
+        assert sorted(why) == ["caf\udce9.png", "unwritab", "x" * 8]
+        assert "not valid UTF-8" in why["caf\udce9.png"]
+        assert "file name (with .prvc) is 256 bytes" in why["x" * 8]
+        assert "Input/output error" in why["unwritab"]
+        assert [Path(p).name for p in report.done + report.skipped] == ["ok.png"]
+    assert [f["path"] for f in a.ls()] == ["odd/ok.png.prvc"] and a.verify().ok      # nothing pending
+
+
 def test_a_different_photo_never_replaces_an_archived_one(tmp_path, photos, keys, policy):
     a = Archive.init(tmp_path / "arc")
     first, second = tmp_path / "one" / "holiday", tmp_path / "two" / "holiday"

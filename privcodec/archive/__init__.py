@@ -79,6 +79,7 @@ class Archive:
         if not (meta / CATALOGUE).is_file():
             raise ArchiveError(f"{self.root} is not a privcodec archive (create one with: privcodec archive init {self.root})")
         self._meta = meta
+        self._name_max: int | None = None     # longest file name the archive's filesystem takes
 
     @classmethod
     def init(cls, path) -> "Archive":
@@ -170,8 +171,32 @@ class Archive:
 
         dest = _made_room(self.root, rec.path)
         cat.begin_write(rec)
-        atomic_write(dest, data, force=True)
+        try:
+            atomic_write(dest, data, force=True)
+        except PrivcodecError:      # not written (the old file, if any, is whole): nothing to recover
+            cat.cancel_write(rec)
+            raise
         cat.finish_write(rec)
+
+    def _unstorable(self, rel: str) -> str | None:
+        """Why the member path ``rel`` cannot be stored here (a name the catalogue or this filesystem
+        cannot hold), or None."""
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return "its name is not valid UTF-8 (the catalogue holds UTF-8 names): rename it"
+        if self._name_max is None:
+            try:
+                self._name_max = os.pathconf(self.root, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                self._name_max = 255
+        parts = rel.split("/")
+        for i, part in enumerate(parts, start=1):
+            if len(os.fsencode(part)) > self._name_max:
+                what = "file name (with .prvc)" if i == len(parts) else f"folder name {part[:20]}..."
+                return (f"its archive {what} is {len(os.fsencode(part))} bytes, over the {self._name_max} this "
+                        "filesystem allows: rename it shorter")
+        return None
 
     # ------------------------------------------------------------ add
 
@@ -219,6 +244,11 @@ class Archive:
                     report.skipped.append(str(path))
                     progress("skipped", str(path), f"already in the archive as {known or rel}")
                     continue
+                problem = None if missing else self._unstorable(rel)
+                if problem:
+                    report.failed.append((str(path), problem))
+                    progress("failed", str(path), problem)
+                    continue
                 owner = None if missing else cat.path_owner(rel)
                 if owner is not None or rel.casefold() in planned_paths:
                     report.failed.append((str(path), f"{rel} already holds a different photo"))
@@ -226,11 +256,18 @@ class Archive:
                     continue
                 if missing:
                     restoring[rel] = {k for ids in cat.access_of(rel).values() for k in ids}
-                elif (self.root / rel).exists():
-                    report.failed.append((str(path), f"{rel} exists in the archive folder but not in its catalogue "
-                                                     "(move it away, or check with: privcodec archive verify)"))
-                    progress("failed", str(path), "unknown file in the way")
-                    continue
+                else:
+                    try:
+                        in_the_way = (self.root / rel).exists()
+                    except OSError as e:
+                        report.failed.append((str(path), f"cannot check {rel} in the archive: {e.strerror or e}"))
+                        progress("failed", str(path), report.failed[-1][1])
+                        continue
+                    if in_the_way:
+                        report.failed.append((str(path), f"{rel} exists in the archive folder but not in its "
+                                              "catalogue (move it away, or check with: privcodec archive verify)"))
+                        progress("failed", str(path), "unknown file in the way")
+                        continue
                 try:
                     safe_member(rel)
                 except ArchiveError as e:
@@ -259,7 +296,7 @@ class Archive:
                     continue
                 try:
                     self._write(cat, rec, result["data"])
-                except ArchiveError as e:       # e.g. a folder that is a link out of the archive: this photo only
+                except PrivcodecError as e:     # e.g. a folder that is a link out of the archive: this photo only
                     report.failed.append((task.source, str(e)))
                     progress("failed", task.source, str(e))
                     continue

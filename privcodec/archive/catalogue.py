@@ -225,6 +225,11 @@ class Catalogue:
             self._put(rec)
             self.db.execute("DELETE FROM pending WHERE path = ?", (rec.path,))
 
+    def cancel_write(self, rec: FileRecord) -> None:
+        """The write did not happen (it failed, the old file is whole): its write-ahead entry goes."""
+        with self.transaction():
+            self.db.execute("DELETE FROM pending WHERE path = ? AND record = ?", (rec.path, _to_json(rec)))
+
     def pending(self) -> list[FileRecord]:
         return [_from_json(r) for (r,) in self.db.execute("SELECT record FROM pending ORDER BY path")]
 

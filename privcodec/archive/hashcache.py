@@ -39,6 +39,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _utf8(text: str) -> bool:
+    """False for a file name that is not UTF-8 (Python holds its bytes as surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SourceHashes:
     """``digest(path)``: the file's SHA-256, from the cache while the file is unchanged."""
 
@@ -67,6 +76,8 @@ class SourceHashes:
         path = Path(path).resolve()
         st = os.stat(path)
         identity = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        if not _utf8(str(path)):   # a name SQLite cannot hold: hashed every time
+            return sha256_file(path)
         if self.db is not None:
             try:
                 row = self.db.execute("SELECT identity, sha256 FROM hashes WHERE path = ?", (str(path),)).fetchone()
