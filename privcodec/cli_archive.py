@@ -177,7 +177,8 @@ def archive_rm(archive, paths):
 @ARCHIVE
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 def archive_log(archive, as_json):
-    """Every grant, revoke and rotate: when, which key ids, how many files and chunks."""
+    """Every grant, revoke, rotate and rm: when, which key ids, how many files and chunks (one
+    killed half-way says 'interrupted')."""
     import datetime
 
     from .archive import Archive

@@ -376,6 +376,38 @@ def test_a_revoke_that_cannot_reach_a_file_fails_and_says_so(filled, keys):
     assert all(_opens(filled.root / f["path"], _key(keys, "alice")) == [] for f in filled.ls())
 
 
+def test_a_revoke_killed_half_way_is_in_the_audit_log_with_the_files_it_re_keyed(tmp_path, keys):
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png", "c.png"])], policy, keys_dir=keys, workers=1).ok
+    script = f"""
+import os
+from privcodec import imageio
+from privcodec.archive import Archive
+real, n = imageio.atomic_write, [0]
+def write_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    n[0] += 1
+    if n[0] == 2:
+        os._exit(9)             # killed with the second re-keyed file on disk, not yet catalogued
+imageio.atomic_write = write_then_die
+Archive({str(a.root)!r}).revoke([{str(_key(keys, "admin"))!r}], "family", keys_dir={str(keys)!r}, workers=1)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PRIVCODEC_THREADS="1"), timeout=300)
+    assert proc.returncode == 9
+    admin = privcodec.keys.load_identity(_key(keys, "admin")).key_id
+    family = privcodec.keys.load_identity(_key(keys, "family")).key_id
+    expected = {"action": "revoke", "key_ids": [family], "files": 2, "chunks": 2,
+                "detail": f"by {admin}; interrupted: 1 file(s) still open to the revoked key, run it again"}
+    shown = a.audit_log()                                   # read before any writer: already there
+    assert [{k: e[k] for k in expected} for e in shown] == [expected]
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys).ok     # the next writer logs it for good
+    log = a.audit_log()
+    assert [{k: e[k] for k in expected} for e in log[:1]] == [expected] and log[0]["at"] == shown[0]["at"]
+    assert [(e["action"], e["files"]) for e in log[1:]] == [("revoke", 1)]
+    assert all(_opens(f, _key(keys, "family")) == [] for f in a.root.rglob("*.prvc"))
+
+
 def test_revoke_gives_fresh_content_keys(filled, keys):
     """The revoked recipient may have kept the old content key: the new ciphertext must not open with it."""
     from privcodec.container import open_container

@@ -12,6 +12,8 @@
 
 Each command is one pass over the files it concerns, resumable: the catalogue is written in one
 transaction per file, after the file, with a write-ahead record in between (Catalogue.recover).
+An access change is logged the same way: a note before its first file, the audit row after its
+last; the next writer logs a run killed in between (Catalogue.recover_audit).
 """
 from __future__ import annotations
 
@@ -143,6 +145,7 @@ class Archive:
             stack.callback(cat.close)
             if exclusive:
                 cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
+                cat.recover_audit()     # after recover(): it counts the files that completed
                 self._on_disk, temps = self._scan()
                 for tmp in temps:
                     tmp.unlink(missing_ok=True)
@@ -322,6 +325,8 @@ class Archive:
         archive paths as ``ls`` shows them."""
         report = Report()
         with self._writer(on_wait) as cat:
+            with cat.transaction():
+                cat.begin_audit("remove", [], "", None)
             try:
                 for rel in paths:
                     rel = Path(str(rel)).as_posix()
@@ -336,10 +341,12 @@ class Archive:
                     path.unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
                     cat.remove(rel)
                     report.done.append(rel)
-            finally:   # logged even if interrupted half-way
+            finally:   # logged even if interrupted half-way (killed: by the next writer, from the note)
                 if report.done:
                     cat.audit("remove", [], len(report.done), 0, ", ".join(report.done[:20])
                               + (f" and {len(report.done) - 20} more" if len(report.done) > 20 else ""))
+                else:
+                    cat.cancel_audit()
         return report
 
     # ------------------------------------------------------------ ls
@@ -363,8 +370,10 @@ class Archive:
             return [{"key_id": r["key_id"], "kind": r["kind"], "name": r["name"]} for r in cat.recipients().values()]
 
     def audit_log(self) -> list[dict]:
+        """Every access change logged; one killed half-way and not yet logged by a later writer comes
+        last, its detail saying 'interrupted'."""
         with self._reader() as cat:
-            return cat.audit_log()
+            return cat.audit_log(lambda rel: _sha_file(_inside(self.root, rel)))
 
     @staticmethod
     def _resolve(cat: Catalogue, name_or_key_id: str, *, known_only: bool = False) -> str:
@@ -408,14 +417,16 @@ class Archive:
                 records[row["path"]] = FileRecord.from_row(row)
                 tasks.append(GrantTask(str(_inside(self.root, row["path"])), row["file_sha256"], identity, recipient,
                                        frozenset(chunks)))
+            detail = (f"by {identity.key_id}" + (f", groups of {only_of}" if only_of else "")
+                      + (", with metadata" if metadata else ""))
+            with cat.transaction():
+                cat.begin_audit("grant", [recipient.key_id], detail, recipient.key_id)
             progress("start", "", str(len(tasks)))
             try:
                 self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report)
-            finally:   # logged even when the run stops half-way: the files already changed are in it
+            finally:   # logged even when the run stops half-way (killed: by the next writer, from the note)
                 cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
-                          f"by {identity.key_id}" + (f", groups of {only_of}" if only_of else "")
-                          + (", with metadata" if metadata else "")
-                          + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
+                          detail + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
         return report
 
     def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report) -> None:
@@ -509,19 +520,20 @@ class Archive:
                     continue
                 records[rec.path] = (rec, plan)
                 tasks.append(RekeyTask(str(_inside(self.root, rec.path)), rec.file_sha256, identities, plan))
+            action, key_ids = "revoke" if added is None else "rotate", [gone] + ([added.key_id] if added else [])
+            detail = f"by {', '.join(i.key_id for i in identities)}"
             with cat.transaction():   # from now on add refuses the old key, even if this run stops half-way
                 if added is not None:
                     cat.reinstate(added.key_id)
                 cat.mark_revoked(gone, added.key_id if added is not None else None)
+                cat.begin_audit(action, key_ids, detail, gone)
             progress("start", "", str(len(tasks)))
-            action = "revoke" if added is None else "rotate"
             try:
                 self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report)
-            finally:   # logged even when the run stops half-way: the files already re-keyed are in it
-                cat.audit(action, [gone] + ([added.key_id] if added else []), len(report.done), report.chunks,
-                          f"by {', '.join(i.key_id for i in identities)}"
-                          + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
-                             if report.failed else ""))
+            finally:   # logged even when the run stops half-way (killed: by the next writer, from the note)
+                cat.audit(action, key_ids, len(report.done), report.chunks,
+                          detail + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
+                                    if report.failed else ""))
         return report
 
     def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report) -> None:

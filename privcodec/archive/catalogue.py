@@ -280,16 +280,87 @@ class Catalogue:
         return [r[0] for r in rows]
 
     # ------------------------------------------------------------ audit
+    #
+    # An access change (grant, revoke, rotate, rm) writes a note before its first file and its audit
+    # row after its last, the row and the note's removal in one transaction: the audit log's own
+    # write-ahead record.  A run killed in between leaves the note; the next writer turns it into
+    # the row (recover_audit), counting what the catalogue shows changed since the note, as
+    # recover() completes a file's write.  Until then, audit_log() shows it as interrupted.
+
+    def begin_audit(self, action: str, key_ids: list[str], detail: str, measure: str | None) -> None:
+        """The note, in the caller's transaction.  ``measure``: the key id whose access the change
+        moves (None: the number of files)."""
+        files, chunks = self._measure(measure)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_NOTE, json.dumps(
+            {"at": time.time(), "action": action, "key_ids": key_ids, "detail": detail, "measure": measure,
+             "files": files, "chunks": chunks})))
 
     def audit(self, action: str, key_ids: list[str], files: int, chunks: int, detail: str = "") -> None:
+        """The audit row of a change that ran to its end (or stopped by an exception), its note gone."""
         with self.transaction():
-            self.db.execute("INSERT INTO audit (at, action, key_ids, files, chunks, detail) VALUES (?,?,?,?,?,?)",
-                            (time.time(), action, json.dumps(key_ids), files, chunks, detail))
+            self._audit_row(time.time(), action, key_ids, files, chunks, detail)
+            self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
 
-    def audit_log(self) -> list[dict]:
-        return [{"at": at, "action": a, "key_ids": json.loads(k), "files": f, "chunks": c, "detail": d}
+    def cancel_audit(self) -> None:
+        """A change that changed nothing and logs nothing (rm of paths not in the archive)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
+
+    def recover_audit(self) -> bool:
+        """The audit row of a change killed half-way (after recover()); True if there was one."""
+        with self.transaction():
+            row = self._interrupted()
+            if row is not None:
+                self._audit_row(row["at"], row["action"], row["key_ids"], row["files"], row["chunks"], row["detail"])
+                self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
+        return row is not None
+
+    def audit_log(self, sha_on_disk=None) -> list[dict]:
+        """Every row, then an interrupted change not logged yet (its counts include the files
+        written but not yet catalogued, by ``sha_on_disk`` as recover() judges them)."""
+        rows = [{"at": at, "action": a, "key_ids": json.loads(k), "files": f, "chunks": c, "detail": d}
                 for at, a, k, f, c, d in self.db.execute(
                     "SELECT at, action, key_ids, files, chunks, detail FROM audit ORDER BY id")]
+        row = self._interrupted(sha_on_disk)
+        return rows + ([row] if row is not None else [])
+
+    def _audit_row(self, at, action, key_ids, files, chunks, detail) -> None:
+        self.db.execute("INSERT INTO audit (at, action, key_ids, files, chunks, detail) VALUES (?,?,?,?,?,?)",
+                        (at, action, json.dumps(key_ids), files, chunks, detail))
+
+    def _interrupted(self, sha_on_disk=None) -> dict | None:
+        found = self.db.execute("SELECT value FROM meta WHERE key = ?", (_NOTE,)).fetchone()
+        if found is None:
+            return None
+        note = json.loads(found[0])
+        files, chunks = self._measure(note["measure"], sha_on_disk)
+        detail = (note["detail"] + "; " if note["detail"] else "") + "interrupted"
+        if note["action"] in ("revoke", "rotate"):
+            detail += f": {files} file(s) still open to the revoked key, run it again"
+        elif note["action"] == "grant":
+            detail += ": run it again for the rest"
+        return {"at": note["at"], "action": note["action"], "key_ids": note["key_ids"],
+                "files": abs(files - note["files"]), "chunks": abs(chunks - note["chunks"]), "detail": detail}
+
+    def _measure(self, key_id: str | None, sha_on_disk=None) -> tuple[int, int]:
+        """(files, access entries) of ``key_id`` (None: files, 0), counting the pending records
+        ``sha_on_disk`` says were written (None: the catalogue alone)."""
+        if key_id is None:
+            files, chunks = self.count(), 0
+        else:
+            files, chunks = self.db.execute("SELECT COUNT(DISTINCT file), COUNT(*) FROM access WHERE key_id = ?",
+                                            (key_id,)).fetchone()
+        for rec in self.pending() if sha_on_disk is not None else []:
+            if sha_on_disk(rec.path) != rec.file_sha256:
+                continue
+            old = self.access_of(rec.path)
+            if key_id is None:
+                files += self.path_owner(rec.path) is None
+                continue
+            new_n, old_n = (sum(key_id in ids for ids in a.values()) for a in (rec.access, old))
+            files += (new_n > 0) - (old_n > 0)
+            chunks += new_n - old_n
+        return files, chunks
 
 
 def _v1_to_v2(db: sqlite3.Connection) -> None:
@@ -307,6 +378,7 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
 
 
 _MIGRATIONS = {1: _v1_to_v2}      # from version N to N + 1
+_NOTE = "unfinished access change"   # meta key of the audit log's write-ahead note
 
 
 class _Transaction:
