@@ -833,3 +833,25 @@ def test_add_with_effort_makes_files_that_open_and_refuses_an_effort_it_does_not
     assert report.ok and len(report.done) == 2
     for f in (tmp_path / "arc").rglob("*.prvc"):
         assert privcodec.view(f, keys=[_key(keys, "family")]).pixels.shape[2] == 3
+
+
+def test_an_archive_written_by_privcodec_before_schema_2_opens_and_keeps_its_revokes(tmp_path):
+    """tests/fixtures/archive-schema1: made by privcodec 91f1573 (catalogue schema 1): two photos
+    added for fixture-sym and fixture-x25519, then fixture-x25519 revoked."""
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures"
+    keys_dir = fixtures / "keys"
+    shutil.copytree(fixtures / "archive-schema1", tmp_path / "arc")
+    a = Archive(tmp_path / "arc")
+    assert [f["path"] for f in a.ls()] == ["2025/a.png.prvc", "2025/b.png.prvc"]
+    assert a.verify([keys_dir / "fixture-sym.key"]).ok
+    member = tmp_path / "arc/2025/a.png.prvc"
+    assert privcodec.view(member, keys_dir / "fixture-sym.key").missing == []
+    with pytest.raises(DecryptionError):
+        privcodec.view(member, keys_dir / "fixture-x25519.key")
+    both = _family_policy(tmp_path, "fixture-sym", "fixture-x25519")
+    with pytest.raises(ArchiveError, match="recipient 'fixture-x25519' was revoked"):
+        a.add([_small_photos(tmp_path / "2026", ["c.png"])], both, keys_dir=keys_dir, workers=1)
+    report = a.add([tmp_path / "2026"], _family_policy(tmp_path, "fixture-sym"), keys_dir=keys_dir, workers=1)
+    assert report.ok and len(a.ls()) == 3 and a.verify([keys_dir / "fixture-sym.key"]).ok
