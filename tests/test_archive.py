@@ -339,8 +339,9 @@ def test_passphrase_recipients_are_refused_before_any_work(tmp_path, photos, key
     a = Archive.init(tmp_path / "arc")
     p = tmp_path / "pp.toml"
     p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["passphrase"]\n[default]\naction = "public"\n')
-    with pytest.raises(PrivcodecError):
-        a.add([photos], p, keys_dir=keys, workers=1)
+    with pytest.raises(ArchiveError, match=r"pp.toml: rule 1: archives cannot use the recipient 'passphrase' "
+                                           r"\(revoke could not re-wrap it\): use key files$"):
+        a.add([photos], p, keys_dir=keys, workers=1)     # not 'needs --passphrase', which add does not have
     assert a.ls() == []
 
 

@@ -214,9 +214,11 @@ class Archive:
 
         policy_path = Path(policy).resolve()
         pol = load_policy(policy_path)
+        for where, specs in api._named_recipients(pol):   # before load_recipients asks for a passphrase
+            if api.PASSPHRASE_RECIPIENT in specs:
+                raise ArchiveError(f"{policy}: {where}: archives cannot use the recipient 'passphrase' (revoke "
+                                   "could not re-wrap it): use key files")
         recipients = api.load_recipients(pol, keys_dir)   # every key checked before any work
-        if api.PASSPHRASE_RECIPIENT in recipients:
-            raise ArchiveError(f"{policy}: archives cannot use passphrase recipients (revoke could not re-wrap them)")
         from .. import backends
 
         api._check_quality(quality, backends.get(codec or backends.DEFAULT).codec_id)
