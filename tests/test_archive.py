@@ -409,6 +409,18 @@ Archive({str(a.root)!r}).revoke([{str(_key(keys, "admin"))!r}], "family", keys_d
     assert all(_opens(f, _key(keys, "family")) == [] for f in a.root.rglob("*.prvc"))
 
 
+def test_a_grant_that_fails_before_changing_anything_leaves_a_revocation_in_place(tmp_path, keys):
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], policy, keys_dir=keys, workers=1).ok
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys).ok
+    with pytest.raises(ArchiveError, match="no recipient 'nobody'"):
+        a.grant(_key(keys, "admin"), "family", recipient_of="nobody", keys_dir=keys)
+    with pytest.raises(ArchiveError, match="recipient 'family' was revoked"):
+        a.add([_small_photos(tmp_path / "2020", ["b.png"])], policy, keys_dir=keys, workers=1)
+    assert [e["action"] for e in a.audit_log()] == ["revoke"]
+
+
 def test_revoke_gives_fresh_content_keys(filled, keys):
     """The revoked recipient may have kept the old content key: the new ciphertext must not open with it."""
     from privcodec.container import open_container

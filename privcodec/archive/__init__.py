@@ -404,10 +404,6 @@ class Archive:
         recipient = _recipient(to, keys_dir)
         report = Report()
         with self._writer(on_wait) as cat:
-            with cat.transaction():   # granted on purpose: not revoked any more, if it was
-                cat.add_recipient(recipient.key_id, recipient.kind, _name(to),
-                                  recipient.key if recipient.kind == "x25519" else None)
-                cat.reinstate(recipient.key_id)
             only_of = None if recipient_of is None else self._resolve(cat, recipient_of, known_only=True)
             tasks, records = [], {}
             for row in cat.files(key_id=identity.key_id):
@@ -421,7 +417,10 @@ class Archive:
                                        frozenset(chunks)))
             detail = (f"by {identity.key_id}" + (f", groups of {only_of}" if only_of else "")
                       + (", with metadata" if metadata else ""))
-            with cat.transaction():
+            with cat.transaction():   # granted on purpose: not revoked any more, if it was; logged
+                cat.add_recipient(recipient.key_id, recipient.kind, _name(to),
+                                  recipient.key if recipient.kind == "x25519" else None)
+                cat.reinstate(recipient.key_id)
                 cat.begin_audit("grant", [recipient.key_id], detail, recipient.key_id)
             progress("start", "", str(len(tasks)))
             try:
