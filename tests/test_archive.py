@@ -409,6 +409,53 @@ Archive({str(a.root)!r}).revoke([{str(_key(keys, "admin"))!r}], "family", keys_d
     assert all(_opens(f, _key(keys, "family")) == [] for f in a.root.rglob("*.prvc"))
 
 
+def test_a_revoke_stopped_by_ctrl_c_is_logged_as_interrupted_as_if_killed(tmp_path, keys, monkeypatch):
+    """Never logged from the run's own counts as if it had completed: the note stays, and the row
+    counts what the catalogue shows, the file replaced on disk but not yet catalogued included."""
+    from privcodec.archive.catalogue import Catalogue
+
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png", "c.png"])], policy, keys_dir=keys, workers=1).ok
+    real, n = Catalogue.finish_write, [0]
+
+    def ctrl_c_at_the_second(self, rec):
+        n[0] += 1
+        if n[0] == 2:
+            raise KeyboardInterrupt        # the second re-keyed file replaced on disk, not yet catalogued
+        real(self, rec)
+
+    monkeypatch.setattr(Catalogue, "finish_write", ctrl_c_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        a.revoke([_key(keys, "admin")], "family", keys_dir=keys, workers=1)
+    monkeypatch.undo()
+    admin = privcodec.keys.load_identity(_key(keys, "admin")).key_id
+    family = privcodec.keys.load_identity(_key(keys, "family")).key_id
+    expected = {"action": "revoke", "key_ids": [family], "files": 2, "chunks": 2,
+                "detail": f"by {admin}; interrupted: 1 file(s) still open to the revoked key, run it again"}
+    assert [{k: e[k] for k in expected} for e in a.audit_log()] == [expected]
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys, workers=1).ok   # logs it for good, first
+    log = a.audit_log()
+    assert [{k: e[k] for k in expected} for e in log[:1]] == [expected]
+    assert [(e["action"], e["files"], e["detail"]) for e in log[1:]] == [("revoke", 1, f"by {admin}")]
+
+
+def test_a_grant_stopped_by_an_error_is_logged_as_interrupted(tmp_path, keys):
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png"])], policy, keys_dir=keys, workers=1).ok
+
+    def fail_after_the_first(status, path, detail):
+        if status == "done":
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        a.grant(_key(keys, "admin"), "bob", keys_dir=keys, workers=1, progress=fail_after_the_first)
+    assert [(e["action"], e["files"], e["detail"].split("; ")[-1]) for e in a.audit_log()] == [
+        ("grant", 1, "interrupted: run it again for the rest")]
+    assert len(a.ls(recipient="bob")) == 1
+
+
 def test_a_grant_that_fails_before_changing_anything_leaves_a_revocation_in_place(tmp_path, keys):
     policy = _family_policy(tmp_path, "admin", "family")
     a = Archive.init(tmp_path / "arc")

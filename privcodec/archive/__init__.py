@@ -13,7 +13,7 @@
 Each command is one pass over the files it concerns, resumable: the catalogue is written in one
 transaction per file, after the file, with a write-ahead record in between (Catalogue.recover).
 An access change is logged the same way: a note before its first file, the audit row after its
-last; the next writer logs a run killed in between (Catalogue.recover_audit).
+last; the next writer logs a run killed or stopped by an exception in between (Catalogue.recover_audit).
 """
 from __future__ import annotations
 
@@ -423,11 +423,12 @@ class Archive:
                 cat.reinstate(recipient.key_id)
                 cat.begin_audit("grant", [recipient.key_id], detail, recipient.key_id)
             progress("start", "", str(len(tasks)))
-            try:
-                self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report)
-            finally:   # logged even when the run stops half-way (killed: by the next writer, from the note)
-                cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
-                          detail + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
+            self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report)
+            # only a run that got here is logged from its own counts: one stopped by an exception
+            # (Ctrl-C included) or killed keeps the note, and is logged as interrupted from what the
+            # catalogue shows (Catalogue.recover_audit)
+            cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
+                      detail + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
         return report
 
     def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report) -> None:
@@ -529,12 +530,11 @@ class Archive:
                 cat.mark_revoked(gone, added.key_id if added is not None else None)
                 cat.begin_audit(action, key_ids, detail, gone)
             progress("start", "", str(len(tasks)))
-            try:
-                self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report)
-            finally:   # logged even when the run stops half-way (killed: by the next writer, from the note)
-                cat.audit(action, key_ids, len(report.done), report.chunks,
-                          detail + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
-                                    if report.failed else ""))
+            self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report)
+            # stopped by an exception or killed: the note stays (as in grant)
+            cat.audit(action, key_ids, len(report.done), report.chunks,
+                      detail + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
+                                if report.failed else ""))
         return report
 
     def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report) -> None:

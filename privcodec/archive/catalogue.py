@@ -283,9 +283,10 @@ class Catalogue:
     #
     # An access change (grant, revoke, rotate, rm) writes a note before its first file and its audit
     # row after its last, the row and the note's removal in one transaction: the audit log's own
-    # write-ahead record.  A run killed in between leaves the note; the next writer turns it into
-    # the row (recover_audit), counting what the catalogue shows changed since the note, as
-    # recover() completes a file's write.  Until then, audit_log() shows it as interrupted.
+    # write-ahead record.  A run killed or stopped by an exception in between leaves the note; the
+    # next writer turns it into the row (recover_audit), counting what the catalogue shows changed
+    # since the note, as recover() completes a file's write.  Until then, audit_log() shows it as
+    # interrupted.
 
     def begin_audit(self, action: str, key_ids: list[str], detail: str, measure: str | None) -> None:
         """The note, in the caller's transaction.  ``measure``: the key id whose access the change
@@ -296,7 +297,7 @@ class Catalogue:
              "files": files, "chunks": chunks})))
 
     def audit(self, action: str, key_ids: list[str], files: int, chunks: int, detail: str = "") -> None:
-        """The audit row of a change that ran to its end (or stopped by an exception), its note gone."""
+        """The audit row of a change that ran to its end, its note gone."""
         with self.transaction():
             self._audit_row(time.time(), action, key_ids, files, chunks, detail)
             self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
