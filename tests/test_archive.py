@@ -789,6 +789,37 @@ def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
     assert filled.add([photos], policy, keys_dir=keys, workers=1).done == [str(photos / "cat.tif")]
 
 
+@pytest.mark.parametrize("stopped", ["before deleting its first file", "after deleting its first file"])
+def test_an_rm_stopped_half_way_is_finished_by_the_next_writer_and_never_undone(tmp_path, keys, monkeypatch,
+                                                                                 stopped):
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png", "c.png"])], policy, keys_dir=keys, workers=1).ok
+    real_unlink = Path.unlink
+
+    def crash(self, *args, **kwargs):
+        if self.suffix == ".prvc":
+            if stopped.startswith("after"):
+                real_unlink(self, *args, **kwargs)
+            raise KeyboardInterrupt
+        real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", crash)
+    with pytest.raises(KeyboardInterrupt):
+        a.remove(["2019/a.png.prvc", "2019/b.png.prvc"])
+    monkeypatch.undo()
+    assert [f["path"] for f in a.ls()] == ["2019/c.png.prvc"]          # out of the archive already
+    expected = {"action": "remove", "files": 2, "detail": "2019/a.png.prvc, 2019/b.png.prvc; interrupted"}
+    assert [{k: e[k] for k in expected} for e in a.audit_log()] == [expected]
+    report = a.verify()
+    assert not report.ok and {p for p, _ in report.failed} <= {"2019/a.png.prvc", "2019/b.png.prvc"}
+    assert all("interrupted rm" in why for _, why in report.failed)
+    assert a.add([_small_photos(tmp_path / "2020", ["d.png"])], policy, keys_dir=keys, workers=1).ok   # a writer
+    assert sorted(p.name for p in a.root.rglob("*.prvc")) == ["c.png.prvc", "d.png.prvc"]
+    assert [f["path"] for f in a.ls()] == ["2019/c.png.prvc", "2020/d.png.prvc"] and a.verify().ok
+    assert [{k: e[k] for k in expected} for e in a.audit_log()] == [expected]
+
+
 def test_adding_again_puts_back_a_member_whose_file_was_deleted_under_its_catalogued_path(tmp_path, keys):
     policy = _family_policy(tmp_path, "admin", "family")
     src = _small_photos(tmp_path / "2019", ["a.png", "b.png"])

@@ -14,6 +14,8 @@ Each command is one pass over the files it concerns, resumable: the catalogue is
 transaction per file, after the file, with a write-ahead record in between (Catalogue.recover).
 An access change is logged the same way: a note before its first file, the audit row after its
 last; the next writer logs a run killed or stopped by an exception in between (Catalogue.recover_audit).
+rm is the other way round: the catalogue rows and a note naming the files first, then the files, so
+a crash never undoes it (the next writer deletes what it left).
 """
 from __future__ import annotations
 
@@ -145,7 +147,8 @@ class Archive:
             stack.callback(cat.close)
             if exclusive:
                 cat.recover(lambda rel: _sha_file(_inside(self.root, rel)))
-                cat.recover_audit()     # after recover(): it counts the files that completed
+                # after recover(): it counts the files that completed; it deletes what an rm left
+                cat.recover_audit(lambda rel: _delete(self.root, rel))
                 self._on_disk, temps = self._scan()
                 for tmp in temps:
                     tmp.unlink(missing_ok=True)
@@ -327,28 +330,34 @@ class Archive:
         archive paths as ``ls`` shows them."""
         report = Report()
         with self._writer(on_wait) as cat:
-            with cat.transaction():
-                cat.begin_audit("remove", [], "", None)
-            try:
-                for rel in paths:
-                    rel = Path(str(rel)).as_posix()
-                    if cat.path_owner(rel) is None:
-                        report.failed.append((rel, "not in the archive"))
-                        continue
-                    try:
-                        path = _inside(self.root, rel)
-                    except ArchiveError as e:
-                        report.failed.append((rel, str(e)))
-                        continue
-                    path.unlink(missing_ok=True)   # the file first: a crash leaves "missing", not a stray
-                    cat.remove(rel)
-                    report.done.append(rel)
-            finally:   # logged even if interrupted half-way (killed: by the next writer, from the note)
-                if report.done:
-                    cat.audit("remove", [], len(report.done), 0, ", ".join(report.done[:20])
-                              + (f" and {len(report.done) - 20} more" if len(report.done) > 20 else ""))
+            chosen: list[str] = []
+            for rel in paths:
+                rel = Path(str(rel)).as_posix()
+                if rel in chosen:
+                    continue
+                if cat.path_owner(rel) is None:
+                    report.failed.append((rel, "not in the archive"))
+                    continue
+                try:
+                    _inside(self.root, rel)
+                except ArchiveError as e:
+                    report.failed.append((rel, str(e)))
+                    continue
+                chosen.append(rel)
+            if not chosen:
+                return report
+            detail = ", ".join(chosen[:20]) + (f" and {len(chosen) - 20} more" if len(chosen) > 20 else "")
+            # the rows first, with a note naming the files: from here the remove is done whatever stops
+            # it (the next writer deletes the files left and logs it), never undone by a crash
+            cat.begin_remove(chosen, detail)
+            for rel in chosen:
+                problem = _delete(self.root, rel)
+                if problem:   # out of the archive all the same: verify reports the file as unknown
+                    report.failed.append((rel, f"taken out of the catalogue, but {problem}: delete it by hand"))
                 else:
-                    cat.cancel_audit()
+                    report.done.append(rel)
+            stuck = len(chosen) - len(report.done)
+            cat.audit("remove", [], len(chosen), 0, detail + (f"; {stuck} file(s) could not be deleted" if stuck else ""))
         return report
 
     # ------------------------------------------------------------ ls
@@ -574,7 +583,11 @@ class Archive:
         on_disk, temps = self._scan()
         for rec in pending:
             report.failed.append((rec.path, "an interrupted write (the next add/grant/revoke completes it)"))
+        removing = set(cat.removing())
         for rel in sorted(on_disk - {r["path"] for r in rows}):
+            if rel in removing:
+                report.failed.append((rel, "removed by an interrupted rm (the next add/grant/revoke deletes it)"))
+                continue
             report.failed.append((rel, "unknown (on disk, not in the catalogue)"))
             progress("problem", rel, "unknown")
         for tmp in temps:
@@ -701,6 +714,17 @@ def _inside(root: Path, rel: str, suffix: str = ".prvc") -> Path:
     if real_root not in path.parent.resolve().parents and path.parent.resolve() != real_root:
         raise ArchiveError(f"{rel}: its folder leads outside the archive (a symbolic link?)")
     return path
+
+
+def _delete(root: Path, rel: str) -> str | None:
+    """Delete the member ``rel``'s file (already gone is fine); why it could not be, or None."""
+    try:
+        _inside(root, rel).unlink(missing_ok=True)
+    except ArchiveError as e:
+        return str(e)
+    except OSError as e:
+        return f"cannot delete the file ({e.strerror or e})"
+    return None
 
 
 def _made_room(root: Path, rel: str, suffix: str = ".prvc") -> Path:

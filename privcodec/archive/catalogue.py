@@ -205,10 +205,6 @@ class Catalogue:
                 by_id[fid]["classes"].append(klass_)
         return out
 
-    def remove(self, path: str) -> bool:
-        with self.transaction():
-            return self.db.execute("DELETE FROM files WHERE path = ?", (path,)).rowcount > 0
-
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
@@ -286,15 +282,30 @@ class Catalogue:
     # write-ahead record.  A run killed or stopped by an exception in between leaves the note; the
     # next writer turns it into the row (recover_audit), counting what the catalogue shows changed
     # since the note, as recover() completes a file's write.  Until then, audit_log() shows it as
-    # interrupted.
+    # interrupted.  rm's note names its files, and their rows go in the note's transaction: the
+    # next writer deletes the files an interrupted rm left.
 
-    def begin_audit(self, action: str, key_ids: list[str], detail: str, measure: str | None) -> None:
+    def begin_audit(self, action: str, key_ids: list[str], detail: str, measure: str | None,
+                    paths: list[str] | None = None) -> None:
         """The note, in the caller's transaction.  ``measure``: the key id whose access the change
-        moves (None: the number of files)."""
+        moves (None: the number of files).  ``paths``: the files an rm deletes."""
         files, chunks = self._measure(measure)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_NOTE, json.dumps(
             {"at": time.time(), "action": action, "key_ids": key_ids, "detail": detail, "measure": measure,
-             "files": files, "chunks": chunks})))
+             "files": files, "chunks": chunks, **({"paths": paths} if paths is not None else {})})))
+
+    def begin_remove(self, paths: list[str], detail: str) -> None:
+        """rm: the members' rows gone and a note naming their files, in one transaction.  From here
+        they are out of the archive whatever stops the rm: the caller deletes the files, and if it
+        does not get to, the next writer does (recover_audit)."""
+        with self.transaction():
+            self.begin_audit("remove", [], detail, None, paths)
+            self.db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+
+    def removing(self) -> list[str]:
+        """The files of an interrupted rm, whose rows are gone (the next writer deletes them)."""
+        found = self.db.execute("SELECT value FROM meta WHERE key = ?", (_NOTE,)).fetchone()
+        return json.loads(found[0]).get("paths", []) if found else []
 
     def audit(self, action: str, key_ids: list[str], files: int, chunks: int, detail: str = "") -> None:
         """The audit row of a change that ran to its end, its note gone."""
@@ -302,13 +313,12 @@ class Catalogue:
             self._audit_row(time.time(), action, key_ids, files, chunks, detail)
             self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
 
-    def cancel_audit(self) -> None:
-        """A change that changed nothing and logs nothing (rm of paths not in the archive)."""
-        with self.transaction():
-            self.db.execute("DELETE FROM meta WHERE key = ?", (_NOTE,))
-
-    def recover_audit(self) -> bool:
-        """The audit row of a change killed half-way (after recover()); True if there was one."""
+    def recover_audit(self, delete=None) -> bool:
+        """The audit row of a change killed half-way (after recover()), the files of an interrupted
+        rm deleted first by ``delete(path)``; True if there was one."""
+        for path in self.removing():
+            if delete is not None and self.path_owner(path) is None:
+                delete(path)
         with self.transaction():
             row = self._interrupted()
             if row is not None:
