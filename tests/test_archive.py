@@ -894,6 +894,33 @@ def test_each_export_name_depends_on_its_file_alone_and_a_shared_name_is_a_failu
     assert not (tmp_path / "again" / "IMG_1.jpg.png").exists()
 
 
+def test_export_tells_names_apart_by_case_where_its_folder_does_and_a_folder_in_the_way_is_a_failure(
+        tmp_path, keys, monkeypatch):
+    import privcodec.archive as archive_module
+
+    (tmp_path / "Probe").touch()
+    if (tmp_path / "probe").exists():
+        pytest.skip("the temporary folder ignores case")
+    policy = _family_policy(tmp_path, "admin", "family")
+    src = _small_photos(tmp_path / "src", ["IMG_1.png", "img_1.png"])
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([src / "IMG_1.png"], policy, keys_dir=keys, workers=1).ok
+    assert a.add([src / "img_1.png"], policy, keys_dir=keys, workers=1).ok
+    report = a.export(tmp_path / "out", [_key(keys, "admin")], workers=1)
+    assert report.ok and report.done == ["IMG_1.png", "img_1.png"]
+
+    monkeypatch.setattr(archive_module, "_ignores_case", lambda folder: True)    # e.g. a FAT card, macOS
+    report = a.export(tmp_path / "card", [_key(keys, "admin")], workers=1)
+    assert report.done == [] and [p for p, _ in report.failed] == ["IMG_1.png.prvc", "img_1.png.prvc"]
+    assert all(why.endswith("(this folder ignores case: export into one that does not)") for _, why in report.failed)
+    monkeypatch.undo()
+
+    (tmp_path / "again" / "IMG_1.png").mkdir(parents=True)
+    report = a.export(tmp_path / "again", [_key(keys, "admin")], workers=1)
+    assert report.done == ["img_1.png"] and report.skipped == []
+    assert report.failed == [("IMG_1.png", "a folder of that name is in the way: not exported")]
+
+
 def test_a_link_out_of_the_archive_fails_that_photo_alone(tmp_path, keys, policy):
     src = tmp_path / "src"
     (src / "e" / "sub").mkdir(parents=True)

@@ -627,18 +627,29 @@ class Archive:
         except OSError as e:
             raise ArchiveError(f"cannot create the export folder {out_dir}: {e.strerror or e}") from None
         report = Report()
+        # A.png and a.png are one file where the export folder ignores case, two where it does not
+        fold = str.casefold if _ignores_case(out_dir) else str
         with self._reader(on_wait) as cat:
             rows = cat.files()
             outputs, tasks = {}, []
-            claims: dict[str, list[str]] = {}    # A.png and a.png are one file on some filesystems
+            claims: dict[str, list[str]] = {}
             for r in rows:
-                claims.setdefault(export_name(r["path"], fmt).casefold(), []).append(r["path"])
+                claims.setdefault(fold(export_name(r["path"], fmt)), []).append(r["path"])
             for r in rows:
                 out = export_name(r["path"], fmt)
-                others = [p for p in claims[out.casefold()] if p != r["path"]]
+                others = [p for p in claims[fold(out)] if p != r["path"]]
                 if others:   # never one of them chosen by which others exist: both reported
+                    helps = []
+                    if any(export_name(p, fmt) == out for p in others):
+                        helps.append("export with the other --format")
+                    if any(export_name(p, fmt) != out for p in others):    # A.png and a.png
+                        helps.append("this folder ignores case: export into one that does not")
                     report.failed.append((r["path"], f"not exported: its export name {out} is also that of "
-                                                     f"{', '.join(others)} (export with the other --format)"))
+                                                     f"{', '.join(others)} ({'; '.join(helps)})"))
+                    progress("failed", *report.failed[-1])
+                    continue
+                if (out_dir / out).is_dir():     # never 'exists, skipped': no image of it is there
+                    report.failed.append((out, "a folder of that name is in the way: not exported"))
                     progress("failed", *report.failed[-1])
                     continue
                 if (out_dir / out).exists() and not force:
@@ -714,6 +725,21 @@ def _inside(root: Path, rel: str, suffix: str = ".prvc") -> Path:
     if real_root not in path.parent.resolve().parents and path.parent.resolve() != real_root:
         raise ArchiveError(f"{rel}: its folder leads outside the archive (a symbolic link?)")
     return path
+
+
+def _ignores_case(folder: Path) -> bool:
+    """Whether names in ``folder`` (which exists) ignore case, by a probe file (True if unsure)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".privcodec-case-probe-", dir=folder)
+    except OSError:
+        return True
+    os.close(fd)
+    try:
+        return os.path.exists(os.path.join(folder, os.path.basename(probe).upper()))
+    finally:
+        os.unlink(probe)
 
 
 def _delete(root: Path, rel: str) -> str | None:
