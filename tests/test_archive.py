@@ -598,6 +598,43 @@ def test_a_catalogue_of_schema_1_stays_readable_and_its_first_writer_remembers_e
     db.close()
 
 
+def test_the_schema_2_upgrade_replays_revokes_rotations_and_grants_in_order(tmp_path, keys):
+    """A schema-1 catalogue knows who was revoked only from its audit log: a revoke revokes, a
+    rotate revokes the old key (replaced by the new one) and lifts any revocation of the new one,
+    a grant lifts its recipient's."""
+    import sqlite3
+
+    from privcodec.archive.catalogue import Catalogue
+
+    keygen("carol", keys, "symmetric")
+    admin = [_key(keys, "admin")]
+    policy = _family_policy(tmp_path, "admin", "family", "alice", "carol", "bob")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], _family_policy(tmp_path, "admin", "family", "alice",
+                                                                             "carol"), keys_dir=keys, workers=1).ok
+    assert a.revoke(admin, "alice", keys_dir=keys).ok
+    assert a.grant(admin[0], "alice", keys_dir=keys).ok              # alice: given access again
+    assert a.grant(admin[0], "bob", keys_dir=keys).ok
+    assert a.revoke(admin, "bob", keys_dir=keys).ok
+    assert a.rotate(admin, "family", "bob", keys_dir=keys).ok        # family -> bob; bob: not revoked now
+    assert a.revoke(admin, "carol", keys_dir=keys).ok                # carol: revoked
+    catalogue = a.root / ".privcodec/catalogue.sqlite"
+    db = sqlite3.connect(catalogue)                                   # as privcodec wrote it before
+    db.executescript("ALTER TABLE recipients DROP COLUMN revoked; ALTER TABLE recipients DROP COLUMN replaced_by; "
+                     "UPDATE meta SET value = '1' WHERE key = 'schema'; PRAGMA user_version = 1;")
+    db.close()
+    assert [e["action"] for e in a.audit_log()] == ["revoke", "grant", "grant", "revoke", "rotate", "revoke"]
+    with pytest.raises(ArchiveError) as refused:                      # the first writer upgrades it
+        a.add([_small_photos(tmp_path / "2020", ["b.png"])], policy, keys_dir=keys, workers=1)
+    assert str(refused.value) == (f"{policy}: recipient 'family' was rotated to 'bob' (archive rotate): update the "
+                                  "policy; recipient 'carol' was revoked (archive revoke): take it out of the policy "
+                                  "(nothing added)")
+    ids = {n: privcodec.keys.load_recipient(n, keys).key_id for n in ("family", "bob", "carol")}
+    cat = Catalogue(catalogue)
+    assert cat.schema_version() == 2 and cat.revoked() == {ids["family"]: ids["bob"], ids["carol"]: None}
+    cat.close()
+
+
 def test_verify_catches_a_changed_byte_a_deleted_file_and_an_unknown_file(filled):
     assert filled.verify().ok
     changed = filled.root / "holiday/mirror.png.prvc"
