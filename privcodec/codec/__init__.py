@@ -104,11 +104,15 @@ RELEASED_MODELS = {
         ("gicodec-4", "released/gicodec-4-session12.pt",
          "session 11's weights with coding tables for 256 Gaussian scales instead of 64 (2026-11-27, session 12)"),
     "88523cf2290550733f5e68f9866ec8c3b2da57a6a88fb9d4e98d38e843375cd3":
-        ("gicodec-4", "gicodec.pt",
+        ("gicodec-4", "released/gicodec-4-session16.pt",
          "gicodec-4 session 12 + 4.6k CPU iterations on crops mostly split into 2-4 groups, EMA (2026-11-28, "
          "session 16)"),
+    "e9d20455d8181528e0bac3970c0a8e26ecdb299e76af5877e220e937f28ff398":
+        ("gicodec-4", "gicodec.pt",
+         "gicodec-4 session 16 + 6.3k CPU iterations on crops mostly split into 2-4 groups, lr decayed to "
+         "5e-6, EMA (2026-11-28, session 17)"),
 }
-CURRENT_MODEL = "88523cf2290550733f5e68f9866ec8c3b2da57a6a88fb9d4e98d38e843375cd3"
+CURRENT_MODEL = "e9d20455d8181528e0bac3970c0a8e26ecdb299e76af5877e220e937f28ff398"
 
 
 def default_weights_path() -> Path:
