@@ -60,21 +60,33 @@ def load_image(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) 
 def pil_to_rgb(img: Image.Image, *, max_pixels: int = MAX_PIXELS, name: str = "<PIL image>") -> np.ndarray:
     """A PIL image a caller already opened, as load_image would read its file: the same limits,
     orientation applied, the same conversion to uint8 RGB (profile, alpha over white, 16-bit grey)."""
-    width, height = img.size
-    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
-    if width == 0 or height == 0:
-        raise ImageError(f"{name}: image has zero size ({width}x{height})")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > limit:
-        raise ImageError(f"{name}: image too large ({width}x{height}; a side can be at most {MAX_SIDE} pixels, "
-                         f"the area {limit:,})")
+    _check_size(*img.size, name, _pixel_limit(max_pixels))
     try:
         _refuse_32bit_integers(img, name)
         return _to_rgb(ImageOps.exif_transpose(img), name)
     except ImageError:
         raise
     except Exception as e:   # a lazily opened image decodes here: damaged data, as in open_untrusted
-        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise ImageError(f"{name}: cannot decode image: {reason}") from None
+        raise ImageError(f"{name}: cannot decode image: {_reason(e)}") from None
+
+
+def _pixel_limit(max_pixels: int) -> int:
+    """The lower of ``max_pixels`` and Pillow's own MAX_IMAGE_PIXELS (when that is set)."""
+    return max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+
+
+def _check_size(width: int, height: int, name: str, limit: int, what: str = "image") -> None:
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: {what} has zero size ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageError(f"{name}: {what} too large ({width}x{height}; a side can be at most {MAX_SIDE} pixels)")
+    if width * height > limit:
+        raise ImageError(f"{name}: {what} too large ({width}x{height} pixels, limit {limit:,})")
+
+
+def _reason(e: Exception) -> str:
+    """One line for an exception from Pillow, which reports damaged data with many types."""
+    return getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _refuse_32bit_integers(img: Image.Image, name: str) -> None:
@@ -157,8 +169,7 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
     """Open an untrusted file with Pillow, safely: no formats that run external programs,
     decompression-bomb warnings are errors, and the size is checked on the header before any
     pixel is decoded.  Every failure, also one raised in the ``with`` body, is an ImageError."""
-    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
-    limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    limit = _pixel_limit(MAX_PIXELS if max_pixels is None else max_pixels)
     _register_heif()
     Image.init()
     formats = [f for f in Image.ID if f not in _UNSAFE_FORMATS]
@@ -167,14 +178,7 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it a hard stop.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source, formats=formats) as img:
-                width, height = img.size
-                if width == 0 or height == 0:
-                    raise ImageError(f"{name}: {what} has zero size ({width}x{height})")
-                if width > MAX_SIDE or height > MAX_SIDE:
-                    raise ImageError(f"{name}: {what} too large ({width}x{height}; a side can be at most "
-                                     f"{MAX_SIDE} pixels)")
-                if width * height > limit:
-                    raise ImageError(f"{name}: {what} too large ({width}x{height} pixels, limit {limit:,})")
+                _check_size(*img.size, name, limit, what)
                 yield img
     except ImageError:
         raise
@@ -185,8 +189,7 @@ def open_untrusted(source, name: str, *, max_pixels: int | None = None, what: st
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a supported image file") from None
     except Exception as e:  # Pillow reports damaged data with many exception types
-        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise ImageError(f"{name}: cannot decode {what}: {reason}") from None
+        raise ImageError(f"{name}: cannot decode {what}: {_reason(e)}") from None
 
 
 def _register_heif() -> None:

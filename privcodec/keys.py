@@ -55,11 +55,15 @@ def _key_id(kind: str, key: bytes) -> str:
     return PASSPHRASE if kind == PASSPHRASE else crypto.key_id(kind, key).hex()
 
 
-def passphrase_identity(passphrase: str | bytes, source: str = "passphrase") -> "Identity":
-    """A passphrase as a recipient and identity (scrypt stanzas, FORMAT.md)."""
+def _check_passphrase_type(passphrase) -> None:
     if not isinstance(passphrase, (str, bytes, bytearray)):
         # bytes(123) would be 123 zero bytes: a passphrase nobody typed
         raise KeyFileError(f"a passphrase must be text (str) or bytes, not {type(passphrase).__name__}")
+
+
+def passphrase_identity(passphrase: str | bytes, source: str = "passphrase") -> "Identity":
+    """A passphrase as a recipient and identity (scrypt stanzas, FORMAT.md)."""
+    _check_passphrase_type(passphrase)
     raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
     if not raw:
         raise KeyFileError("empty passphrase")
@@ -71,8 +75,7 @@ def passphrase_recipient(passphrase: str | bytes) -> "Recipient":
     offline by anyone who has the file)."""
     from .limits import MIN_PASSPHRASE
 
-    if not isinstance(passphrase, (str, bytes, bytearray)):
-        return passphrase_identity(passphrase).recipient   # its type error
+    _check_passphrase_type(passphrase)
     if len(passphrase) < MIN_PASSPHRASE:
         raise KeyFileError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
     return passphrase_identity(passphrase).recipient
