@@ -45,7 +45,7 @@ def small_codec(checkerboard: bool = False, seed: int = 0, refine: bool = False)
         for block in m.g_s.convs.refiners or []:   # gicodec-4's blocks start as identities: make them act
             torch.nn.init.normal_(block.expand.weight, std=0.2)
     m.update(force=True)
-    return m
+    return m.for_coding()   # the layout load_weights gives the shipped models
 
 
 class OneStream:

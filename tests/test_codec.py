@@ -5,6 +5,7 @@ the shipped weights are checked separately at the end.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import subprocess
@@ -348,6 +349,27 @@ def test_the_training_path_computes_what_the_coding_path_codes(model):
         x_train = model.g_s(y_code, grid[None])
         x_code = model.g_s.per_group(y_code, grid, {0, 1, 2})
         assert torch.allclose(x_train, x_code, rtol=1e-4, atol=1e-4)
+
+
+def test_the_coding_layout_moves_pixels_by_float_rounding_only_and_streams_not_at_all():
+    """for_coding() (what loading shipped weights does) runs the pixel transforms' conv stacks
+    channels-last for faster kernels: latent and pixels agree with the plain layout to float32
+    rounding, and the float64 entropy path is untouched: the same latent codes to the same bytes."""
+    coding = small_codec(checkerboard=True, refine=True)
+    plain = copy.deepcopy(coding)
+    for stack in (plain.g_a.convs, plain.g_s.convs):
+        stack.to(memory_format=torch.contiguous_format)
+    assert coding.g_s.convs.convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    grid = torch.zeros(4, 8, dtype=torch.long)
+    grid[1:3, 2:5] = 1   # a rectangle inside an irregular background
+    grid[:, 6:] = 2
+    x = photo(64, 128, seed=5)[None]
+    with torch.no_grad():
+        y = plain.g_a.per_group(x, grid)
+        assert torch.allclose(coding.g_a.per_group(x, grid), y, rtol=1e-5, atol=1e-5)
+        assert coding._code_latent(y.double(), grid) == plain._code_latent(y.double(), grid)
+        x_plain = plain.g_s.per_group(y, grid, {0, 1, 2})
+        assert torch.allclose(coding.g_s.per_group(y, grid, {0, 1, 2}), x_plain, rtol=1e-5, atol=1e-5)
 
 
 def _y_bytes(stream: bytes) -> int:

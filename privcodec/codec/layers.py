@@ -178,19 +178,36 @@ class GroupConvStack(nn.Module):
 
     def forward(self, h: torch.Tensor, block_mask: torch.Tensor | None, block: int = 16) -> torch.Tensor:
         """h: (R,C,H,W) rows of one group each; block_mask: (R,H/b,W/b) float at h's scale (b = block size in
-        h's pixels) or None when every row covers its whole tensor."""
+        h's pixels) or None when every row covers its whole tensor.  Runs in the memory layout of
+        the weights (channels-last after GICodec.for_coding)."""
+        if self.convs[0].weight.is_contiguous(memory_format=torch.channels_last):
+            h = h.contiguous(memory_format=torch.channels_last)
         scale = block
         for i, conv in enumerate(self.convs):
             h = conv(h)
             scale = scale * 2 if self.transposed else scale // 2
             if i < len(self.gdns):
-                h = self.gdns[i](h)
+                h = _gdn(self.gdns[i], h)
             mask = None if block_mask is None else _mask_at(block_mask, scale, h.dtype)
             if mask is not None:
                 h = h * mask
             if self.refiners is not None and i < len(self.refiners):
                 h = self.refiners[i](h, mask)
         return h
+
+
+def _gdn(gdn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """compressai's (I)GDN, x · (β + γ x²)^(∓1/2), with its channel mix as a matrix product on a
+    channels-last x: there torch's 1x1 conv takes its slow generic kernel (most of the layer's
+    time).  Same arithmetic up to float32 summation order; anything else goes to the layer."""
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return gdn(x)
+    t = x.permute(0, 2, 3, 1)   # (N,H,W,C), contiguous
+    norm = F.linear(t * t, gdn.gamma_reparam(gdn.gamma), gdn.beta_reparam(gdn.beta))
+    if torch.is_grad_enabled() and (x.requires_grad or norm.requires_grad):   # adapt.py's search
+        return (t * (norm.sqrt() if gdn.inverse else norm.rsqrt())).permute(0, 3, 1, 2)
+    norm = norm.sqrt_() if gdn.inverse else norm.rsqrt_()   # in place: one 1/2-scale buffer fewer
+    return norm.mul_(t).permute(0, 3, 1, 2)
 
 
 def _mask_at(block_mask: torch.Tensor, scale: int, dtype) -> torch.Tensor:

@@ -49,6 +49,12 @@ def group_boxes(gid: torch.Tensor):
     return out
 
 
+def _box_mask(in_box: torch.Tensor) -> torch.Tensor | None:
+    """A group's block mask over its bounding box, (1,h,w) float; None when the group fills its
+    box (a rectangle, or the whole image), where masking would multiply by ones."""
+    return None if bool(in_box.all()) else in_box.float()[None]
+
+
 class Analysis(nn.Module):
     def __init__(self, channels, latent: int, depth: int, heads: int, window: int):
         super().__init__()
@@ -77,9 +83,9 @@ class Analysis(nn.Module):
         the image whatever the number of groups.  x: (1,3,H,W); gid: (H/16,W/16)."""
         y = torch.zeros(1, self.latent, *gid.shape, dtype=x.dtype)
         for g, (m, (r0, r1, c0, c1)) in group_boxes(gid).items():
-            mb = m[r0:r1, c0:c1].float()[None]
+            mb = _box_mask(m[r0:r1, c0:c1])
             crop = x[:, :, r0 * BLOCK:r1 * BLOCK, c0 * BLOCK:c1 * BLOCK]
-            h = crop * mb.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, None]
+            h = crop if mb is None else crop * mb.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, None]
             y[:, :, r0:r1, c0:c1] += self.convs(h, mb)
         return self.mix(y, gid[None])
 
@@ -106,7 +112,8 @@ class Synthesis(nn.Module):
         for g, (m, (r0, r1, c0, c1)) in group_boxes(gid).items():
             if g not in groups:
                 continue
-            mb = m[r0:r1, c0:c1].float()[None]
-            h = self.convs(t[:, :, r0:r1, c0:c1] * mb[:, None], mb, block=1)
+            mb = _box_mask(m[r0:r1, c0:c1])
+            crop = t[:, :, r0:r1, c0:c1]
+            h = self.convs(crop if mb is None else crop * mb[:, None], mb, block=1)
             out[:, :, r0 * BLOCK:r1 * BLOCK, c0 * BLOCK:c1 * BLOCK] += h
         return out

@@ -49,7 +49,7 @@ def load_weights(path: Path | str = DEFAULT_WEIGHTS) -> GICodec:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = GICodec.from_state(blob["config"], blob["state"])
     model.meta = blob.get("meta", {})
-    return model.eval()
+    return model.for_coding()
 
 
 def export_checkpoint(checkpoint: Path | str, path: Path | str = DEFAULT_WEIGHTS, meta: dict | None = None,
