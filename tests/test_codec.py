@@ -412,7 +412,7 @@ def test_a_grown_checkerboard_network_codes_exactly_as_its_parent():
     from privcodec.codec.train import grow
 
     parent = small_codec(seed=1)
-    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True).eval()
+    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True).for_coding()
     assert child.config.checkerboard and not parent.config.checkerboard
     grid = grid_with_groups(5, 7, 3, seed=2)
     x = photo(80, 112, seed=2)
@@ -432,7 +432,7 @@ def test_a_network_grown_with_synthesis_blocks_codes_and_decodes_exactly_as_its_
     from privcodec.codec.train import grow
 
     parent = small_codec(checkerboard=True, seed=3)
-    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True, refine=True).eval()
+    child = grow(parent.config.to_dict(), parent.state_dict(), checkerboard=True, refine=True).for_coding()
     assert codec.network_of(child) == "gicodec-4" and codec.network_of(parent) == "gicodec-3"
     assert len(child.g_s.convs.refiners) == 2
     grid = grid_with_groups(5, 7, 3, seed=4)
@@ -451,15 +451,18 @@ def test_scale_indexes_are_compressais_build_indexes_bit_for_bit():
 
     from privcodec.codec.entropy import scale_indexes, scale_table
 
-    gc = GaussianConditional(scale_table().tolist()).double()
-    table = gc.scale_table
-    edges = torch.cat([table, torch.nextafter(table, torch.full_like(table, 1e9)),
-                       torch.nextafter(table, torch.zeros_like(table))])
-    special = torch.tensor([0.0, -0.0, -1.0, 1e-300, float("inf"), float("-inf"), float("nan"), 1e30], dtype=torch.float64)
     rng = torch.Generator().manual_seed(0)
-    scales = torch.cat([edges, special, torch.exp(torch.randn(20000, generator=rng, dtype=torch.float64) * 3)])
-    for x in (scales, scales.float()):
-        assert torch.equal(scale_indexes(gc, x), gc.build_indexes(x))
+    # the shipped tables (64 and 256 log-spaced levels) and one that is not log-spaced
+    for table in (scale_table(levels=64), scale_table(levels=256), torch.tensor([0.11, 0.2, 0.3, 5.0, 7.0, 100.0])):
+        gc = GaussianConditional(table.tolist()).double()
+        table = gc.scale_table
+        edges = torch.cat([table, torch.nextafter(table, torch.full_like(table, 1e9)),
+                           torch.nextafter(table, torch.zeros_like(table))])
+        special = torch.tensor([0.0, -0.0, -1.0, 1e-300, float("inf"), float("-inf"), float("nan"), 1e30],
+                               dtype=torch.float64)
+        scales = torch.cat([edges, special, torch.exp(torch.randn(20000, generator=rng, dtype=torch.float64) * 3)])
+        for x in (scales, scales.float()):
+            assert torch.equal(scale_indexes(gc, x), gc.build_indexes(x))
 
 
 def test_the_coder_tables_cut_to_length_code_exactly_as_the_padded_table(model):

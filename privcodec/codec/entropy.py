@@ -27,6 +27,9 @@ and decoder agree bit for bit).
 """
 from __future__ import annotations
 
+import array
+import math
+
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -48,8 +51,31 @@ def scale_indexes(gc: GaussianConditional, scales: torch.Tensor) -> torch.Tensor
     loop makes one full pass per table entry (63), ~10 % of coding time.  The index is the number
     of table entries (all but the last) below the lower-bounded scale; NaN gets the last, as there."""
     scales = gc.lower_bound_scale(scales)
-    idx = torch.bucketize(scales.contiguous(), gc.scale_table[:-1].to(scales.dtype))
+    bounds = gc.scale_table[:-1].to(scales.dtype)
+    idx = _log_spaced_search(scales, bounds)
+    if idx is None:
+        idx = torch.bucketize(scales.contiguous(), bounds)
     return torch.where(torch.isnan(scales), len(gc.scale_table) - 1, idx).int()
+
+
+def _log_spaced_search(values: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor | None:
+    """torch.bucketize(values, bounds) for a log-spaced table (every shipped one), in a third of
+    its time: the index is guessed from the logarithm, moved by one where a neighbour says so, and
+    returned only if every index then checks out (bounds[i-1] < v <= bounds[i]); else None."""
+    n = bounds.numel()
+    if n < 2 or not bool(bounds[0] > 0):
+        return None
+    log_lo = math.log(float(bounds[0]))
+    step = (math.log(float(bounds[-1])) - log_lo) / (n - 1)
+    guess = ((torch.nan_to_num(values, nan=1.0).log() - log_lo) / step).floor_().add_(1).clamp_(0, n).long()
+    inf = torch.tensor([math.inf], dtype=bounds.dtype)
+    edges = torch.cat([-inf, bounds, inf])   # edges[i] = bounds[i-1], edges[i+1] = bounds[i]
+    v = torch.nan_to_num(values, nan=1.0)
+    guess -= (edges[guess] >= v).long()
+    guess += (edges[guess + 1] < v).long()
+    if not bool(((edges[guess] < v) & (v <= edges[guess + 1])).all()):
+        return None
+    return guess
 
 
 def coder_tables(gc: GaussianConditional):
@@ -104,6 +130,14 @@ def _check_stream_length(n_bytes: int, n_symbols: int) -> None:
 def _check_symbols(values) -> None:
     if len(values) and (max(values) > MAX_ABS_SYMBOL or min(values) < -MAX_ABS_SYMBOL):
         raise ValueError("group bitstream decodes to out-of-range symbols")
+
+
+def _as_tensor(symbols: list) -> torch.Tensor:
+    """The coder's decoded symbols (a list of ints, checked to lie within ±MAX_ABS_SYMBOL) as a
+    float64 tensor: through an int32 buffer, 3x faster than torch.tensor on a list."""
+    if not symbols:   # a group with no position in this half of the checkerboard
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.frombuffer(array.array("i", symbols), dtype=torch.int32).double()
 
 
 def _padded(stream: bytes, n_symbols: int) -> bytes:
@@ -366,7 +400,7 @@ class GroupEntropyModel(nn.Module):
                 z_idx = self._z_indexes(n_cells)
                 z_vals = dec.decode_stream(z_idx, *coder_tables(eb))
                 _check_symbols(z_vals)
-                z_sel = torch.tensor(z_vals, dtype=torch.float64).reshape(1, -1, 1, n_cells) \
+                z_sel = _as_tensor(z_vals).reshape(1, -1, 1, n_cells) \
                     + medians.reshape(1, -1, 1, 1)
                 checks[grp] = (stream, (z_vals, z_idx), [], [])
             else:
@@ -409,7 +443,7 @@ class GroupEntropyModel(nn.Module):
                     _check_symbols(vals)
                     checks[grp][2].extend(vals)
                     checks[grp][3].extend(indexes)
-                    sym[0][:, p] = torch.tensor(vals, dtype=torch.float64).reshape(self.slice_ch, -1)
+                    sym[0][:, p] = _as_tensor(vals).reshape(self.slice_ch, -1)
             prev.append(self.refine(i, mu_h, prev, sym + mu) * known.double())
         # The rANS decoder accepts any bytes; a stream is valid only if it is exactly what
         # encoding its own symbols gives back (catches corrupted or forged public payloads).
