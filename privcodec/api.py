@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DecryptionError, DetectorError, FormatError, ImageError, KeyFileError, PrivcodecError
+from .errors import DecryptionError, DetectorError, FormatError, ImageError, KeyFileError, PolicyError, PrivcodecError
 
 DEFAULT_QUALITY = 4.0
 FILLS = ("inpaint", "solid")
@@ -170,6 +170,31 @@ def _check_detector_options(function: str, options: dict) -> None:
                         f"(detector options: {', '.join(OPTIONS)})")
 
 
+def _policy(policy):
+    """A Policy, or the TOML file it is read from (a path)."""
+    from .policy import Policy, load_policy
+
+    if isinstance(policy, Policy):
+        return policy
+    if not isinstance(policy, (str, os.PathLike)):
+        raise PolicyError(f"policy: expected a policy file path or a Policy, got {type(policy).__name__}")
+    return load_policy(Path(policy))
+
+
+def _check_detect(detect) -> list[str] | None:
+    """``detect=``: None (the policy's detectors), one name ("face", or "face,plate" as typed after
+    --detect) or a list of names; a lone string is one name, never a list of letters."""
+    if detect is None:
+        return None
+    if isinstance(detect, str):
+        return [detect]
+    names = list(detect) if isinstance(detect, Iterable) and not isinstance(detect, (bytes, bytearray)) else [detect]
+    for n in names:
+        if not isinstance(n, str):
+            raise DetectorError(f"detect: expected a detector name or a list of names, got {type(n).__name__}")
+    return names
+
+
 def _check_effort(effort) -> int:
     from .limits import EFFORT_LEVELS
 
@@ -254,17 +279,20 @@ def plan(image, policy, *, regions: Sequence = (), regions_file=None, mask=None,
          shape: str = "box", min_size: float = 0, **detector_options) -> Plan:
     """The groups protect makes and what each rule does to them — the same call protect uses.
 
-    ``detect=None`` runs the detectors for the classes the policy names, in addition to any regions
-    (a region for the face a detector missed must not switch the detector off); ``detect=[]`` runs
-    none (``--no-detect``)."""
+    ``regions``: boxes in input pixels, each "x0,y0,x1,y1[:label]" (as ``--region``; 3+ x,y pairs
+    make a polygon), a tuple (x0, y0, x1, y1) or (x0, y0, x1, y1, label) — corners, not a width and
+    height; the label (default "region") is the class the policy matches — or a Detection.
+    ``detect``: a detector name ("face") or a list of names; ``detect=None`` runs the detectors for
+    the classes the policy names, in addition to any regions (a region for the face a detector
+    missed must not switch the detector off); ``detect=[]`` runs none (``--no-detect``)."""
     from . import detect as detectors
     from . import progress
-    from .policy import Policy, load_policy
 
     _check_detector_options("plan", detector_options)
-    policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    policy = _policy(policy)
+    detect = _check_detect(detect)
     pixels = _pixels(image)
-    names = policy_detectors(policy) if detect is None else list(detect)
+    names = policy_detectors(policy) if detect is None else detect
     manual = manual_regions(pixels.shape, regions=regions, regions_file=regions_file, mask=mask)
     with progress.step(f"Finding {', '.join(names)}" if names else "Building groups"):
         found = detectors.detect(pixels, names, **detector_options) if names else []
@@ -281,9 +309,14 @@ def manual_regions(shape, *, regions: Sequence = (), regions_file=None, mask=Non
     from . import detect as detectors
 
     h, w = shape[:2]
-    if isinstance(regions, str):
+    if isinstance(regions, (str, detectors.Detection)):
         regions = [regions]
-    found = list(detectors.parse_regions(regions)) if regions else []
+    if regions is None:
+        regions = ()
+    if not isinstance(regions, Iterable):
+        raise DetectorError(f"regions: expected a list of regions (\"x0,y0,x1,y1[:label]\" or "
+                            f"(x0, y0, x1, y1[, label])), got {type(regions).__name__}")
+    found = list(detectors.parse_regions(regions))
     _check_inside(found, w, h)
     if regions_file is not None:
         from_file = detectors.load_regions(regions_file, w, h)
@@ -317,6 +350,7 @@ def find_groups(image: np.ndarray, policy, *, regions: Sequence = (), regions_fi
     from . import detect as detectors
 
     _check_detector_options("find_groups", detector_options)
+    detect = _check_detect(detect)
     found = manual_regions(image.shape, regions=regions, regions_file=regions_file, mask=mask)
     if detect:
         found += detectors.detect(image, detect, **detector_options)
@@ -445,7 +479,9 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
             effort: int = 0, **detector_options) -> ProtectResult:
     """Code ``image`` group by group and encrypt/drop groups as ``policy`` says.
 
-    ``image`` is a path, bytes or a uint8 RGB array; ``policy`` a TOML path or a Policy;
+    ``image`` is a path, bytes, a binary file object, a PIL image or a uint8 RGB array; ``policy``
+    a TOML path or a Policy; ``regions``, ``detect``: as ``plan`` takes them (a region is
+    "x0,y0,x1,y1[:label]" or (x0, y0, x1, y1[, label]); ``detect="face"`` is one detector);
     ``sign`` an ed25519 key file (or SigningKey) whose signature then covers every group;
     ``keep_metadata``: recipients (key names/paths) who get the original EXIF/XMP back, encrypted
     (default: the policy's ``[metadata]`` section; metadata is otherwise dropped for everyone);
@@ -459,15 +495,15 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     from PIL import Image
 
     from . import backends, container, masks, progress
-    from .policy import Policy, load_policy
 
     _check_detector_options("protect", detector_options)
+    detect = _check_detect(detect)
     backend = backends.get(codec or backends.DEFAULT)
     quality = _check_quality(quality, backend.codec_id)
     effort = _check_effort(effort)
     if pad is not None:
         pad = _check_int("pad", pad, 1, container.MAX_PAD)
-    policy = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    policy = _policy(policy)
     signer = _signing_key(sign)
     if isinstance(keep_metadata, (str, os.PathLike)):
         keep_metadata = [os.fspath(keep_metadata)]   # one recipient, as keys= takes one key

@@ -83,9 +83,11 @@ def build_group_map(width: int, height: int, detections: Iterable[Detection], *,
 
     scale     the object's box is grown about its centre to ``scale`` times its width and height
               (or label -> scale), so the margin follows the object's size: a close-up face and
-              a face in a crowd both get hair, ears and chin.  deface's default is 1.3.
+              a face in a crowd both get hair, ears and chin.  deface's default is 1.3.  The box
+              is first clipped to the image (a region drawn past the edge is no bigger an object);
+              an object wholly beyond the image's edge claims nothing.
     margin    a minimum, in pixels, added on every side (or label -> pixels): each side grows by
-              max(margin, (scale - 1) / 2 x the box's width or height).
+              max(margin, (scale - 1) / 2 x the clipped box's width or height).
     shape     "box": the grown box; "ellipse": the ellipse through the grown box's corners (it
               contains the whole box); "exact": the pixel mask (or polygon) dilated by the
               side growth for its shorter side, the grown box if it has neither.
@@ -189,6 +191,13 @@ def _footprint(det: Detection, width: int, height: int, margin: int, shape: str,
         box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
     else:
         box = det.box
+    # The object's size is that of its box inside the image: a region drawn past the photo's edge
+    # (300,300,4000,4000 on a 512 px photo) is no bigger an object for it, and growing the drawn box
+    # would claim the whole photo.  Detectors clip their boxes already.  Wholly beyond the edge: nothing.
+    if box[2] < 0 or box[3] < 0 or box[0] > width or box[1] > height:
+        return grid
+    box = (min(max(box[0], 0), width), min(max(box[1], 0), height),
+           min(max(box[2], 0), width), min(max(box[3], 0), height))
     grow_x = max(margin, (scale - 1) / 2 * (box[2] - box[0]))
     grow_y = max(margin, (scale - 1) / 2 * (box[3] - box[1]))
     if shape == "ellipse":   # the ellipse through the grown box's corners: sqrt(2) times its half-axes

@@ -203,6 +203,41 @@ def test_regions_that_miss_the_photo_are_errors(photo_path, keys_dir, face_polic
             privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, regions=[region])
 
 
+def test_a_region_drawn_past_the_edge_protects_its_part_of_the_photo_not_all_of_it(photo_path, tmp_path):
+    policy = tmp_path / "grow.toml"
+    policy.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["family"]\n'
+                      'scale = 1.5\nmargin = 8\n')                  # as policies/faces.toml
+    # inside the 128x96 photo the region is 64..128 x 48..96: grown by 16 and 12 px, then snapped
+    rows = privcodec.plan(photo_path, policy, regions=["64,48,1000,1000:face"], detect=[]).rows()
+    assert [(r["class"], r["box"], r["action"]) for r in rows] == [
+        ("background", [0, 0, 128, 96], "public"), ("face", [48, 32, 128, 96], "encrypt")]
+
+
+def test_api_arguments_take_the_cli_forms(photo_path, face_policy):
+    # one detector name is one name (as --detect face), not a list of letters
+    assert privcodec.plan(photo_path, face_policy, detect="plate").detectors == ["plate"]
+    # (x0, y0, x1, y1, label) is --region x0,y0,x1,y1:label
+    as_tuple = privcodec.plan(photo_path, face_policy, regions=[(16, 16, 48, 64, "face")], detect=[]).rows()
+    assert as_tuple == privcodec.plan(photo_path, face_policy, regions=[FACE], detect=[]).rows()
+    assert [r["action"] for r in as_tuple] == ["public", "encrypt"]
+
+
+@pytest.mark.parametrize("policy, options, message", [
+    (None, {}, "policy: expected a policy file path or a Policy, got NoneType"),
+    (b"faces.toml", {}, "policy: expected a policy file path or a Policy, got bytes"),
+    ("face_policy", {"detect": 5}, "detect: expected a detector name or a list of names, got int"),
+    ("face_policy", {"detect": ["face", None]}, "detect: expected a detector name or a list of names, got NoneType"),
+    ("face_policy", {"regions": [(16, 16, 48, 64, 7)]}, "label must be text"),
+    ("face_policy", {"regions": 5}, "regions: expected a list of regions"),
+])
+def test_wrong_protect_argument_types_are_one_clean_error(photo_path, keys_dir, face_policy, policy, options, message):
+    policy = face_policy if policy == "face_policy" else policy
+    for call in (lambda: privcodec.protect(photo_path, policy, keys_dir=keys_dir, **options),
+                 lambda: privcodec.plan(photo_path, policy, **options)):
+        with pytest.raises(PrivcodecError, match=message):
+            call()
+
+
 def test_a_misspelt_keyword_is_an_error_not_a_region_silently_dropped(photo_path, keys_dir, face_policy):
     with pytest.raises(TypeError, match="'region'"):
         privcodec.protect(photo_path, face_policy, keys_dir=keys_dir, region=[FACE], detect=[])

@@ -140,6 +140,22 @@ def test_border_blocks_of_odd_sized_image():
     assert len(build_group_map(100, 50, [det("face", (120, 60, 140, 80))], margin=0).groups) == 1
 
 
+def test_an_object_drawn_past_the_edge_grows_from_its_part_inside_the_image():
+    # a region dragged past the photo's edge is no bigger an object for it: 1.5 x the drawn
+    # 300..4000 box would cover all of a 512 px photo and leave nothing public
+    drawn, inside = det("face", (300, 300, 4000, 4000)), det("face", (300, 300, 512, 512))
+    for shape in ("box", "ellipse"):
+        gm = build_group_map(512, 512, [drawn], margin=8, scale=1.5, shape=shape)
+        assert claimed(gm) == claimed(build_group_map(512, 512, [inside], margin=8, scale=1.5, shape=shape))
+    assert claimed(build_group_map(512, 512, [drawn], margin=8, scale=1.5)) == rect(15, 32, 15, 32)  # 300 - 53 px
+    triangle = region_from_polygon([(300, 300), (4000, 300), (300, 4000)], "sign")   # inside: the square 300..512
+    square = region_from_polygon([(300, 300), (512, 300), (512, 512), (300, 512)], "sign")
+    assert (claimed(build_group_map(512, 512, [triangle], margin=8, scale=1.5, shape="exact"))
+            == claimed(build_group_map(512, 512, [square], margin=8, scale=1.5, shape="exact")))
+    # an object with no pixel in the image claims nothing, however wide its margin
+    assert len(build_group_map(100, 50, [det("face", (120, 60, 140, 80))], margin=30, scale=3).groups) == 1
+
+
 def test_pixel_mask_covers_detection_with_margin():
     d = det("face", (37.5, 21.2, 71.9, 60.1))
     pm = build_group_map(200, 120, [d], margin=8).pixel_mask(1)
@@ -279,6 +295,16 @@ def test_regions_reject_non_finite_coordinates():
     one_line_error(DetectorError, parse_regions, [(0, 0, 1)], match="4 numbers")     # API tuples too
     one_line_error(DetectorError, parse_regions, [(0, 0, 10**400, 5)], match="numbers")
     one_line_error(DetectorError, region_from_polygon, [(0, 0), 5, (2, 2)], match="polygon")
+
+
+def test_api_region_tuples_are_the_cli_form_with_an_optional_label():
+    # (x0, y0, x1, y1, label) is --region x0,y0,x1,y1:label: corners, not a width and height
+    tup, text = parse_regions([(10, 20, 30, 40, "face"), "10,20,30,40:face"])
+    assert (tup.label, tup.box) == (text.label, text.box) == ("face", (10, 20, 30, 40))
+    assert parse_regions([[10, 20, 30, 40]])[0].label == "region"          # no label: "region", as the CLI
+    one_line_error(DetectorError, parse_regions, [(10, 20, 30, 40, 7)], match="label must be text")
+    one_line_error(DetectorError, parse_regions, [(10, 20, 30, 40, "fаce")], match="not allowed")   # Cyrillic а
+    one_line_error(DetectorError, parse_regions, [30, 40], match="a region is")   # one region not in a list
 
 
 def test_json_rejects_bad_scores_values_and_shapes():

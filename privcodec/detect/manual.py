@@ -68,7 +68,9 @@ def region_from_polygon(points, label: str = "region") -> Detection:
 def parse_regions(specs: Iterable) -> list[Detection]:
     """CLI regions: "x0,y0,x1,y1[:label]" (a box) or "x,y,x,y,x,y,...[:label]" (a polygon).
 
-    Tuples of 4 numbers are boxes; Detections pass through unchanged.
+    The API's form of a box is a tuple (x0, y0, x1, y1) or (x0, y0, x1, y1, label): corners as on
+    the command line, not a width and height; the label defaults to "region" as there.
+    Detections pass through unchanged.
     """
     found = []
     for spec in specs:
@@ -76,7 +78,7 @@ def parse_regions(specs: Iterable) -> list[Detection]:
             found.append(spec)
             continue
         if not isinstance(spec, str):
-            found.append(region_from_box(spec))
+            found.append(_region_from_tuple(spec))
             continue
         coords, _, label = spec.partition(":")
         label = label.strip() or "region"
@@ -91,6 +93,22 @@ def parse_regions(specs: Iterable) -> list[Detection]:
         else:
             raise DetectorError(f"bad region {spec!r}: give 4 numbers (a box) or 3+ x,y pairs (a polygon)")
     return found
+
+
+def _region_from_tuple(spec) -> Detection:
+    """(x0, y0, x1, y1) or (x0, y0, x1, y1, label): --region x0,y0,x1,y1[:label] as a tuple."""
+    if isinstance(spec, (bytes, bytearray, memoryview)) or not isinstance(spec, Iterable):
+        raise DetectorError(f"a region is \"x0,y0,x1,y1[:label]\", (x0, y0, x1, y1[, label]) or a Detection, "
+                            f"not {type(spec).__name__} (regions= takes a list of them)")
+    values = list(spec)
+    label = "region"
+    if len(values) == 5:
+        label = values.pop()
+        if not isinstance(label, str):
+            raise DetectorError(f"a region's label must be text (the class the policy matches), "
+                                f"not {type(label).__name__}")
+        label = label.strip() or "region"     # as the CLI reads "x0,y0,x1,y1:"
+    return region_from_box(values, label)
 
 
 def regions_from_label_png(source, width: int, height: int, labels: dict[int, str] | None = None) -> list[Detection]:
