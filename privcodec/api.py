@@ -519,8 +519,9 @@ def protect(image, policy, *, keys_dir="keys", quality: float = DEFAULT_QUALITY,
     if meta_to:
         from .imageio import read_metadata
 
-        if isinstance(image, (np.ndarray, Image.Image)):
-            raise PrivcodecError("keeping metadata needs the photo file (a path or its bytes), not decoded pixels")
+        if isinstance(image, np.ndarray):
+            raise PrivcodecError("keeping metadata needs the photo (a path, its bytes or a Pillow image), "
+                                 "not a pixel array")
         metadata = (read_metadata(image), [recipients[r] for r in meta_to])
     planned = plan(pixels, policy, regions=regions, regions_file=regions_file, mask=mask, detect=detect, shape=shape,
                    min_size=min_size, **detector_options)

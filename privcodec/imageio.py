@@ -97,31 +97,40 @@ def _refuse_32bit_integers(img: Image.Image, name: str) -> None:
         raise ImageError(f"{name}: 32-bit integer images are not supported; convert to 8- or 16-bit first")
 
 
-def read_metadata(src: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS):
+def read_metadata(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = MAX_PIXELS):
     """The photo's EXIF and XMP for key holders (``protect --keep-metadata``): EXIF re-serialised
     without the thumbnail IFD (the thumbnail still shows the unredacted face) and without maker
-    notes (which may hold previews); XMP as stored.  Returns container.Metadata, empty if none."""
-    from .container import Metadata
-
+    notes (which may hold previews); XMP as stored.  ``src`` is the photo file (a path or its
+    bytes) or a Pillow image, whose own EXIF/XMP is read.  Returns container.Metadata, empty if none."""
+    if isinstance(src, Image.Image):
+        return _kept_metadata(src)
     name = "<image data>" if isinstance(src, (bytes, bytearray)) else str(src)
     fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
     with fp, open_untrusted(fp, name, max_pixels=max_pixels) as img:
-        exif = img.getexif()
-        raw = b""
-        if len(exif):
-            kept = Image.Exif()
-            for tag, value in exif.items():
-                if tag in _EXIF_KEEP_IFD0:
-                    kept[tag] = value
-            for ifd in (0x8769, 0x8825):                     # Exif and GPS sub-IFDs, allow-listed
-                sub = {t: v for t, v in exif.get_ifd(ifd).items() if ifd == 0x8825 or t in _EXIF_KEEP_SUB}
-                if sub:
-                    kept.get_ifd(ifd).update(sub)
-            raw = kept.tobytes()                             # no IFD1 (thumbnail) is ever written
-        xmp = img.info.get("xmp", b"")
-        if isinstance(xmp, str):
-            xmp = xmp.encode("utf-8")
-        return Metadata(raw, _without_previews(bytes(xmp)))
+        return _kept_metadata(img)
+
+
+def _kept_metadata(img: Image.Image):
+    """The allow-listed EXIF and the XMP (previews dropped) of an opened image: what Pillow read
+    from its file (``img.getexif()``, ``img.info["xmp"]``), or what a caller put there."""
+    from .container import Metadata
+
+    exif = img.getexif()
+    raw = b""
+    if len(exif):
+        kept = Image.Exif()
+        for tag, value in exif.items():
+            if tag in _EXIF_KEEP_IFD0:
+                kept[tag] = value
+        for ifd in (0x8769, 0x8825):                     # Exif and GPS sub-IFDs, allow-listed
+            sub = {t: v for t, v in exif.get_ifd(ifd).items() if ifd == 0x8825 or t in _EXIF_KEEP_SUB}
+            if sub:
+                kept.get_ifd(ifd).update(sub)
+        raw = kept.tobytes()                             # no IFD1 (thumbnail) is ever written
+    xmp = img.info.get("xmp", b"")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return Metadata(raw, _without_previews(bytes(xmp)))
 
 
 # What a key holder gets back: when, with what, where — never an embedded preview (thumbnails,

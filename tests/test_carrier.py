@@ -267,6 +267,24 @@ def test_damaged_carriers_end_in_clean_errors_and_fill_bytes_are_fine(carriers):
     assert carrier.extract(padded) == PRVC
 
 
+def test_saving_as_prvc_keeps_the_images_own_metadata_for_its_recipients_only(tmp_path):
+    thumb = _jpeg_with_exif(tmp_path / "p.jpg")
+    privcodec.pillow.register()
+    with Image.open(tmp_path / "p.jpg") as im:
+        im.save(tmp_path / "p.prvc", policy=ROOT / "tests/fixtures/policy.toml", keys_dir=KEYS,
+                regions=["0,0,30,30:face"], detect=[], keep_metadata="fixture-sym")
+    data = (tmp_path / "p.prvc").read_bytes()
+    assert b"Cam\0" not in data and thumb[:20] not in data
+    kept = privcodec.view(data, keys=[SYM]).metadata
+    exif = Image.Exif()
+    exif.load(kept.exif)
+    assert exif.get(0x010F) == "Cam" and thumb[:20] not in kept.exif
+    assert privcodec.view(data).metadata is None
+    with pytest.raises(privcodec.errors.PrivcodecError, match="not a pixel array"):
+        privcodec.protect(np.zeros((32, 32, 3), np.uint8), ROOT / "tests/fixtures/policy.toml", keys_dir=KEYS,
+                          detect=[], keep_metadata="fixture-sym")
+
+
 def test_kept_metadata_is_an_allow_list_without_previews_or_orientation(tmp_path):
     from privcodec.imageio import read_metadata
 
