@@ -178,7 +178,8 @@ def keygen(name, directory, kind, force):
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output: .prvc, or .jpg/.png for a carrier any viewer opens ('-': standard output).")
 @click.option("--carrier", type=click.Choice(["prvc", "jpeg", "png"]),
-              help="Output kind when the name does not say (default: by extension, else prvc).")
+              help="Output kind for standard output; a file name must agree with it (default: by extension, "
+                   "else prvc).")
 @click.option("--policy", required=True, type=click.Path(path_type=Path), help="Policy TOML file.")
 @click.option("--dry-run", is_flag=True, help="Show what each rule does to which region; write nothing.")
 @KEYS_DIR
@@ -222,6 +223,9 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
     if lossless and codec_given and codec_name != "lossless":
         raise PrivcodecError(f"--lossless and --codec {codec_name} contradict each other")
     names = [] if no_detect else (list(detect) or None)
+    if ask_passphrase or passphrase_file is not None:
+        _check_passphrase_used(policy, keep_metadata, "--passphrase-file" if passphrase_file is not None
+                               else "--passphrase")
     if dry_run:
         _dry_run(api.plan(_read(image) if _is_stdio(image) else image, policy, regions=regions,
                           regions_file=regions_file, mask=mask, detect=names, shape=shape, min_size=min_size,
@@ -229,8 +233,8 @@ def protect(image, output, carrier, policy, dry_run, keys_dir, quality, codec_na
         return
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output' (or use --dry-run).")
+    kind = _carrier_kind(output, carrier)
     _check_output(output, force, inputs=[image, policy, regions_file, mask, sign, passphrase_file])
-    kind = carrier or _carrier_kind(output)
     result = api.protect(_read(image) if _is_stdio(image) else image, policy, keys_dir=keys_dir, quality=quality,
                          regions=regions, regions_file=regions_file, mask=mask, detect=names, shape=shape,
                          min_size=min_size, pad=pad, sign=sign, keep_metadata=list(keep_metadata) or None,
@@ -254,13 +258,35 @@ _OTHER_IMAGE_SUFFIXES = {".webp", ".avif", ".tif", ".tiff", ".gif", ".bmp", ".he
 _CARRIER_SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}   # any other name: a raw .prvc
 
 
-def _carrier_kind(output) -> str:
+def _carrier_kind(output, carrier: str | None = None) -> str:
+    """What protect writes to ``output``: the kind its name says.  --carrier names the kind where no
+    name can (standard output); a name that says another kind would open nowhere, or as the wrong
+    thing (a PNG in a .jpg), so it is refused before any work."""
+    if _is_stdio(output):
+        return carrier or "prvc"
     suffix = Path(str(output)).suffix.lower()
     if suffix in _OTHER_IMAGE_SUFFIXES:
         # a raw .prvc under an image name would open nowhere: say so before any work
         raise PrivcodecError(f"{output}: protect writes a .jpg or .png carrier, or a .prvc file; "
                              f"not {suffix}")
-    return _CARRIER_SUFFIXES.get(suffix, "prvc")
+    named = _CARRIER_SUFFIXES.get(suffix, "prvc")
+    if carrier is not None and carrier != named:
+        what = {"jpeg": "a JPEG carrier", "png": "a PNG carrier", "prvc": "a .prvc file"}[carrier]
+        name = {"jpeg": ".jpg", "png": ".png", "prvc": ".prvc"}[carrier]
+        raise PrivcodecError(f"{output}: --carrier {carrier} writes {what}; give it a {name} name")
+    return named
+
+
+def _check_passphrase_used(policy, keep_metadata, option: str) -> None:
+    """A passphrase the policy encrypts nothing for would be dropped without a word, and its user
+    would believe the file opens with it: refused before any work."""
+    from . import api
+    from .policy import load_policy
+
+    pol = load_policy(policy)
+    if not any(api.PASSPHRASE_RECIPIENT in specs for _, specs in api._named_recipients(pol, keep_metadata)):
+        raise PrivcodecError(f"{policy} names no recipient 'passphrase', so {option} would protect "
+                             f"nothing: add \"passphrase\" to a rule's recipients, or leave out {option}")
 
 
 def _check_same_form(output, data: bytes) -> None:
@@ -279,7 +305,7 @@ def _check_same_form(output, data: bytes) -> None:
         raise PrivcodecError(f"{output}: the input is {what} and so is the output; give it a {name} name")
 
 
-def _dry_run(planned) -> None:
+def _dry_run(planned, preview: bool = False) -> None:
     rows = planned.rows()
     click.echo(f"detectors: {', '.join(planned.detectors) or 'none'}")
     for r in rows:
@@ -290,7 +316,8 @@ def _dry_run(planned) -> None:
                    f"{r['blocks']:>5} blocks  {r['action']}{who} ({rule})")
     for w in planned.warnings:
         click.echo(f"warning: {w}", err=True)
-    click.echo("dry run: nothing written")
+    # detect --policy --preview writes the preview (and says so), never a protected file
+    click.echo("dry run: no protected file written" if preview else "dry run: nothing written")
 
 
 @cli.command(short_help="Decode what your keys allow.")
@@ -422,6 +449,11 @@ def grant(container, output, key, recipient, metadata, keys_dir, ask_passphrase,
     only with --metadata."""
     from . import api
 
+    if recipient != api.PASSPHRASE_RECIPIENT and (ask_passphrase or passphrase_file is not None):
+        # grant opens the file with --key: a passphrase is only ever the one granted to
+        option = "--passphrase-file" if passphrase_file is not None else "--passphrase"
+        raise PrivcodecError(f"{option} is the passphrase to grant to, with --to passphrase; with --to "
+                             f"{recipient} it would be ignored (grant opens the file with --key)")
     _check_output(output, force, inputs=[container, key, passphrase_file])
     data = _read(container)
     _check_same_form(output, data)
@@ -469,9 +501,10 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
 
         planned = api.plan(pixels, policy, detect=list(detect) or None, shape=shape, min_size=min_size,
                            **_detector_options(yolo_weights, plate_weights, min_score))
-        _dry_run(planned)
+        _dry_run(planned, preview=bool(preview))
         if preview:
             save_image(masks.render_preview(pixels, planned.group_map), preview, force=force)
+            _wrote(preview)
         return
     found = detectors.detect(pixels, list(detect) or ["face"],
                              **_detector_options(yolo_weights, plate_weights, min_score))
@@ -482,9 +515,11 @@ def detect(image, detect, no_detect, yolo_weights, plate_weights, min_score, sha
         click.echo("nothing found")
     if json_out:
         _write(json_out, detectors.regions_to_json(found, pixels.shape[1], pixels.shape[0]).encode(), force)
+        _wrote(json_out)
     if preview:
         gm = masks.build_group_map(pixels.shape[1], pixels.shape[0], found, shape=shape, min_size=min_size)
         save_image(masks.render_preview(pixels, gm), preview, force=force)
+        _wrote(preview)
 
 
 @cli.command(short_help="Protect a bundled photo and show both views.")

@@ -115,6 +115,33 @@ def test_protect_refuses_an_image_name_it_cannot_write_as_a_carrier(tmp_path, ph
     assert not out.exists()
 
 
+def test_protect_refuses_a_carrier_its_output_name_does_not_match(tmp_path, photo_path, keys_dir, face_policy):
+    # a PNG in a .jpg (or a .dat) file opens nowhere, or as the wrong thing: refused before any work,
+    # as -o x.webp is
+    args = ("--policy", face_policy, "--keys-dir", keys_dir, "--region", "16,16,48,64:face")
+    for name, kind, wanted in (("s.jpg", "png", ".png name"), ("s.dat", "png", ".png name"),
+                               ("s.png", "jpeg", ".jpg name"), ("s.prvc", "jpeg", ".jpg name"),
+                               ("s.jpg", "prvc", ".prvc name")):
+        r = run("protect", photo_path, "-o", tmp_path / name, "--carrier", kind, *args, ok=False)
+        fails_cleanly(r, f"--carrier {kind}", wanted)
+        assert not (tmp_path / name).exists()
+    run("protect", photo_path, "-o", tmp_path / "s.jpeg", "--carrier", "jpeg", *args)   # the name agrees
+    assert (tmp_path / "s.jpeg").read_bytes()[:2] == b"\xff\xd8"
+    # standard output has no name: there --carrier says what to write
+    png = subprocess.run([SCRIPT, "protect", photo_path, "-o", "-", "--carrier", "png", *map(str, args)],
+                         capture_output=True, env={**os.environ, "PRIVCODEC_THREADS": "1"}, check=True, timeout=300)
+    assert png.stdout[:4] == b"\x89PNG"
+
+
+def test_detect_with_a_policy_says_which_files_it_wrote(tmp_path, photo_path, face_policy):
+    preview = tmp_path / "groups.png"
+    r = run("detect", photo_path, "--policy", face_policy, "--preview", preview)
+    assert preview.exists() and f"wrote {preview}" in r.stdout
+    assert "nothing written" not in r.stdout and "no protected file written" in r.stdout
+    r = run("detect", photo_path, "--policy", face_policy)
+    assert "dry run: nothing written" in r.stdout and "wrote" not in r.stdout
+
+
 def test_detect_refuses_json_with_policy_before_any_work(tmp_path, photo_path, face_policy):
     r = run("detect", photo_path, "--policy", face_policy, "--json", tmp_path / "d.json", ok=False)
     fails_cleanly(r, "--preview")
@@ -128,6 +155,26 @@ def test_passphrase_file_is_an_input_and_must_be_text(tmp_path, protected):
     assert secret.read_text() == "correct horse\n"
     secret.write_bytes(b"\xff\xfe\x00p\n")
     fails_cleanly(run("view", protected, "-o", tmp_path / "v.png", "--passphrase-file", secret, ok=False), "UTF-8")
+
+
+def test_a_passphrase_nothing_is_encrypted_for_is_refused_not_ignored(tmp_path, photo_path, keys_dir, face_policy,
+                                                                    protected):
+    # the user would believe the file opens with the passphrase: refused before any work, not keyed
+    # for the policy's other recipients only
+    secret = tmp_path / "pw.txt"
+    secret.write_text("correct horse battery\n")
+    for option in (("--passphrase-file", secret), ("--passphrase",)):
+        r = run("protect", photo_path, "-o", tmp_path / "p.prvc", "--policy", face_policy, "--keys-dir", keys_dir,
+                "--region", "16,16,48,64:face", *option, ok=False)
+        fails_cleanly(r, "faces.toml", "recipient 'passphrase'", option[0])
+        assert not (tmp_path / "p.prvc").exists()
+    fails_cleanly(run("protect", photo_path, "--dry-run", "--policy", face_policy, "--no-detect",
+                      "--passphrase-file", secret, ok=False), "recipient 'passphrase'")
+    # grant reads a passphrase only to grant to it: the file is opened with --key
+    r = run("grant", protected, "-o", tmp_path / "g.prvc", "--key", keys_dir / "family.key", "--to", "stranger",
+            "--keys-dir", keys_dir, "--passphrase-file", secret, ok=False)
+    fails_cleanly(r, "--passphrase-file", "--to passphrase")
+    assert not (tmp_path / "g.prvc").exists()
 
 
 def test_every_bad_input_is_one_clean_error_line(tmp_path, protected, photo_path, keys_dir, face_policy):
@@ -160,6 +207,7 @@ def test_detect_finds_the_face_in_the_bundled_photo(tmp_path):
     r = run("detect", photo, "--detect", "face", "--json", tmp_path / "r.json", "--preview", tmp_path / "p.png")
     assert "face" in r.stdout
     assert json.loads((tmp_path / "r.json").read_text()) and (tmp_path / "p.png").exists()
+    assert f"wrote {tmp_path / 'r.json'}" in r.stdout and f"wrote {tmp_path / 'p.png'}" in r.stdout
 
 
 def test_help_is_fast_and_does_not_import_torch():
@@ -209,6 +257,19 @@ def test_lossless_and_another_codec_contradict_each_other(tmp_path, photo_path, 
 def test_train_refuses_a_learning_rate_floor_above_the_peak(tmp_path):
     r = run("train", tmp_path, "--lr", "1e-4", "--lr-floor", "1e-3", "--out", tmp_path / "run", ok=False)
     assert r.returncode == 2 and "--lr-floor" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_train_refuses_bad_data_cleanly_and_leaves_no_run_folder(tmp_path):
+    from PIL import Image
+
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    Image.new("RGB", (160, 160), (90, 120, 150)).save(evaluation / "kodim01.png")
+    (tmp_path / "empty").mkdir()
+    for data, words in ((evaluation, ("evaluation set", "kodim01.png")), (tmp_path / "empty", ("no photos",))):
+        r = run("train", data, "--out", tmp_path / "run", "--iters", "1", "--threads", "1", ok=False)
+        fails_cleanly(r, *words)
+        assert not (tmp_path / "run").exists()
 
 
 def test_tool_errors_are_one_line_too(tmp_path, photo_path):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from privcodec.codec.train import load_photos, random_groups, train
 from privcodec.codec.weights_io import load_weights
+from privcodec.errors import PrivcodecError
 
 from conftest import make_photo
 
@@ -55,8 +56,21 @@ def test_training_refuses_the_evaluation_set(tmp_path):
     kodak = tmp_path / "kodak"
     kodak.mkdir()
     Image.fromarray(make_photo(64, 64)).save(kodak / "kodim01.png")
-    with pytest.raises(SystemExit, match="evaluation set"):
+    with pytest.raises(PrivcodecError, match="evaluation set"):     # the CLI's `Error: …`, not a bare exit
         load_photos(kodak)
+
+
+def test_a_refused_run_creates_no_run_folder(tmp_path, photos):
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    Image.fromarray(make_photo(160, 160)).save(evaluation / "kodim05.png")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    for data, crop, words in ((evaluation, 64, "evaluation set"), (tmp_path / "empty", 64, "no photos"),
+                              (photos, 128, "no photos with both sides >= 128 px")):
+        with pytest.raises(PrivcodecError, match=words):
+            train(data, out, iters=1, batch=2, crop=crop, threads=1, log=lambda s: None)
+        assert not out.exists()
 
 
 def test_random_groups_are_block_maps_with_one_to_k_groups():

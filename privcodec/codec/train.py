@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import PrivcodecError
 from .model import CDF_BUFFERS, CodecConfig, GICodec
 from .weights_io import atomic_torch_save, export_weights, load_checkpoint
 
@@ -41,14 +42,20 @@ def split_holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]
             [p for i, p in enumerate(paths) if i % every == every // 2])
 
 
+def refuse_evaluation_set(paths: list[Path]) -> None:
+    """Kodak is what every result is measured on: a PrivcodecError (the CLI's `Error: …`) if any path is in it."""
+    for path in paths:
+        if "kodak" in str(path).lower() or path.name.lower().startswith("kodim"):
+            raise PrivcodecError(f"refusing to train on the evaluation set: {path}")
+
+
 def load_photos(folder: Path | list[Path], max_short_side: int = 512, min_side: int = 128) -> list[np.ndarray]:
     from PIL import Image, ImageOps
 
     photos = []
     paths = photo_paths(folder) if isinstance(folder, (str, Path)) else folder
+    refuse_evaluation_set(paths)
     for path in paths:
-        if "kodak" in str(path).lower() or path.name.lower().startswith("kodim"):
-            raise SystemExit(f"refusing to train on the evaluation set: {path}")
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
             s = min(im.size)
@@ -208,7 +215,18 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
     device = torch.device(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    out.mkdir(parents=True, exist_ok=True)
+    # The data is checked (and cached) before anything else: a refused run leaves no OUT folder behind.
+    t0 = time.time()
+    all_paths = photo_paths(data)
+    if not all_paths:
+        raise PrivcodecError(f"no photos ({', '.join(sorted(IMAGE_EXTS))}) in {data}")
+    refuse_evaluation_set(all_paths)
+    train_paths, held_paths = split_holdout(all_paths, holdout_every)
+    photos = load_photos(train_paths, min_side=crop)
+    if not photos:
+        raise PrivcodecError(f"no photos with both sides >= {crop} px in {data}")
+    eval_images = center_crops(load_photos(held_paths, min_side=256))
+    cached_in = time.time() - t0
     ckpt_path = out / "last.pt"
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -253,15 +271,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
         rng.setstate(ckpt["rng"])
     ema = WeightEMA(model, ema_decay, ckpt.get("ema") if ckpt is not None else None) if ema_decay > 0 else None
 
-    t0 = time.time()
-    train_paths, held_paths = split_holdout(photo_paths(data), holdout_every)
-    photos = load_photos(train_paths, min_side=crop)
-    if not photos:
-        from ..errors import PrivcodecError
-
-        raise PrivcodecError(f"no photos with both sides >= {crop} px in {data}")
-    eval_images = center_crops(load_photos(held_paths, min_side=256))
-    log(f"{len(photos)} training photos cached in {time.time() - t0:.0f}s ({len(eval_images)} held out for eval); "
+    log(f"{len(photos)} training photos cached in {cached_in:.0f}s ({len(eval_images)} held out for eval); "
         f"{sum(p.numel() for p in params)/1e6:.2f} M params")
     if eval_dir is not None:
         from PIL import Image
@@ -277,6 +287,7 @@ def train(data: Path, out: Path, iters: int, batch: int = 8, crop: int = 128, th
                                                          else model.state_dict()).items()})
         return shadow.eval()
 
+    out.mkdir(parents=True, exist_ok=True)    # every check passed: the run starts
     model.train()
     stats, t_last, skipped = [], time.time(), 0
     loop_start = time.time()
