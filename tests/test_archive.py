@@ -468,6 +468,127 @@ def test_a_grant_that_fails_before_changing_anything_leaves_a_revocation_in_plac
     assert [e["action"] for e in a.audit_log()] == ["revoke"]
 
 
+def test_a_revoke_or_rotate_with_a_key_that_opens_none_of_the_photos_is_refused_before_any_change(tmp_path, keys):
+    """A mistyped --key (one no photo concerned was encrypted for) would fail every file: it is one
+    error up front, and the recipient is not marked revoked (add still takes it), no rotation is
+    recorded, no audit row written, no file touched."""
+    from click.testing import CliRunner
+
+    from privcodec.archive.catalogue import Catalogue
+    from privcodec.cli import cli
+
+    keygen("family2026", keys, "symmetric")
+    keygen("stranger", tmp_path / "elsewhere", "symmetric")
+    stranger_key = tmp_path / "elsewhere/stranger.key"
+    stranger_id = privcodec.keys.load_identity(stranger_key).key_id
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png"])], policy, keys_dir=keys, workers=1).ok
+    snapshot = {f: f.read_bytes() for f in a.root.rglob("*.prvc")}
+    listed, recipients = a.ls(), a.recipients()
+    with pytest.raises(ArchiveError, match=r"^the --key opens no encrypted group of the photos 'family' may open: "
+                                           rf"key {stranger_id} is not a recipient of them here; .*\(nothing changed\)$"):
+        a.revoke([stranger_key], "family", keys_dir=keys)
+    with pytest.raises(ArchiveError, match="opens no encrypted group of the photos 'admin' may open"):
+        a.rotate([stranger_key], "admin", "family2026", keys_dir=keys)
+    assert {f: f.read_bytes() for f in a.root.rglob("*.prvc")} == snapshot
+    assert a.ls() == listed and a.recipients() == recipients and a.audit_log() == []
+    cat = Catalogue(a.root / ".privcodec/catalogue.sqlite")
+    assert cat.revoked() == {}
+    cat.close()
+    assert a.add([_small_photos(tmp_path / "2020", ["c.png"])], policy, keys_dir=keys, workers=1).ok   # family too
+    r = CliRunner().invoke(cli, ["archive", "revoke", str(a.root), "--key", str(stranger_key), "--recipient", "family",
+                                 "--keys-dir", str(keys), "--workers", "1"])
+    assert r.exit_code == 1 and isinstance(r.exception, ArchiveError) and "failed" not in r.output  # one Error: line
+
+
+def test_a_revoke_that_re_keys_some_photos_and_fails_others_records_what_happened_file_by_file(tmp_path, keys):
+    """admin opens 2019/a but not 2019/b: a is re-keyed, b fails and stays open to family, as the
+    access list and the audit row say; family is revoked for new photos (run it again with a key
+    that opens b)."""
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], _family_policy(tmp_path, "admin", "family"),
+                 keys_dir=keys, workers=1).ok
+    assert a.add([_small_photos(tmp_path / "2019", ["b.png"])], _family_policy(tmp_path, "bob", "family"),
+                 keys_dir=keys, workers=1).ok
+    report = a.revoke([_key(keys, "admin")], "family", keys_dir=keys)
+    assert report.done == ["2019/a.png.prvc"] and [p for p, _ in report.failed] == ["2019/b.png.prvc"]
+    assert _opens(a.root / "2019/a.png.prvc", _key(keys, "family")) == []
+    assert _opens(a.root / "2019/b.png.prvc", _key(keys, "family")) != []
+    assert [f["path"] for f in a.ls(recipient="family")] == ["2019/b.png.prvc"]
+    admin = privcodec.keys.load_identity(_key(keys, "admin")).key_id
+    assert [(e["action"], e["files"], e["detail"]) for e in a.audit_log()] == [
+        ("revoke", 1, f"by {admin}; 1 file(s) failed, still open to the revoked key")]
+    with pytest.raises(ArchiveError, match="recipient 'family' was revoked"):
+        a.add([_small_photos(tmp_path / "2020", ["c.png"])], _family_policy(tmp_path, "admin", "family"),
+              keys_dir=keys, workers=1)
+    assert a.revoke([_key(keys, "bob")], "family", keys_dir=keys).ok       # the rest, with a key that opens it
+    assert a.ls(recipient="family") == []
+
+
+def test_a_grant_with_a_key_that_opens_nothing_fails_and_lifts_no_revoke(tmp_path, keys):
+    """As the single-file grant: a key that opens no group (of --recipient-of's) is an error, with no
+    audit row, no new recipient and the earlier revoke in place; so is a grant whose files all failed."""
+    from click.testing import CliRunner
+
+    from privcodec.cli import cli
+
+    keygen("stranger", tmp_path / "elsewhere", "symmetric")
+    stranger = tmp_path / "elsewhere/stranger.key"
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], policy, keys_dir=keys, workers=1).ok
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys).ok
+    recipients = a.recipients()
+    with pytest.raises(ArchiveError, match=r"^the key opens no encrypted group in this archive: key [0-9a-f]{16} is "
+                                           r"not a recipient here \(nothing changed\)$"):
+        a.grant(stranger, "family", keys_dir=keys)
+    with pytest.raises(ArchiveError, match="opens none of the encrypted groups 'admin' may open"):
+        a.grant(stranger, "alice", recipient_of="admin", keys_dir=keys)
+    with pytest.raises(ArchiveError, match="opens none of the encrypted groups 'family' may open"):
+        a.grant(_key(keys, "admin"), "alice", recipient_of="family", keys_dir=keys)   # family opens nothing now
+    r = CliRunner().invoke(cli, ["archive", "grant", str(a.root), "--key", str(stranger), "--to", "family",
+                                 "--keys-dir", str(keys)])
+    assert r.exit_code == 1 and isinstance(r.exception, ArchiveError) and "granted" not in r.output
+    # the key opens the file by the catalogue, but the file was changed behind the archive's back
+    member = a.root / "2019/a.png.prvc"
+    member.write_bytes(privcodec.grant(member.read_bytes(), _key(keys, "admin"), "bob", keys_dir=keys))
+    report = a.grant(_key(keys, "admin"), "family", keys_dir=keys)
+    assert not report.ok and "changed since it was catalogued" in report.failed[0][1]
+    assert a.recipients() == recipients and [e["action"] for e in a.audit_log()] == ["revoke"]
+    with pytest.raises(ArchiveError, match="recipient 'family' was revoked"):
+        a.add([_small_photos(tmp_path / "2020", ["b.png"])], policy, keys_dir=keys, workers=1)
+
+
+def test_verify_with_a_key_the_archive_does_not_know_says_so(tmp_path, keys):
+    """It is checked all the same (it must open nothing, and opening something is a problem), but a
+    key the catalogue never listed is most likely the wrong --key: a warning names it.  A revoked
+    key is the catalogue's, and checking it opens nothing is what verify after a revoke is for."""
+    from click.testing import CliRunner
+
+    from privcodec.cli import cli
+
+    keygen("stranger", tmp_path / "elsewhere", "symmetric")
+    stranger = tmp_path / "elsewhere/stranger.key"
+    stranger_id = privcodec.keys.load_identity(stranger).key_id
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], _family_policy(tmp_path, "admin", "family"),
+                 keys_dir=keys, workers=1).ok
+    report = a.verify([stranger, _key(keys, "admin")])
+    assert report.ok and report.warnings == [(f"key {stranger_id}", "not a recipient of this archive (the catalogue "
+                                                                     "knows no such key): checked only that it opens "
+                                                                     "no group")]
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys).ok
+    report = a.verify([_key(keys, "family"), _key(keys, "admin")])
+    assert report.ok and report.warnings == []
+    r = CliRunner().invoke(cli, ["archive", "verify", str(a.root), "--key", str(stranger), "--workers", "1"])
+    assert r.exit_code == 0 and f"warning: key {stranger_id}: not a recipient of this archive" in r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "no problems: 1 file(s) checked"
+    r = CliRunner().invoke(cli, ["archive", "verify", str(a.root), "--key", str(stranger), "--json", "--workers", "1"])
+    shown = json.loads(r.stdout)
+    assert r.exit_code == 0 and shown["ok"] and shown["warnings"][0]["path"] == f"key {stranger_id}"
+
+
 def test_revoke_gives_fresh_content_keys(filled, keys):
     """The revoked recipient may have kept the old content key: the new ciphertext must not open with it."""
     from privcodec.container import open_container
@@ -482,12 +603,21 @@ def test_revoke_gives_fresh_content_keys(filled, keys):
     assert after.file_id == before.file_id and after.core_hash != before.core_hash
 
 
-def test_revoke_needs_keys_that_open_whole_files_and_changes_nothing_otherwise(filled, keys):
-    snapshot = {p: p.read_bytes() for p in filled.root.rglob("*.prvc")}
-    report = filled.revoke([_key(keys, "bob")], "alice", keys_dir=keys)    # bob opens nothing
-    assert not report.ok and len(report.failed) == 3
-    assert {p: p.read_bytes() for p in filled.root.rglob("*.prvc")} == snapshot
-    assert len(filled.ls(recipient="alice")) == 3
+def test_revoke_needs_keys_that_open_whole_files_and_changes_nothing_otherwise(tmp_path, photos, keys):
+    """A key that opens some of each file's groups (bob: the background, not the face) fails every
+    file, and a run that re-keyed no file leaves the catalogue as it was: no revoke recorded."""
+    p = tmp_path / "two.toml"
+    p.write_text('[[rule]]\nmatch = ["face"]\naction = "encrypt"\nrecipients = ["admin", "family"]\n\n'
+                 '[[rule]]\nmatch = ["background"]\naction = "encrypt"\nrecipients = ["admin", "bob"]\n')
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([photos / "portrait.jpg"], p, keys_dir=keys, workers=1).ok
+    snapshot = {f: f.read_bytes() for f in a.root.rglob("*.prvc")}
+    report = a.revoke([_key(keys, "bob")], "family", keys_dir=keys)
+    assert not report.ok and [m for _, m in report.failed] == [
+        "re-keying needs keys that open every protected chunk of the file (1 of 2 opened)"]
+    assert {f: f.read_bytes() for f in a.root.rglob("*.prvc")} == snapshot
+    assert len(a.ls(recipient="family")) == 1 and a.audit_log() == []
+    assert a.add([_small_photos(tmp_path / "2020", ["b.png"])], p, keys_dir=keys, workers=1).ok   # not revoked
 
 
 def test_revoking_the_only_recipient_is_refused(tmp_path, photos, keys):

@@ -14,6 +14,10 @@ Each command is one pass over the files it concerns, resumable: the catalogue is
 transaction per file, after the file, with a write-ahead record in between (Catalogue.recover).
 An access change is logged the same way: a note before its first file, the audit row after its
 last; the next writer logs a run killed or stopped by an exception in between (Catalogue.recover_audit).
+The note, and in its transaction a revoke's mark or a grant's reinstatement, goes in just before the
+first file is written (at once if no file needs changing): a grant, revoke or rotate whose every file
+failed leaves the catalogue as it was and logs nothing, and one whose key opens no group of the files
+concerned (a wrong key) is refused before any work.
 rm is the other way round: the catalogue rows and a note naming the files first, then the files, so
 a crash never undoes it (the next writer deletes what it left).
 """
@@ -414,8 +418,18 @@ class Archive:
         report = Report()
         with self._writer(on_wait) as cat:
             only_of = None if recipient_of is None else self._resolve(cat, recipient_of, known_only=True)
+            rows = [row for row in cat.files(key_id=identity.key_id)
+                    if any(identity.key_id in ids and (only_of is None or only_of in ids)
+                           for ids in row["access"].values())]
+            if not rows:   # a wrong key: never a grant of nothing that lifts a revoke and is logged
+                if only_of is None:
+                    raise ArchiveError(f"the key opens no encrypted group in this archive: key {identity.key_id} is "
+                                       "not a recipient here (nothing changed)")
+                raise ArchiveError(f"the key opens none of the encrypted groups {cat.recipients()[only_of]['name']!r} "
+                                   f"may open in this archive: key {identity.key_id} is not a recipient of them "
+                                   "(nothing changed)")
             tasks, records = [], {}
-            for row in cat.files(key_id=identity.key_id):
+            for row in rows:
                 chunks = {ch for ch, ids in row["access"].items() if identity.key_id in ids
                           and (only_of is None or only_of in ids) and recipient.key_id not in ids
                           and (metadata or ch != METADATA_INDEX)}
@@ -426,21 +440,34 @@ class Archive:
                                        frozenset(chunks)))
             detail = (f"by {identity.key_id}" + (f", groups of {only_of}" if only_of else "")
                       + (", with metadata" if metadata else ""))
-            with cat.transaction():   # granted on purpose: not revoked any more, if it was; logged
-                cat.add_recipient(recipient.key_id, recipient.kind, _name(to),
-                                  recipient.key if recipient.kind == "x25519" else None)
-                cat.reinstate(recipient.key_id)
-                cat.begin_audit("grant", [recipient.key_id], detail, recipient.key_id)
+            started = []
+
+            def start() -> None:
+                """Before the first file is written (or at once, with nothing to write): granted on
+                purpose, so not revoked any more if it was; the audit note.  A run that writes no file
+                changes nothing here either."""
+                if started:
+                    return
+                started.append(True)
+                with cat.transaction():
+                    cat.add_recipient(recipient.key_id, recipient.kind, _name(to),
+                                      recipient.key if recipient.kind == "x25519" else None)
+                    cat.reinstate(recipient.key_id)
+                    cat.begin_audit("grant", [recipient.key_id], detail, recipient.key_id)
+
+            if not tasks:   # the recipient already opens all of it: granted as it stands
+                start()
             progress("start", "", str(len(tasks)))
-            self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report)
+            self._apply_grants(cat, tasks, records, recipient, workers, scheduler, progress, report, start)
             # only a run that got here is logged from its own counts: one stopped by an exception
             # (Ctrl-C included) or killed keeps the note, and is logged as interrupted from what the
             # catalogue shows (Catalogue.recover_audit)
-            cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
-                      detail + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
+            if started:
+                cat.audit("grant", [recipient.key_id], len(report.done), report.chunks,
+                          detail + (f"; {len(report.failed)} file(s) failed" if report.failed else ""))
         return report
 
-    def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report) -> None:
+    def _apply_grants(self, cat, tasks, records, recipient, workers, scheduler, progress, report, start) -> None:
         from .access import grant_one
 
         for task, result in runner.run(grant_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
@@ -455,6 +482,7 @@ class Archive:
             for ch in result["granted"]:
                 rec.access[ch] = sorted(set(rec.access.get(ch, [])) | {recipient.key_id})
             rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+            start()
             self._write(cat, rec, result["data"])
             report.done.append(rec.path)
             report.chunks += len(result["granted"])
@@ -487,16 +515,14 @@ class Archive:
             if not identities:
                 raise KeyFileError("--key is the key being revoked, which cannot check the new files: give a key "
                                    "that keeps access to them (e.g. the owner's)")
+            if added is not None and added.key_id == gone:
+                raise ArchiveError("the new key is the key being revoked")
+            problems: list[tuple[str, str]] = []    # files not re-keyed, reported once the run goes ahead
             strays = self._on_disk - {f["path"] for f in cat.files()}
             if strays:   # a revocation the operator believes complete must not be: it fails, loudly
                 report.failed.append((f"{len(strays)} file(s)", "on disk but not in the catalogue, so not re-keyed "
                                       "(the key may still open them): run archive verify (e.g. "
                                       + sorted(strays)[0] + ")"))
-                progress("failed", *report.failed[-1])
-            if added is not None:
-                if added.key_id == gone:
-                    raise ArchiveError("the new key is the key being revoked")
-                cat.add_recipient(added.key_id, added.kind, _name(new), added.key if added.kind == "x25519" else None)
             known = cat.recipients()
             resolved: dict[str, Recipient | None] = {}
 
@@ -526,27 +552,54 @@ class Archive:
                         break
                     plan[chunk] = wanted
                 if problem:
-                    report.failed.append((rec.path, problem))
-                    progress("failed", rec.path, problem)
+                    problems.append((rec.path, problem))
                     continue
                 records[rec.path] = (rec, plan)
                 tasks.append(RekeyTask(str(_inside(self.root, rec.path)), rec.file_sha256, identities, plan))
+            mine = {i.key_id for i in identities}
+            if records and not any(mine & set(ids) for rec, _ in records.values() for ids in rec.access.values()):
+                # a wrong key: one error before any work, not one failure per file
+                ids = sorted(mine)
+                raise ArchiveError(f"the --key opens no encrypted group of the photos "
+                                   f"{known.get(gone, {}).get('name', gone)!r} may open: "
+                                   + (f"key {ids[0]} is not a recipient" if len(ids) == 1 else
+                                      f"keys {', '.join(ids)} are not recipients")
+                                   + " of them here; give a key that opens every group of those photos, e.g. the "
+                                   "owner's (nothing changed)")
+            report.failed += problems      # the unlisted files (if any), then these
+            for failure in report.failed:
+                progress("failed", *failure)
             action, key_ids = "revoke" if added is None else "rotate", [gone] + ([added.key_id] if added else [])
             detail = f"by {', '.join(i.key_id for i in identities)}"
-            with cat.transaction():   # from now on add refuses the old key, even if this run stops half-way
-                if added is not None:
-                    cat.reinstate(added.key_id)
-                cat.mark_revoked(gone, added.key_id if added is not None else None)
-                cat.begin_audit(action, key_ids, detail, gone)
+            started = []
+
+            def start() -> None:
+                """Before the first file is re-keyed: from then on add refuses the old key, even if this
+                run stops half-way, and the audit note is there.  A run that re-keys no file (each
+                failed) changes nothing: the catalogue never claims a revoke that did not happen."""
+                if started:
+                    return
+                started.append(True)
+                with cat.transaction():
+                    if added is not None:
+                        cat.add_recipient(added.key_id, added.kind, _name(new),
+                                          added.key if added.kind == "x25519" else None)
+                        cat.reinstate(added.key_id)
+                    cat.mark_revoked(gone, added.key_id if added is not None else None)
+                    cat.begin_audit(action, key_ids, detail, gone)
+
+            if not tasks and not problems:   # no catalogued file to re-key: revoked as it stands
+                start()
             progress("start", "", str(len(tasks)))
-            self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report)
+            self._apply_rekeys(cat, tasks, records, workers, scheduler, progress, report, start)
             # stopped by an exception or killed: the note stays (as in grant)
-            cat.audit(action, key_ids, len(report.done), report.chunks,
-                      detail + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
-                                if report.failed else ""))
+            if started:
+                cat.audit(action, key_ids, len(report.done), report.chunks,
+                          detail + (f"; {len(report.failed)} file(s) failed, still open to the revoked key"
+                                    if report.failed else ""))
         return report
 
-    def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report) -> None:
+    def _apply_rekeys(self, cat, tasks, records, workers, scheduler, progress, report, start) -> None:
         from .access import rekey_one
 
         for task, result in runner.run(rekey_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
@@ -558,6 +611,7 @@ class Archive:
             for chunk, recipients_ in plan.items():
                 rec.access[chunk] = sorted({r.key_id for r in recipients_})
             rec.file_sha256, rec.size = hashlib.sha256(result["data"]).hexdigest(), len(result["data"])
+            start()
             self._write(cat, rec, result["data"])
             report.done.append(rec.path)
             report.chunks += len(plan)
@@ -593,6 +647,11 @@ class Archive:
         for tmp in temps:
             report.warnings.append((tmp.relative_to(self.root).as_posix(),
                                     "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
+        known = cat.recipients()
+        for ident in identities:   # checked all the same (it must open nothing), but most likely a wrong --key
+            if ident.key_id not in known:
+                report.warnings.append((f"key {ident.key_id}", "not a recipient of this archive (the catalogue knows "
+                                        "no such key): checked only that it opens no group"))
         tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"]) for r in rows]
         progress("start", "", str(len(tasks)))
         for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
