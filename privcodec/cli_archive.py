@@ -75,7 +75,19 @@ def _run(verb: str, call, arrow: bool = False):
 
 
 def _waiting() -> None:
+    """Every command, reader or writer, says so when it has to wait for the archive's lock."""
     click.echo("waiting for another privcodec command on this archive to finish...", err=True)
+
+
+def _waiting_once():
+    """_waiting, said once by a command that takes the lock more than once."""
+    said = []
+
+    def wait() -> None:
+        if not said:
+            said.append(True)
+            _waiting()
+    return wait
 
 
 def _finish(report, done: str, *, skipped: str = "skipped") -> None:
@@ -125,18 +137,24 @@ def archive_init(archive):
               show_default=True, help="Backend, as for protect.")
 @click.option("--quality", default=4.0, show_default=True, type=float, help="As for protect.")
 @click.option("--effort", default=0, show_default=True, type=EFFORT, help="As for protect.")
+@click.option("--update", is_flag=True,
+              help="A photo whose archive path holds a different photo (an edited original) replaces it there, "
+                   "for this policy's recipients (without it, such a photo fails).")
 @SCALE_OPTIONS
-def archive_add(archive, sources, policy, keys_dir, codec_name, quality, effort, workers, scheduler):
+def archive_add(archive, sources, policy, keys_dir, codec_name, quality, effort, update, workers, scheduler):
     """Protect each photo under SOURCES (folders are walked: JPEG, PNG, WebP, TIFF, HEIC) into
     ARCHIVE/<folder>/<relative path>.prvc.  Originals are not touched; photos already in the archive
-    (same bytes) are skipped, so an interrupted run is resumed by running it again."""
+    (same bytes) are skipped, so an interrupted run is resumed by running it again.  A photo edited
+    since it was added fails (its path holds a different photo) unless --update."""
     from .archive import Archive
 
     a = Archive(archive)
     report = _run("added", lambda p: a.add(sources, policy, keys_dir=keys_dir, codec=codec_name, quality=quality,
-                                          effort=effort, workers=workers, scheduler=scheduler, progress=p, on_wait=_waiting),
+                                          effort=effort, workers=workers, scheduler=scheduler, progress=p,
+                                          on_wait=_waiting, update=update),
                   arrow=True)
-    _finish(report, "added", skipped="already in the archive")
+    _finish(report, "added" + (f" ({len(report.updated)} of them replacing an archived version)" if report.updated
+                               else ""), skipped="already in the archive")
 
 
 @archive.command("ls", short_help="List the archive's files.")
@@ -148,7 +166,7 @@ def archive_ls(archive, recipient, klass, as_json):
     """List files: size, dimensions, codec, groups (public / encrypted / redacted) and who may open them."""
     from .archive import Archive
 
-    files = Archive(archive).ls(recipient=recipient, klass=klass)
+    files = Archive(archive).ls(recipient=recipient, klass=klass, on_wait=_waiting)
     if as_json:
         click.echo(json.dumps(files, indent=2))
         return
@@ -163,11 +181,16 @@ def archive_ls(archive, recipient, klass, as_json):
 @ARCHIVE
 @click.argument("paths", nargs=-1, required=True)
 def archive_rm(archive, paths):
-    """Delete the archive files PATHS (as `archive ls` shows them) and their catalogue entries.
-    The original photos are not touched; adding one again puts it back."""
+    """Delete the archive files PATHS (as `archive ls` shows them, or ARCHIVE/... paths to them)
+    and their catalogue entries; a folder takes out every file under it (saying how many).  The
+    original photos are not touched; adding one again puts it back."""
     from .archive import Archive
 
-    report = Archive(archive).remove(paths, on_wait=_waiting)
+    def folder(status: str, path: str, detail: str) -> None:
+        if status == "folder":      # how many files a folder argument takes out, before they go
+            click.echo(f"{path}: {detail} under it")
+
+    report = Archive(archive).remove(paths, on_wait=_waiting, progress=folder)
     for path, msg in report.failed:
         click.echo(f"failed: {path}: {msg}", err=True)
     _finish(report, "removed")
@@ -184,8 +207,9 @@ def archive_log(archive, as_json):
     from .archive import Archive
 
     a = Archive(archive)
-    log = a.audit_log()
-    names = {r["key_id"]: r["name"] for r in a.recipients()}
+    waiting = _waiting_once()
+    log = a.audit_log(on_wait=waiting)
+    names = {r["key_id"]: r["name"] for r in a.recipients(on_wait=waiting)}
     if as_json:
         click.echo(json.dumps(log, indent=2))
         return
@@ -265,7 +289,7 @@ def archive_verify(archive, keys, as_json, workers, scheduler):
     report = _run("ok", lambda p: a.verify(list(keys), workers=workers, scheduler=scheduler,
                                            progress=(lambda *args: None) if as_json else p, on_wait=_waiting))
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "checked": len(report.done) + len({p for p, _ in report.failed}),
+        click.echo(json.dumps({"ok": report.ok, "checked": len(set(report.done) | {p for p, _ in report.failed}),
                                "problems": [{"path": p, "problem": m} for p, m in report.failed],
                                "warnings": [{"path": p, "warning": m} for p, m in report.warnings]}, indent=2))
         sys.exit(0 if report.ok else 1)
@@ -274,7 +298,9 @@ def archive_verify(archive, keys, as_json, workers, scheduler):
     if report.ok:
         click.echo(f"no problems: {len(report.done)} file(s) checked")
     else:
-        click.echo(f"{len(report.failed)} problem(s); {len(report.done)} file(s) ok")
+        # one file can have several problems: both counts, each of them printed above (problem: ...)
+        click.echo(f"{len(report.failed)} problem(s) in {len({p for p, _ in report.failed})} file(s); "
+                   f"{len(report.done)} file(s) ok")
         sys.exit(1)
 
 

@@ -335,6 +335,69 @@ def test_a_different_photo_never_replaces_an_archived_one(tmp_path, photos, keys
     assert (a.root / "holiday/p.jpg.prvc").read_bytes() == before
 
 
+def test_an_edited_photo_is_refused_with_the_way_out_and_add_update_replaces_its_archived_version(tmp_path, keys,
+                                                                                                 monkeypatch):
+    """Without --update an edited original never replaces its archived version, and the failure says
+    how to; with it, the member under the same path is replaced for the policy given now (a warning
+    names the keys granted since that the new file no longer opens), its old rows gone."""
+    from click.testing import CliRunner
+
+    from privcodec.cli import cli
+
+    src = _small_photos(tmp_path / "2019", ["a.png", "b.png"])
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([src], _family_policy(tmp_path, "admin", "family"), keys_dir=keys, workers=1).ok
+    assert a.grant(_key(keys, "admin"), "bob", keys_dir=keys).ok
+    before = {f["path"]: f for f in a.ls()}
+    old_file = (a.root / "2019/a.png.prvc").read_bytes()
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(src / "a.png")     # edited: new pixels and size
+
+    report = a.add([src], _family_policy(tmp_path, "admin", "family"), keys_dir=keys, workers=1)
+    assert report.skipped == [str(src / "b.png")] and [p for p, _ in report.failed] == [str(src / "a.png")]
+    assert report.failed[0][1] == ("2019/a.png.prvc already holds a different photo: if this one is an edited version "
+                                   "of it, add it with --update to replace the archived one; otherwise rename it")
+    assert (a.root / "2019/a.png.prvc").read_bytes() == old_file
+
+    new_policy = _family_policy(tmp_path, "admin", "alice")
+    report = a.add([src], new_policy, keys_dir=keys, workers=1, update=True)
+    assert report.ok and report.done == report.updated == [str(src / "a.png")] and report.skipped == [str(src / "b.png")]
+    assert report.warnings == [("2019/a.png.prvc", "updated for the policy's recipients: no longer open to bob, family "
+                                                   "(archive grant gives it back)")]
+    after = {f["path"]: f for f in a.ls()}
+    assert after.keys() == before.keys() and after["2019/b.png.prvc"] == before["2019/b.png.prvc"]
+    assert (after["2019/a.png.prvc"]["width"], after["2019/a.png.prvc"]["recipients"]) == (64, ["admin", "alice"])
+    assert after["2019/a.png.prvc"]["size"] == (a.root / "2019/a.png.prvc").stat().st_size
+    assert privcodec.view(a.root / "2019/a.png.prvc", keys=[_key(keys, "alice")]).pixels[0, 0].tolist() == [200] * 3
+    assert _opens(a.root / "2019/a.png.prvc", _key(keys, "bob")) == []
+    assert a.verify([_key(keys, n) for n in ("admin", "alice", "family", "bob")]).ok
+    assert a.add([src], new_policy, keys_dir=keys, workers=1, update=True).done == []       # nothing left to do
+
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(src / "a.png")      # edited again; the run killed
+    from privcodec.archive.catalogue import Catalogue                             # after replacing the file
+
+    def killed(self, rec):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Catalogue, "finish_write", killed)
+    with pytest.raises(SystemExit):
+        a.add([src], new_policy, keys_dir=keys, workers=1, update=True)
+    monkeypatch.undo()
+    assert [(p, why) for p, why in a.verify().failed] == [("2019/a.png.prvc", "an interrupted write (the next "
+                                                                               "add/grant/revoke completes it)")]
+    r = CliRunner().invoke(cli, ["archive", "add", str(a.root), str(src), "--policy", str(new_policy),
+                                 "--keys-dir", str(keys), "--workers", "1", "--update"])
+    assert r.exit_code == 0 and r.output.splitlines()[-1] == "0 added, 2 already in the archive"   # completed
+    assert len(a.ls()) == 2 and a.verify([_key(keys, "alice")]).ok
+    assert privcodec.view(a.root / "2019/a.png.prvc", keys=[_key(keys, "alice")]).pixels[0, 0].tolist() == [90] * 3
+
+    Image.fromarray(np.full((48, 64, 3), 30, np.uint8)).save(src / "a.png")
+    r = CliRunner().invoke(cli, ["archive", "add", str(a.root), str(src), "--policy", str(new_policy),
+                                 "--keys-dir", str(keys), "--workers", "1", "--update"])
+    assert r.exit_code == 0 and r.output.splitlines()[-1] == "1 added (1 of them replacing an archived version), " \
+                                                             "1 already in the archive"
+    assert [e["action"] for e in a.audit_log()] == ["grant"]       # add logs no access change, an update neither
+
+
 def test_passphrase_recipients_are_refused_before_any_work(tmp_path, photos, keys):
     a = Archive.init(tmp_path / "arc")
     p = tmp_path / "pp.toml"
@@ -709,6 +772,42 @@ def test_add_never_encrypts_new_photos_for_a_key_that_was_rotated_out_or_revoked
     assert a.add([more], new_policy, keys_dir=keys, workers=1).ok
 
 
+def test_add_refusing_a_rotated_key_names_the_key_it_was_rotated_to_in_the_end(tmp_path, keys):
+    """family -> family2026 -> family3: a policy naming either old key is pointed at family3, the
+    current one, not at a key that was itself rotated out (or revoked since)."""
+    import sqlite3
+
+    keygen("family2026", keys, "symmetric")
+    keygen("family3", keys, "symmetric")
+    admin = [_key(keys, "admin")]
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png"])], _family_policy(tmp_path, "admin", "family"),
+                 keys_dir=keys, workers=1).ok
+    assert a.rotate(admin, "family", "family2026", keys_dir=keys).ok
+    assert a.rotate(admin, "family2026", "family3", keys_dir=keys).ok
+    later = _small_photos(tmp_path / "2020", ["b.png"])
+    for old, via in (("family", " (by way of 'family2026')"), ("family2026", "")):
+        with pytest.raises(ArchiveError) as refused:
+            a.add([later], _family_policy(tmp_path, "admin", old), keys_dir=keys, workers=1)
+        assert f"recipient '{old}' was rotated to 'family3'{via} (archive rotate): update the policy" in str(refused.value)
+    assert a.add([later], _family_policy(tmp_path, "admin", "family3"), keys_dir=keys, workers=1).ok
+
+    assert a.revoke(admin, "family3", keys_dir=keys).ok
+    with pytest.raises(ArchiveError, match=r"recipient 'family' was rotated to 'family3' \(by way of 'family2026'\), "
+                                           r"which was revoked since \(archive revoke\): take it out of the policy"):
+        a.add([later], _family_policy(tmp_path, "admin", "family"), keys_dir=keys, workers=1)
+
+    ids = {n: privcodec.keys.load_recipient(n, keys).key_id for n in ("family", "family3")}
+    db = sqlite3.connect(a.root / ".privcodec/catalogue.sqlite")          # a loop (by hand): never followed forever
+    db.execute("UPDATE recipients SET replaced_by = ? WHERE key_id = ?", (ids["family"], ids["family3"]))
+    db.commit()
+    db.close()
+    with pytest.raises(ArchiveError, match=r"recipient 'family' was rotated out \(archive rotate; its rotations go "
+                                           r"round in a loop: family, family2026, family3, family\): take it out"):
+        a.add([later], _family_policy(tmp_path, "admin", "family"), keys_dir=keys, workers=1)
+    assert [f["path"] for f in a.ls()] == ["2019/a.png.prvc", "2020/b.png.prvc"]
+
+
 def test_a_catalogue_of_schema_1_stays_readable_and_its_first_writer_remembers_earlier_revokes(tmp_path, keys):
     import sqlite3
 
@@ -784,6 +883,67 @@ def test_verify_catches_a_changed_byte_a_deleted_file_and_an_unknown_file(filled
     assert sorted(report.done) == ["holiday/day2/coffee.jpg.prvc", "holiday/day2/small.webp.prvc", "holiday/portrait.jpg.prvc"]
 
 
+def test_verify_prints_every_problem_it_counts_and_counts_files_once(tmp_path, keys, monkeypatch):
+    """After an interrupted rm, revoke or add, plain verify prints each problem it counts (not only
+    --json), counts each file once, and its summary tells problems from files."""
+    from click.testing import CliRunner
+
+    from privcodec import imageio
+    from privcodec.archive.catalogue import Catalogue
+    from privcodec.cli import cli
+
+    policy = _family_policy(tmp_path, "admin", "family")
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([_small_photos(tmp_path / "2019", ["a.png", "b.png", "c.png", "d.png"])], policy, keys_dir=keys,
+                 workers=1).ok
+
+    def verify(files: int, ok: int) -> list[dict]:
+        shown = CliRunner().invoke(cli, ["archive", "verify", str(a.root), "--workers", "1"])
+        as_json = json.loads(CliRunner().invoke(cli, ["archive", "verify", str(a.root), "--json", "--workers", "1"]).output)
+        printed = [line for line in shown.output.splitlines() if line.startswith("problem: ")]
+        problems = as_json["problems"]
+        assert shown.exit_code == 1 and problems and as_json["checked"] == files
+        for p in problems:                                    # every problem counted is printed
+            assert any(line.startswith(f"problem: {p['path']}: ") and p["problem"] in line for line in printed), p
+        bad = len({p["path"] for p in problems})
+        assert shown.output.splitlines()[-1] == f"{len(problems)} problem(s) in {bad} file(s); {ok} file(s) ok"
+        return problems
+
+    def stop(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "unlink", stop)                 # rm: rows gone, files still there
+    with pytest.raises(KeyboardInterrupt):
+        a.remove(["2019/a.png.prvc", "2019/b.png.prvc"])
+    monkeypatch.undo()
+    assert [(p["path"], p["problem"]) for p in verify(files=4, ok=2)] == [
+        ("2019/a.png.prvc", "removed by an interrupted rm (the next add/grant/revoke deletes it)"),
+        ("2019/b.png.prvc", "removed by an interrupted rm (the next add/grant/revoke deletes it)")]
+
+    monkeypatch.setattr(imageio, "atomic_write", stop)        # revoke: killed before its first file is replaced
+    with pytest.raises(KeyboardInterrupt):
+        a.revoke([_key(keys, "admin")], "family", keys_dir=keys, workers=1)
+    monkeypatch.undo()
+    assert [(p["path"], p["problem"]) for p in verify(files=2, ok=1)] == [
+        ("2019/c.png.prvc", "an interrupted write (the next add/grant/revoke completes it)")]
+
+    monkeypatch.setattr(Catalogue, "finish_write", stop)      # revoke: killed after replacing its first file
+    with pytest.raises(KeyboardInterrupt):
+        a.revoke([_key(keys, "admin")], "family", keys_dir=keys, workers=1)
+    monkeypatch.undo()
+    assert [(p["path"], p["problem"]) for p in verify(files=2, ok=1)] == [   # not 'changed': it is that write
+        ("2019/c.png.prvc", "an interrupted write (the next add/grant/revoke completes it)")]
+
+    monkeypatch.setattr(Catalogue, "finish_write", stop)      # add: the new file written, not catalogued
+    with pytest.raises(KeyboardInterrupt):
+        a.add([_small_photos(tmp_path / "2020", ["e.png"])], _family_policy(tmp_path, "admin"), keys_dir=keys,
+              workers=1)
+    monkeypatch.undo()
+    assert [(p["path"], p["problem"]) for p in verify(files=3, ok=2)] == [   # once, not also 'unknown'
+        ("2020/e.png.prvc", "an interrupted write (the next add/grant/revoke completes it)")]
+    assert a.revoke([_key(keys, "admin")], "family", keys_dir=keys, workers=1).ok and a.verify().ok
+
+
 def test_verify_with_keys_catches_access_that_differs_from_the_catalogue(filled, keys):
     path = filled.root / "holiday/portrait.jpg.prvc"
     # a grant made outside the archive: bob opens a group the access list does not give him
@@ -821,6 +981,27 @@ def test_a_second_writer_waits_for_the_first(filled, photos, keys, policy):
         assert t.is_alive()
     t.join(120)
     assert not t.is_alive() and filled.verify().ok
+
+
+def test_a_reader_waits_for_a_writer_and_says_so(filled):
+    """ls, log and the recipients list wait behind a writer as verify and export do, and the command
+    line says so, with the message the writers print."""
+    for read in (filled.ls, filled.audit_log, filled.recipients):
+        waited = threading.Event()
+        with filled._lock(exclusive=True):
+            t = threading.Thread(target=lambda: read(on_wait=waited.set))
+            t.start()
+            assert waited.wait(20) and t.is_alive()        # blocked on the lock, and said so
+        t.join(60)
+        assert not t.is_alive()
+    env = dict(os.environ, PRIVCODEC_THREADS="1")
+    with filled._lock(exclusive=True):
+        procs = [subprocess.Popen([sys.executable, "-m", "privcodec", "archive", command, str(filled.root)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for command in ("ls", "log")]
+        for p in procs:                                    # said while the writer still holds the archive
+            assert p.stderr.readline() == "waiting for another privcodec command on this archive to finish...\n"
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and "holiday/portrait.jpg.prvc" in outs[0][0]
 
 
 def test_two_concurrent_adds_leave_a_consistent_archive(tmp_path, photos, keys, policy):
@@ -954,6 +1135,45 @@ def test_removing_a_file_and_adding_it_back(filled, photos, keys, policy):
     assert not (filled.root / "holiday/cat.tif.prvc").exists() and len(filled.ls()) == 4
     assert filled.verify().ok and filled.audit_log()[-1]["action"] == "remove"
     assert filled.add([photos], policy, keys_dir=keys, workers=1).done == [str(photos / "cat.tif")]
+
+
+def test_rm_takes_a_folder_of_members_and_a_path_through_the_archive_folder_and_nothing_outside(tmp_path, keys,
+                                                                                                 monkeypatch):
+    from click.testing import CliRunner
+
+    from privcodec.cli import cli
+
+    policy = _family_policy(tmp_path, "admin", "family")
+    src = tmp_path / "2019"
+    _small_photos(src / "jan", ["a.png", "b.png"])
+    _small_photos(src / "jan" / "week1", ["c.png"])
+    _small_photos(src / "janx", ["d.png"])
+    _small_photos(src / "feb", ["e.png", "f.png", "g.png"])
+    a = Archive.init(tmp_path / "arc")
+    assert a.add([src], policy, keys_dir=keys, workers=1).ok
+    monkeypatch.chdir(tmp_path)
+
+    r = CliRunner().invoke(cli, ["archive", "rm", "arc", "2019/jan/"])          # a folder: everything under it
+    assert r.exit_code == 0 and r.output.splitlines() == ["2019/jan: 3 file(s) under it", "3 removed"]
+    assert [f["path"] for f in a.ls()] == ["2019/feb/e.png.prvc", "2019/feb/f.png.prvc", "2019/feb/g.png.prvc",
+                                           "2019/janx/d.png.prvc"]             # not 2019/janx
+    assert a.audit_log()[-1]["detail"] == "2019/jan/a.png.prvc, 2019/jan/b.png.prvc, 2019/jan/week1/c.png.prvc"
+
+    report = a.remove(["arc/2019/feb/e.png.prvc",                             # through the archive folder,
+                       str(tmp_path / "arc/2019/feb/f.png.prvc"),             # absolute,
+                       "arc/2019/feb/e.png.prvc", "2019/feb/e.png.prvc",      # the same file again
+                       "arc", ".", "arc/.privcodec/catalogue.sqlite",        # the archive itself, its catalogue
+                       "arc/../2019/janx/d.png",                              # outside: the original photo
+                       str(src / "janx")])
+    assert report.done == ["2019/feb/e.png.prvc", "2019/feb/f.png.prvc"]
+    assert report.failed == [
+        ("arc", "the archive folder itself: give the files or folders in it to take out"),
+        (".", "not in the archive"),
+        ("arc/.privcodec/catalogue.sqlite", "not in the archive"),
+        ("arc/../2019/janx/d.png", "not in the archive"),
+        (str(src / "janx"), "not in the archive")]
+    assert [f["path"] for f in a.ls()] == ["2019/feb/g.png.prvc", "2019/janx/d.png.prvc"] and a.verify().ok
+    assert (src / "janx/d.png").exists() and (a.root / ".privcodec/catalogue.sqlite").exists()
 
 
 @pytest.mark.parametrize("stopped", ["before deleting its first file", "after deleting its first file"])

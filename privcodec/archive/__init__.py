@@ -40,6 +40,7 @@ CATALOGUE = "catalogue.sqlite"
 LOCK = "lock"
 LIGHT_TASKS = 200      # grant / revoke / verify: tasks per worker before a process pool pays off
 NOTHING = " matched nothing in this photo"               # api's per-photo warning, counted per run here
+INTERRUPTED_WRITE = "an interrupted write (the next add/grant/revoke completes it)"   # a write-ahead record left
 _TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")      # imageio.atomic_write's temporary files
 
 
@@ -55,13 +56,15 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)       # (path, message)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0                                                   # chunks changed (grant/revoke/rotate)
+    updated: list[str] = field(default_factory=list)                  # add --update: those of done that replaced
+                                                                      # an archived version
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
-Progress = Callable[[str, str, str], None]      # (status: done|skipped|failed|problem, path, detail)
+Progress = Callable[[str, str, str], None]      # (status: start|done|skipped|failed|problem|folder, path, detail)
 
 
 def _quiet(status: str, path: str, detail: str) -> None:
@@ -211,9 +214,12 @@ class Archive:
     # ------------------------------------------------------------ add
 
     def add(self, sources: Iterable, policy, *, keys_dir="keys", codec: str | None = None, quality: float = 4.0,
-            effort: int = 0, workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None) -> Report:
+            effort: int = 0, workers: int | None = None, scheduler=None, progress: Progress = _quiet, on_wait=None,
+            update: bool = False) -> Report:
         """Protect every photo under ``sources`` into the archive; photos already in it are skipped, and
-        a catalogued one whose file was deleted is put back under its catalogued path."""
+        a catalogued one whose file was deleted is put back under its catalogued path.  A photo whose
+        archive path holds a different photo fails, unless ``update``: then it is taken for an edited
+        version of it and replaces it there (file and catalogue rows), for this policy's recipients."""
         from .. import api
         from ..policy import load_policy
         from .hashcache import SourceHashes
@@ -239,8 +245,11 @@ class Archive:
             for name, r in recipients.items():
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
                                   r.key if r.kind == "x25519" else None)
-            tasks, planned, planned_paths = [], set(), set()
-            restoring: dict[str, set[str]] = {}     # members re-added: path -> key ids that could open them
+            tasks, planned, planned_paths = [], set(), {}
+            # members re-added (a deleted file put back) or replaced (update): path -> key ids that could open
+            # them, for the warning if the new file leaves some out
+            restoring: dict[str, set[str]] = {}
+            replacing: dict[str, str] = {}          # update: path -> the source hash of the photo it replaces
             for path, rel in walk(sources):
                 try:
                     digest = hashes.digest(path)
@@ -262,11 +271,20 @@ class Archive:
                     progress("failed", str(path), problem)
                     continue
                 owner = None if missing else cat.path_owner(rel)
-                if owner is not None or rel.casefold() in planned_paths:
-                    report.failed.append((str(path), f"{rel} already holds a different photo"))
-                    progress("failed", str(path), "name taken by a different photo")
+                if rel.casefold() in planned_paths:     # A.jpg and a.jpg are one file on some filesystems
+                    report.failed.append((str(path), f"{rel} is also the archive path of "
+                                          f"{planned_paths[rel.casefold()]} in this run: rename one of them"))
+                    progress("failed", *report.failed[-1])
                     continue
-                if missing:
+                if owner is not None and not update:    # never replaced unless asked: it may be another photo
+                    report.failed.append((str(path), f"{rel} already holds a different photo: if this one is an "
+                                          "edited version of it, add it with --update to replace the archived one; "
+                                          "otherwise rename it"))
+                    progress("failed", *report.failed[-1])
+                    continue
+                if owner is not None:                   # update: replaced under its catalogued path, as a restore
+                    replacing[rel] = owner
+                if missing or owner is not None:
                     restoring[rel] = {k for ids in cat.access_of(rel).values() for k in ids}
                 else:
                     try:
@@ -287,7 +305,7 @@ class Archive:
                     progress("failed", str(path), str(e))
                     continue
                 planned.add((rel, digest))
-                planned_paths.add(rel.casefold())   # A.jpg and a.jpg are one file on some filesystems
+                planned_paths[rel.casefold()] = str(path)
                 tasks.append(IngestTask(str(Path(path).resolve()), rel, pol, recipients, codec or "", float(quality),
                                             int(effort)))
             warned: dict[str, list[str]] = {}     # one line per warning, not one per photo
@@ -302,9 +320,10 @@ class Archive:
                 if known is not None and not (known == rec.path and rec.path in restoring):
                     report.skipped.append(task.source)   # the photo changed on disk since it was hashed above
                     continue
-                if cat.path_owner(rec.path) not in (None, rec.source_sha256):   # ... into another photo
+                # ... into another photo (not the one an update replaces)
+                if cat.path_owner(rec.path) not in (None, rec.source_sha256, replacing.get(rec.path)):
                     report.failed.append((task.source, f"{rec.path} already holds a different photo"))
-                    progress("failed", task.source, "name taken by a different photo")
+                    progress("failed", *report.failed[-1])
                     continue
                 try:
                     self._write(cat, rec, result["data"])
@@ -313,15 +332,19 @@ class Archive:
                     progress("failed", task.source, str(e))
                     continue
                 report.done.append(task.source)
+                if rec.path in replacing:
+                    report.updated.append(task.source)
                 lost = restoring.get(rec.path, set()) - {k for ids in rec.access.values() for k in ids}
                 if lost:   # it had been granted to more keys than the policy names
                     names = {k: r["name"] for k, r in cat.recipients().items()}
-                    report.warnings.append((rec.path, "restored for the policy's recipients: no longer open to "
+                    report.warnings.append((rec.path, ("updated" if rec.path in replacing else "restored")
+                                            + " for the policy's recipients: no longer open to "
                                             + ", ".join(sorted(names.get(k, k) for k in lost))
                                             + " (archive grant gives it back)"))
                 for w in result.get("warnings", []):
                     warned.setdefault(w.replace(NOTHING, " matched nothing"), []).append(task.source)
-                progress("done", task.source, rec.path)
+                progress("done", task.source, rec.path + (" (replacing its archived version)"
+                                                          if rec.path in replacing else ""))
         for w, photos in warned.items():
             where = photos[0] if len(photos) == 1 else f"{len(photos)} photos"
             report.warnings.append((where, w))
@@ -329,25 +352,35 @@ class Archive:
 
     # ------------------------------------------------------------ rm
 
-    def remove(self, paths: Iterable[str], *, on_wait=None) -> Report:
+    def remove(self, paths: Iterable[str], *, on_wait=None, progress: Progress = _quiet) -> Report:
         """Take files out of the archive (the .prvc and its catalogue entry; logged).  ``paths`` are
-        archive paths as ``ls`` shows them."""
+        archive paths as ``ls`` shows them, or folders of them (every member under it), or either as
+        a path through the archive folder (ARCHIVE/2019/a.jpg.prvc, as shell completion gives it);
+        anything outside the archive folder is refused.  Each folder is reported to ``progress``
+        ("folder", folder, "N file(s)") before anything is taken out."""
         report = Report()
         with self._writer(on_wait) as cat:
             chosen: list[str] = []
-            for rel in paths:
-                rel = Path(str(rel)).as_posix()
-                if rel in chosen:
+            seen: set[str] = set()      # chosen, as a set: thousands of paths are not compared one by one
+            for given in paths:
+                given = str(given)
+                found = self._members(cat, given)
+                if isinstance(found, str):
+                    report.failed.append((Path(given).as_posix(), found))
                     continue
-                if cat.path_owner(rel) is None:
-                    report.failed.append((rel, "not in the archive"))
-                    continue
-                try:
-                    _inside(self.root, rel)
-                except ArchiveError as e:
-                    report.failed.append((rel, str(e)))
-                    continue
-                chosen.append(rel)
+                folder, members = found
+                if folder is not None:
+                    progress("folder", folder, f"{len(members)} file(s)")
+                for rel in members:
+                    if rel in seen:
+                        continue
+                    try:
+                        _inside(self.root, rel)
+                    except ArchiveError as e:
+                        report.failed.append((rel, str(e)))
+                        continue
+                    seen.add(rel)
+                    chosen.append(rel)
             if not chosen:
                 return report
             detail = ", ".join(chosen[:20]) + (f" and {len(chosen) - 20} more" if len(chosen) > 20 else "")
@@ -364,12 +397,33 @@ class Archive:
             cat.audit("remove", [], len(chosen), 0, detail + (f"; {stuck} file(s) could not be deleted" if stuck else ""))
         return report
 
+    def _members(self, cat: Catalogue, given: str) -> tuple[str | None, list[str]] | str:
+        """What an rm argument names: (None, [member]) for a member, (folder, [members under it]) for a
+        folder of them, or why it names nothing.  It is an archive path (as ls shows it) if the archive
+        has one by that name; otherwise a path on disk, relative to the current folder, that must lead
+        inside the archive folder (spelled as given: '..' and symbolic links in it are not followed)."""
+        candidates = [Path(given).as_posix()]
+        on_disk = Path(os.path.abspath(given))
+        for root in dict.fromkeys((Path(os.path.abspath(self.root)), Path(os.path.realpath(self.root)))):
+            if on_disk == root:
+                return "the archive folder itself: give the files or folders in it to take out"
+            if root in on_disk.parents:
+                candidates.append(on_disk.relative_to(root).as_posix())
+        for rel in candidates:
+            if cat.path_owner(rel) is not None:
+                return None, [rel]
+            under = cat.paths_under(rel) if rel not in (".", "/") else []
+            if under:
+                return rel.rstrip("/"), under
+        return "not in the archive"
+
     # ------------------------------------------------------------ ls
 
-    def ls(self, *, recipient: str | None = None, klass: str | None = None) -> list[dict]:
+    def ls(self, *, recipient: str | None = None, klass: str | None = None, on_wait=None) -> list[dict]:
         """Catalogued files (dicts: path, size, width, height, codec, public/protected/redacted counts,
-        classes of public groups, access {chunk: [recipient names or key ids]})."""
-        with self._reader() as cat:
+        classes of public groups, access {chunk: [recipient names or key ids]}).  As every reader, it
+        waits for a running writer, calling ``on_wait()`` first if it must."""
+        with self._reader(on_wait) as cat:
             key_id = None if recipient is None else self._resolve(cat, recipient)
             names = {k: r["name"] for k, r in cat.recipients().items()}
             files = cat.files(key_id=key_id, klass=klass)
@@ -380,14 +434,14 @@ class Archive:
             f["access"] = {str(chunk): ids for chunk, ids in f["access"].items()}
         return files
 
-    def recipients(self) -> list[dict]:
-        with self._reader() as cat:
+    def recipients(self, *, on_wait=None) -> list[dict]:
+        with self._reader(on_wait) as cat:
             return [{"key_id": r["key_id"], "kind": r["kind"], "name": r["name"]} for r in cat.recipients().values()]
 
-    def audit_log(self) -> list[dict]:
+    def audit_log(self, *, on_wait=None) -> list[dict]:
         """Every access change logged; one killed half-way and not yet logged by a later writer comes
         last, its detail saying 'interrupted'."""
-        with self._reader() as cat:
+        with self._reader(on_wait) as cat:
             return cat.audit_log(lambda rel: _sha_file(_inside(self.root, rel)))
 
     @staticmethod
@@ -629,21 +683,26 @@ class Archive:
             return self._verify(cat, identities, workers, scheduler, progress)
 
     def _verify(self, cat, identities, workers, scheduler, progress) -> Report:
+        """Each problem counted in the report is also reported to ``progress`` (one call per file,
+        its problems joined), and each file is counted once: in ``done`` (ok) or under ``failed``."""
         from .verify import VerifyTask, verify_one
 
         report = Report()
         rows = cat.files()
-        pending = cat.pending()
+        catalogued = {r["path"] for r in rows}
+        pending = {rec.path: rec for rec in cat.pending()}
         on_disk, temps = self._scan()
-        for rec in pending:
-            report.failed.append((rec.path, "an interrupted write (the next add/grant/revoke completes it)"))
+
+        def problem(rel: str, *whys: str) -> None:
+            report.failed.extend((rel, why) for why in whys)
+            progress("problem", rel, "; ".join(whys))
+
+        for rel in sorted(set(pending) - catalogued):   # an add stopped between its file and its row
+            problem(rel, INTERRUPTED_WRITE)
         removing = set(cat.removing())
-        for rel in sorted(on_disk - {r["path"] for r in rows}):
-            if rel in removing:
-                report.failed.append((rel, "removed by an interrupted rm (the next add/grant/revoke deletes it)"))
-                continue
-            report.failed.append((rel, "unknown (on disk, not in the catalogue)"))
-            progress("problem", rel, "unknown")
+        for rel in sorted(on_disk - catalogued - set(pending)):
+            problem(rel, "removed by an interrupted rm (the next add/grant/revoke deletes it)" if rel in removing
+                    else "unknown (on disk, not in the catalogue)")
         for tmp in temps:
             report.warnings.append((tmp.relative_to(self.root).as_posix(),
                                     "temporary file of an interrupted write (the next add/grant/revoke removes it)"))
@@ -652,14 +711,16 @@ class Archive:
             if ident.key_id not in known:
                 report.warnings.append((f"key {ident.key_id}", "not a recipient of this archive (the catalogue knows "
                                         "no such key): checked only that it opens no group"))
-        tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"]) for r in rows]
+        written = {rel: (rec.file_sha256, rec.access) for rel, rec in pending.items()}
+        tasks = [VerifyTask(str(_inside(self.root, r["path"])), r["file_sha256"], identities, r["access"],
+                            written.get(r["path"])) for r in rows]
         progress("start", "", str(len(tasks)))
         for task, result in runner.run(verify_one, tasks, workers=workers, scheduler=scheduler, min_per_worker=LIGHT_TASKS):
             rel = Path(task.path).relative_to(self.root).as_posix()
-            if result["problems"]:
-                for p in result["problems"]:
-                    report.failed.append((rel, p))
-                progress("problem", rel, "; ".join(result["problems"]))
+            # a catalogued file a grant/revoke was stopped rewriting: that write, and anything else wrong
+            whys = ([INTERRUPTED_WRITE] if rel in pending else []) + result["problems"]
+            if whys:
+                problem(rel, *whys)
             else:
                 report.done.append(rel)
                 progress("done", rel, "")
@@ -739,7 +800,8 @@ class Archive:
 
 def _refuse_revoked(cat: Catalogue, recipients: dict, policy) -> None:
     """A policy recipient whose key was revoked or rotated out must not get new photos: one error
-    naming each, before any work."""
+    naming each, before any work.  A key rotated more than once is pointed at the key its rotations
+    lead to now (family -> family2026 -> family3: 'rotated to family3'), never at one rotated out too."""
     revoked = cat.revoked()
     if not revoked:
         return
@@ -748,12 +810,26 @@ def _refuse_revoked(cat: Catalogue, recipients: dict, policy) -> None:
     for spec, r in recipients.items():
         if r.key_id not in revoked:
             continue
-        new = revoked[r.key_id]
-        if new is None:
+        chain = [r.key_id]                      # the key, then each key it was rotated to
+        while chain[-1] in revoked and revoked[chain[-1]] is not None and revoked[chain[-1]] not in chain:
+            chain.append(revoked[chain[-1]])
+        last = chain[-1]
+        if last in revoked and revoked[last] is not None:    # back to a key of the chain: a loop (a damaged catalogue)
+            loop = ", ".join(names.get(k, k) for k in chain + [revoked[last]])
+            problems.append(f"recipient {spec!r} was rotated out (archive rotate; its rotations go round in a loop: "
+                            f"{loop}): take it out of the policy")
+            continue
+        if len(chain) == 1:
             problems.append(f"recipient {spec!r} was revoked (archive revoke): take it out of the policy")
+            continue
+        to = names.get(last, last)
+        to = f"{to!r}" + (f" (key {last})" if to == _name(spec) else "")
+        via = ", ".join(repr(names.get(k, k)) for k in chain[1:-1])
+        to += f" (by way of {via})" if via else ""
+        if last in revoked:                     # the key it leads to was revoked outright since
+            problems.append(f"recipient {spec!r} was rotated to {to}, which was revoked since (archive revoke): "
+                            "take it out of the policy")
         else:
-            to = names.get(new, new)
-            to = f"{to!r}" + (f" (key {new})" if to == _name(spec) else "")
             problems.append(f"recipient {spec!r} was rotated to {to} (archive rotate): update the policy")
     if problems:
         raise ArchiveError(f"{policy}: " + "; ".join(problems) + " (nothing added)")

@@ -144,6 +144,13 @@ class Catalogue:
         row = self.db.execute("SELECT source_sha256 FROM files WHERE path = ?", (path,)).fetchone()
         return row[0] if row else None
 
+    def paths_under(self, folder: str) -> list[str]:
+        """The member paths in ``folder`` ('/'-separated, relative) and its subfolders, in order: a range
+        of the path index ('/' + 1 is '0'), so not a scan of the whole catalogue."""
+        folder = folder.rstrip("/")
+        return [row[0] for row in self.db.execute("SELECT path FROM files WHERE path > ? AND path < ? ORDER BY path",
+                                                  (folder + "/", folder + "0"))]
+
     def access_of(self, path: str) -> dict[int, list[str]]:
         """The access list of the file at ``path``: {chunk: [key ids]} ({} if none)."""
         out: dict[int, list[str]] = {}
