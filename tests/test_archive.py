@@ -103,6 +103,13 @@ def test_add_walks_folders_and_mirrors_their_paths(filled):
         assert (filled.root / f["path"]).is_file()
 
 
+def test_add_takes_one_folder_or_a_generator_of_them_as_it_takes_a_list(tmp_path, photos, keys, policy):
+    one = Archive.init(tmp_path / "one")
+    assert len(one.add(photos / "day2", policy, keys_dir=keys, workers=1).done) == 2
+    lazy = Archive.init(tmp_path / "lazy")
+    assert len(lazy.add((p for p in [photos / "day2"]), policy, keys_dir=keys, workers=1).done) == 2
+
+
 def test_the_catalogue_lists_what_each_file_holds_and_who_may_open_it(filled, keys):
     files = {f["path"]: f for f in filled.ls()}
     portrait = files["holiday/portrait.jpg.prvc"]
@@ -209,6 +216,8 @@ def test_the_hash_cache_is_private_can_be_turned_off_and_forgets_photos_that_are
     db = tmp_path / "cache" / "source-hashes.sqlite"
     assert db.stat().st_mode & 0o777 == 0o600
     gone.unlink()
+    with hashcache.SourceHashes() as cache:
+        cache.digest(kept)                    # the next add of their folder forgets the photos gone from it
     with hashcache.SourceHashes() as cache:
         assert [p for (p,) in cache.db.execute("SELECT path FROM hashes")] == [str(kept.resolve())]
     monkeypatch.setenv("PRIVCODEC_NO_CACHE", "1")

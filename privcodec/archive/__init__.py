@@ -236,11 +236,13 @@ class Archive:
 
         api._check_quality(quality, backends.get(codec or backends.DEFAULT).codec_id)
         api._check_effort(effort)
+        # one folder as itself (not its letters); a generator read once (checked, walked, cached)
+        sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
         for src in sources:
             if not Path(src).exists():
                 raise ArchiveError(f"{src}: no such file or folder")
         report = Report()
-        with self._writer(on_wait) as cat, SourceHashes() as hashes:
+        with self._writer(on_wait) as cat, SourceHashes(sources=sources) as hashes:
             _refuse_revoked(cat, recipients, policy)   # before anything is written
             for name, r in recipients.items():
                 cat.add_recipient(r.key_id, r.kind, Path(name).stem if "/" in name or name.endswith((".key", ".pub")) else name,
