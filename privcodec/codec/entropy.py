@@ -67,10 +67,10 @@ def _log_spaced_search(values: torch.Tensor, bounds: torch.Tensor) -> torch.Tens
         return None
     log_lo = math.log(float(bounds[0]))
     step = (math.log(float(bounds[-1])) - log_lo) / (n - 1)
-    guess = ((torch.nan_to_num(values, nan=1.0).log() - log_lo) / step).floor_().add_(1).clamp_(0, n).long()
+    v = torch.nan_to_num(values, nan=1.0)    # NaN's index is set by the caller
+    guess = ((v.log() - log_lo) / step).floor_().add_(1).clamp_(0, n).long()
     inf = torch.tensor([math.inf], dtype=bounds.dtype)
     edges = torch.cat([-inf, bounds, inf])   # edges[i] = bounds[i-1], edges[i+1] = bounds[i]
-    v = torch.nan_to_num(values, nan=1.0)
     guess -= (edges[guess] >= v).long()
     guess += (edges[guess + 1] < v).long()
     if not bool(((edges[guess] < v) & (v <= edges[guess + 1])).all()):
